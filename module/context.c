@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The file a client opens: one context per open, bound to the opener's mm.
+ * Any use from another mm (a forked child, an fd passed over a socket, a
+ * process after exec) gets EIO and cannot touch the owner's state.
+ */
+#include "mapwatch.h"
+
+#include <linux/fs.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+
+static int mw_open(struct inode *inode, struct file *file)
+{
+	struct mw_ctx *ctx;
+	int ret;
+
+	if (!current->mm)
+		return -EINVAL;
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
+	if (!ctx)
+		return -ENOMEM;
+	ctx->evbuf = kcalloc(MW_READ_BATCH, sizeof(*ctx->evbuf),
+			     GFP_KERNEL_ACCOUNT);
+	if (!ctx->evbuf) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	spin_lock_init(&ctx->lock);
+	mutex_init(&ctx->mutex);
+	mutex_init(&ctx->read_mutex);
+	init_waitqueue_head(&ctx->wq);
+	INIT_LIST_HEAD(&ctx->pending);
+	ctx->ranges = RB_ROOT_CACHED;
+	ctx->cookies = RB_ROOT;
+	ctx->file = file;
+	ctx->mm = current->mm;
+	mmgrab(ctx->mm);
+	ctx->mn.ops = &mw_mn_ops;
+	ret = mmu_notifier_register(&ctx->mn, ctx->mm);
+	if (ret)
+		goto err_mm;
+	file->private_data = ctx;
+	return 0;
+
+err_mm:
+	mmdrop(ctx->mm);
+err_free:
+	kfree(ctx->evbuf);
+	kfree(ctx);
+	return ret;
+}
+
+static int mw_release_file(struct inode *inode, struct file *file)
+{
+	struct mw_ctx *ctx = file->private_data;
+
+	/* Waits for notifier callbacks in flight; none run after this. */
+	mmu_notifier_unregister(&ctx->mn, ctx->mm);
+	mw_free_regions(ctx);
+	mw_free_events(ctx);
+	mw_status_put(ctx->status);
+	kvfree(ctx->free_slots);
+	mmdrop(ctx->mm);
+	kfree(ctx->evbuf);
+	kfree(ctx);
+	return 0;
+}
+
+static void mw_dump_stats(struct mw_ctx *ctx)
+{
+	spin_lock(&ctx->lock);
+	pr_info("pid %d: max_regions %zu active %zu pending %zu total_events %llu overflows %llu skipped %llu monitor %llu unmonitor %llu\n",
+		task_tgid_nr(current),
+		ctx->status ? ctx->status->max_regions : 0, ctx->nr_regions,
+		ctx->nr_queued + ctx->overflowed, ctx->total_events,
+		ctx->overflows, ctx->skipped, ctx->nr_monitor,
+		ctx->nr_unmonitor);
+	spin_unlock(&ctx->lock);
+}
+
+static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct mw_ctx *ctx = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	if (current->mm != ctx->mm)
+		return -EIO;
+
+	switch (cmd) {
+	case KDREG2_IOCTL_CONFIG_DATA:
+		return mw_config(ctx, uarg);
+	case KDREG2_IOCTL_MONITOR:
+		if (!ctx->status)
+			return -ENOSPC;	/* max_regions is still 0 */
+		return mw_monitor(ctx, uarg);
+	case KDREG2_IOCTL_UNMONITOR:
+		return mw_unmonitor(ctx, uarg);
+	case KDREG2_IOCTL_UNMONITOR_ALL:
+		mw_unmonitor_all(ctx);
+		return 0;
+	case KDREG2_IOCTL_FLUSH:
+		mw_flush(ctx);
+		return 0;
+	case KDREG2_IOCTL_DUMP_STATS:
+		mw_dump_stats(ctx);
+		return 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int mw_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	return mw_status_mmap(file->private_data, vma);
+}
+
+const struct file_operations mw_fops = {
+	.owner = THIS_MODULE,
+	.open = mw_open,
+	.release = mw_release_file,
+	.read = mw_read,
+	.poll = mw_poll,
+	.unlocked_ioctl = mw_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = mw_mmap,
+	.llseek = noop_llseek,
+};

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The event queue: retired regions waiting to be read, the covering record
+ * used past the per-fd cap, and read()/poll()/FLUSH.
+ */
+#include "mapwatch.h"
+
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/uaccess.h>
+
+static size_t mw_nr_pending(struct mw_ctx *ctx)
+{
+	return ctx->nr_queued + ctx->overflowed;
+}
+
+/* Mirror the counters into the status area.  Caller holds ctx->lock. */
+void mw_publish_counters(struct mw_ctx *ctx)
+{
+	struct mw_status *st = ctx->status;
+
+	if (!st)
+		return;
+	smp_store_release(&st->hdr->num_active_regions, ctx->nr_regions);
+	smp_store_release(&st->hdr->total_events, ctx->total_events);
+	smp_store_release(&st->ext->overflows, ctx->overflows);
+	smp_store_release(&st->ext->skipped_invalidations, ctx->skipped);
+	smp_store_release(&st->hdr->pending_events, mw_nr_pending(ctx));
+}
+
+/*
+ * Queue the event of a region the notifier just retired.  Caller holds
+ * ctx->lock.  Past the cap the region is folded into the covering record,
+ * so a reader evicting by range stays correct, only less precise.
+ */
+void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r)
+{
+	ctx->total_events++;
+	if (ctx->nr_queued < READ_ONCE(mw_max_pending_events)) {
+		list_add_tail(&r->event, &ctx->pending);
+		ctx->nr_queued++;
+		return;
+	}
+	if (!ctx->overflowed) {
+		ctx->overflowed = true;
+		ctx->ovf_start = r->it.start;
+		ctx->ovf_last = r->it.last;
+	} else {
+		ctx->ovf_start = min(ctx->ovf_start, r->it.start);
+		ctx->ovf_last = max(ctx->ovf_last, r->it.last);
+	}
+	ctx->overflows++;
+	mw_region_free(r);
+}
+
+/*
+ * Fill ctx->evbuf from the head of the queue without consuming it.  Returns
+ * the number of records; *regions says how many of them are regions (the
+ * covering record, if included, comes last) and *ovf_seq which fold state
+ * the covering record showed.
+ */
+static size_t mw_peek(struct mw_ctx *ctx, size_t max, size_t *regions,
+		      u64 *ovf_seq)
+{
+	struct kdreg2_event *ev = ctx->evbuf;
+	struct mw_region *r;
+	size_t n = 0;
+
+	memset(ev, 0, max * sizeof(*ev));
+	list_for_each_entry(r, &ctx->pending, event) {
+		if (n == max)
+			break;
+		ev[n].type = KDREG2_EVENT_MAPPING_CHANGE;
+		ev[n].u.mapping_change.addr = (void __user *)r->it.start;
+		ev[n].u.mapping_change.len = r->it.last - r->it.start + 1;
+		ev[n].u.mapping_change.cookie = r->cookie;
+		n++;
+	}
+	*regions = n;
+	*ovf_seq = ctx->overflows;
+	if (n < max && ctx->overflowed) {
+		ev[n].type = KDREG2_EVENT_MAPPING_CHANGE;
+		ev[n].u.mapping_change.addr = (void __user *)ctx->ovf_start;
+		ev[n].u.mapping_change.len = ctx->ovf_last - ctx->ovf_start + 1;
+		ev[n].u.mapping_change.cookie = KDREG2_BAD_COOKIE_VALUE;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Drop what mw_peek() showed: the notifier only appends, and read_mutex keeps
+ * other readers and FLUSH away, so those regions are still at the head.  The
+ * covering record is dropped only if nothing was folded into it since.
+ * Caller holds both locks.
+ */
+static void mw_consume(struct mw_ctx *ctx, size_t regions, bool covering,
+		       u64 ovf_seq, struct list_head *dead)
+{
+	while (regions--) {
+		struct mw_region *r;
+
+		r = list_first_entry(&ctx->pending, struct mw_region, event);
+		list_move_tail(&r->event, dead);
+		ctx->nr_queued--;
+	}
+	if (covering && ctx->overflows == ovf_seq)
+		ctx->overflowed = false;
+	mw_publish_counters(ctx);
+}
+
+static void mw_free_list(struct list_head *dead)
+{
+	struct mw_region *r, *tmp;
+
+	list_for_each_entry_safe(r, tmp, dead, event)
+		mw_region_free(r);
+}
+
+ssize_t mw_read(struct file *file, char __user *buf, size_t count,
+		loff_t *ppos)
+{
+	struct mw_ctx *ctx = file->private_data;
+	size_t want = count / sizeof(struct kdreg2_event), n, regions;
+	u64 ovf_seq;
+	LIST_HEAD(dead);
+	int ret;
+
+	if (current->mm != ctx->mm)
+		return -EIO;
+	if (!want)
+		return -EINVAL;
+	want = min_t(size_t, want, MW_READ_BATCH);
+
+	if (mutex_lock_interruptible(&ctx->read_mutex))
+		return -ERESTARTSYS;
+	for (;;) {
+		spin_lock(&ctx->lock);
+		n = mw_peek(ctx, want, &regions, &ovf_seq);
+		spin_unlock(&ctx->lock);
+		if (n)
+			break;
+		mutex_unlock(&ctx->read_mutex);
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		ret = wait_event_interruptible(ctx->wq,
+					       READ_ONCE(ctx->nr_queued) ||
+					       READ_ONCE(ctx->overflowed));
+		if (ret)
+			return ret;
+		if (mutex_lock_interruptible(&ctx->read_mutex))
+			return -ERESTARTSYS;
+	}
+	if (copy_to_user(buf, ctx->evbuf, n * sizeof(struct kdreg2_event))) {
+		mutex_unlock(&ctx->read_mutex);
+		return -EFAULT;	/* nothing consumed */
+	}
+	spin_lock(&ctx->lock);
+	mw_consume(ctx, regions, n > regions, ovf_seq, &dead);
+	spin_unlock(&ctx->lock);
+	mutex_unlock(&ctx->read_mutex);
+	mw_free_list(&dead);
+	return n * sizeof(struct kdreg2_event);
+}
+
+__poll_t mw_poll(struct file *file, struct poll_table_struct *wait)
+{
+	struct mw_ctx *ctx = file->private_data;
+
+	if (current->mm != ctx->mm)
+		return EPOLLERR;
+	poll_wait(file, &ctx->wq, wait);
+	if (READ_ONCE(ctx->nr_queued) || READ_ONCE(ctx->overflowed))
+		return EPOLLIN | EPOLLRDNORM;
+	return 0;
+}
+
+void mw_flush(struct mw_ctx *ctx)
+{
+	LIST_HEAD(dead);
+
+	mutex_lock(&ctx->read_mutex);
+	spin_lock(&ctx->lock);
+	list_splice_init(&ctx->pending, &dead);
+	ctx->nr_queued = 0;
+	ctx->overflowed = false;
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+	mutex_unlock(&ctx->read_mutex);
+	mw_free_list(&dead);
+}
+
+/* Final teardown. */
+void mw_free_events(struct mw_ctx *ctx)
+{
+	mw_free_list(&ctx->pending);
+	INIT_LIST_HEAD(&ctx->pending);
+	ctx->nr_queued = 0;
+}

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * mapwatch: tells RDMA registration caches the moment memory they registered
+ * changes its virtual-to-physical translation.  Serves the kdreg2 user ABI on
+ * /dev/mapwatch and, when the name is free, /dev/kdreg2.
+ */
+#include "mapwatch.h"
+
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+
+unsigned long mw_max_regions_limit = 1UL << 22;
+module_param_named(max_regions_limit, mw_max_regions_limit, ulong, 0644);
+MODULE_PARM_DESC(max_regions_limit,
+		 "Largest max_regions CONFIG_DATA accepts per fd (ENOSPC above; default 4194304)");
+
+unsigned long mw_max_pending_events = 1UL << 20;
+module_param_named(max_pending_events, mw_max_pending_events, ulong, 0644);
+MODULE_PARM_DESC(max_pending_events,
+		 "Unread events kept per fd before further ones are folded into one covering event (default 1048576)");
+
+static bool mw_kdreg2_alias = true;
+module_param_named(kdreg2_alias, mw_kdreg2_alias, bool, 0444);
+MODULE_PARM_DESC(kdreg2_alias,
+		 "Also register /dev/kdreg2 when that name is free (default Y)");
+
+static struct miscdevice mw_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "mapwatch",
+	.fops = &mw_fops,
+	.mode = 0666,
+};
+
+static struct miscdevice mw_kdreg2_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "kdreg2",
+	.fops = &mw_fops,
+	.mode = 0666,
+};
+
+static bool mw_kdreg2_registered;
+
+static int __init mw_init(void)
+{
+	int ret;
+
+	ret = mw_region_cache_init();
+	if (ret)
+		return ret;
+	ret = misc_register(&mw_dev);
+	if (ret)
+		goto err_cache;
+	if (mw_kdreg2_alias) {
+		ret = misc_register(&mw_kdreg2_dev);
+		if (ret)
+			pr_info("/dev/kdreg2 not registered (error %d): serving /dev/mapwatch only\n",
+				ret);
+		else
+			mw_kdreg2_registered = true;
+	}
+	return 0;
+
+err_cache:
+	mw_region_cache_exit();
+	return ret;
+}
+
+static void __exit mw_exit(void)
+{
+	if (mw_kdreg2_registered)
+		misc_deregister(&mw_kdreg2_dev);
+	misc_deregister(&mw_dev);
+	mw_region_cache_exit();
+}
+
+module_init(mw_init);
+module_exit(mw_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Synchronous memory-mapping change notification for RDMA registration caches (kdreg2-compatible)");
+MODULE_AUTHOR("The mapwatch developers");

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * mapwatch: private declarations shared by the module's files.
+ *
+ * One context per open file, bound to the opener's mm.  ctx->lock (a
+ * spinlock) guards the region index, the slot allocator, the event queue and
+ * every value the kernel writes into the status area, because the mmu
+ * notifier takes it from paths that must not sleep.  ctx->mutex serialises
+ * the ioctls that may sleep (CONFIG_DATA maps memory); ctx->read_mutex
+ * serialises readers and FLUSH so that the head of the event queue stays put
+ * while a reader copies it out.
+ */
+#ifndef MAPWATCH_PRIV_H
+#define MAPWATCH_PRIV_H
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/interval_tree.h>
+#include <linux/mmu_notifier.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/rbtree.h>
+#include <linux/refcount.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+
+#include "kdreg2.h"
+#include "mapwatch_uapi.h"
+
+#define MW_READ_BATCH 64
+
+extern unsigned long mw_max_regions_limit;
+extern unsigned long mw_max_pending_events;
+
+/* The status area: kdreg2 header, mapwatch extension, state array. */
+struct mw_status {
+	refcount_t ref;			/* context + every vma mapping it */
+	void *vaddr;			/* kernel view (vmalloc) */
+	size_t size;			/* bytes, page aligned */
+	size_t max_regions;
+	struct kdreg2_status_data *hdr;
+	struct mapwatch_status_ext *ext;
+	u32 *state;			/* max_regions + 1 entries */
+};
+
+struct mw_region {
+	struct interval_tree_node it;	/* [start, last] in ctx->ranges */
+	struct rb_node by_cookie;	/* in ctx->cookies */
+	struct list_head event;		/* in ctx->pending once retired */
+	u64 cookie;
+	u32 slot;
+};
+
+struct mw_ctx {
+	struct mmu_notifier mn;
+	struct mm_struct *mm;		/* mmgrab'd owner */
+	struct file *file;
+
+	spinlock_t lock;
+	struct rb_root_cached ranges;
+	struct rb_root cookies;
+	size_t nr_regions;
+	u32 *free_slots;		/* stack of free slot numbers */
+	size_t nr_free;
+	struct mw_status *status;	/* NULL until CONFIG_DATA */
+	unsigned long status_uaddr;	/* where CONFIG_DATA mapped it */
+
+	struct list_head pending;	/* retired regions, oldest first */
+	size_t nr_queued;
+	bool overflowed;		/* a covering record is pending */
+	unsigned long ovf_start, ovf_last;
+	u64 total_events;
+	u64 overflows;
+	u64 skipped;
+	u64 nr_monitor, nr_unmonitor;
+	wait_queue_head_t wq;
+
+	struct mutex mutex;
+	struct task_struct *mapper;	/* inside CONFIG_DATA's vm_mmap */
+	struct mw_status *mapping;	/* what that vm_mmap maps */
+	struct mutex read_mutex;
+	struct kdreg2_event *evbuf;	/* MW_READ_BATCH records */
+};
+
+/* status.c */
+struct mw_status *mw_status_alloc(size_t max_regions);
+void mw_status_put(struct mw_status *st);
+int mw_status_mmap(struct mw_ctx *ctx, struct vm_area_struct *vma);
+long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg);
+
+/* region.c */
+extern const struct mmu_notifier_ops mw_mn_ops;
+long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg);
+long mw_unmonitor(struct mw_ctx *ctx,
+		  struct kdreg2_ioctl_unmonitor __user *uarg);
+void mw_unmonitor_all(struct mw_ctx *ctx);
+void mw_free_regions(struct mw_ctx *ctx);
+int mw_region_cache_init(void);
+void mw_region_cache_exit(void);
+void mw_region_free(struct mw_region *r);
+
+/* events.c */
+void mw_publish_counters(struct mw_ctx *ctx);
+void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r);
+ssize_t mw_read(struct file *file, char __user *buf, size_t count,
+		loff_t *ppos);
+__poll_t mw_poll(struct file *file, struct poll_table_struct *wait);
+void mw_flush(struct mw_ctx *ctx);
+void mw_free_events(struct mw_ctx *ctx);
+
+/* context.c */
+extern const struct file_operations mw_fops;
+
+#endif /* MAPWATCH_PRIV_H */

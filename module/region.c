@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Monitored regions: the two indexes (an interval tree by address range, an
+ * rbtree by cookie), the slot allocator of the state array, and the mmu
+ * notifier that retires regions synchronously.
+ *
+ * Everything here that the notifier can reach runs under ctx->lock and never
+ * sleeps or allocates: a region is allocated at MONITOR time and carries its
+ * own event record, so retiring it only moves it onto the event queue.
+ */
+#include "mapwatch.h"
+
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+static struct kmem_cache *mw_region_cache;
+
+int mw_region_cache_init(void)
+{
+	/* SLAB_ACCOUNT: regions are charged to the caller's memory cgroup. */
+	mw_region_cache = KMEM_CACHE(mw_region, SLAB_ACCOUNT);
+	return mw_region_cache ? 0 : -ENOMEM;
+}
+
+void mw_region_cache_exit(void)
+{
+	kmem_cache_destroy(mw_region_cache);
+}
+
+void mw_region_free(struct mw_region *r)
+{
+	kmem_cache_free(mw_region_cache, r);
+}
+
+static struct mw_region *mw_find_cookie(struct mw_ctx *ctx, u64 cookie)
+{
+	struct rb_node *n = ctx->cookies.rb_node;
+
+	while (n) {
+		struct mw_region *r = rb_entry(n, struct mw_region, by_cookie);
+
+		if (cookie < r->cookie)
+			n = n->rb_left;
+		else if (cookie > r->cookie)
+			n = n->rb_right;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+static void mw_insert_cookie(struct mw_ctx *ctx, struct mw_region *new)
+{
+	struct rb_node **link = &ctx->cookies.rb_node, *parent = NULL;
+
+	while (*link) {
+		struct mw_region *r = rb_entry(*link, struct mw_region,
+					       by_cookie);
+
+		parent = *link;
+		link = new->cookie < r->cookie ? &parent->rb_left :
+						 &parent->rb_right;
+	}
+	rb_link_node(&new->by_cookie, parent, link);
+	rb_insert_color(&new->by_cookie, &ctx->cookies);
+}
+
+/*
+ * A slot's state word counts transitions: odd while a region holds it, even
+ * while free.  Every retirement changes it, so params taken before never
+ * match again (until 2^32 transitions of that one slot).
+ */
+static u32 mw_slot_take(struct mw_ctx *ctx)
+{
+	u32 slot = ctx->free_slots[--ctx->nr_free];
+	u32 *word = &ctx->status->state[slot];
+
+	smp_store_release(word, *word + 1);
+	return slot;
+}
+
+static void mw_slot_release(struct mw_ctx *ctx, u32 slot)
+{
+	u32 *word = &ctx->status->state[slot];
+
+	smp_store_release(word, *word + 1);
+	ctx->free_slots[ctx->nr_free++] = slot;
+}
+
+/* Take @r out of both indexes and free its slot.  Caller holds ctx->lock. */
+static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
+{
+	interval_tree_remove(&r->it, &ctx->ranges);
+	rb_erase(&r->by_cookie, &ctx->cookies);
+	mw_slot_release(ctx, r->slot);
+	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
+}
+
+static bool mw_changes_translation(enum mmu_notifier_event event)
+{
+	switch (event) {
+	case MMU_NOTIFY_PROTECTION_VMA:		/* mprotect, NUMA hinting */
+	case MMU_NOTIFY_PROTECTION_PAGE:	/* write-protect at fork */
+	case MMU_NOTIFY_SOFT_DIRTY:		/* clear_refs */
+		return false;
+	default:
+		return true;
+	}
+}
+
+static int mw_invalidate_start(struct mmu_notifier *mn,
+			       const struct mmu_notifier_range *range)
+{
+	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
+	struct interval_tree_node *it, *next;
+	bool fired = false;
+
+	/* Nothing watched: an unlocked peek keeps unrelated munmaps cheap. */
+	if (!READ_ONCE(ctx->nr_regions))
+		return 0;
+
+	spin_lock(&ctx->lock);
+	if (!mw_changes_translation(range->event)) {
+		if (interval_tree_iter_first(&ctx->ranges, range->start,
+					     range->end - 1)) {
+			ctx->skipped++;
+			mw_publish_counters(ctx);
+		}
+		spin_unlock(&ctx->lock);
+		return 0;
+	}
+	it = interval_tree_iter_first(&ctx->ranges, range->start,
+				      range->end - 1);
+	for (; it; it = next) {
+		struct mw_region *r = container_of(it, struct mw_region, it);
+
+		next = interval_tree_iter_next(it, range->start,
+					       range->end - 1);
+		mw_detach(ctx, r);
+		mw_queue_event(ctx, r);
+		fired = true;
+	}
+	if (fired)
+		mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+	if (fired)
+		wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
+	return 0;
+}
+
+/* The mm is going away: every region's translation is gone with it. */
+static void mw_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	struct mmu_notifier_range all = {
+		.start = 0,
+		.end = ULONG_MAX,
+		.event = MMU_NOTIFY_RELEASE,
+		.mm = mm,
+	};
+
+	mw_invalidate_start(mn, &all);
+}
+
+const struct mmu_notifier_ops mw_mn_ops = {
+	.release = mw_release,
+	.invalidate_range_start = mw_invalidate_start,
+};
+
+long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
+{
+	struct kdreg2_ioctl_monitor m;
+	struct mw_region *r, *old;
+	unsigned long start, last;
+	long ret = 0;
+
+	if (copy_from_user(&m, uarg, sizeof(m)))
+		return -EFAULT;
+	start = (unsigned long)m.addr;
+	if (!m.length || m.cookie == KDREG2_BAD_COOKIE_VALUE ||
+	    check_add_overflow(start, (unsigned long)m.length - 1, &last) ||
+	    last >= TASK_SIZE)
+		return -EINVAL;
+
+	r = kmem_cache_alloc(mw_region_cache, GFP_KERNEL_ACCOUNT);
+	if (!r)
+		return -ENOMEM;
+	r->it.start = start;
+	r->it.last = last;
+	r->cookie = m.cookie;
+
+	spin_lock(&ctx->lock);
+	old = mw_find_cookie(ctx, m.cookie);
+	if (old) {
+		/* kdreg2: the same region again is fine, another is not. */
+		if (old->it.start != start || old->it.last != last) {
+			ret = -EBUSY;
+		} else {
+			m.monitoring_params.location = old->slot;
+			m.monitoring_params.generation =
+				ctx->status->state[old->slot];
+		}
+		spin_unlock(&ctx->lock);
+		mw_region_free(r);
+		r = NULL;
+		if (ret)
+			return ret;
+		goto out_copy;
+	}
+	if (!ctx->nr_free) {
+		spin_unlock(&ctx->lock);
+		mw_region_free(r);
+		return -ENOSPC;
+	}
+	r->slot = mw_slot_take(ctx);
+	interval_tree_insert(&r->it, &ctx->ranges);
+	mw_insert_cookie(ctx, r);
+	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
+	ctx->nr_monitor++;
+	m.monitoring_params.location = r->slot;
+	m.monitoring_params.generation = ctx->status->state[r->slot];
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+
+out_copy:
+	if (!copy_to_user(&uarg->monitoring_params, &m.monitoring_params,
+			  sizeof(m.monitoring_params)))
+		return 0;
+	/* Undo, unless an invalidation already retired the new region. */
+	if (r) {
+		spin_lock(&ctx->lock);
+		if (mw_find_cookie(ctx, m.cookie) == r) {
+			mw_detach(ctx, r);
+			mw_publish_counters(ctx);
+		} else {
+			r = NULL;
+		}
+		spin_unlock(&ctx->lock);
+		if (r)
+			mw_region_free(r);
+	}
+	return -EFAULT;
+}
+
+long mw_unmonitor(struct mw_ctx *ctx,
+		  struct kdreg2_ioctl_unmonitor __user *uarg)
+{
+	struct kdreg2_ioctl_unmonitor u;
+	struct mw_region *r;
+
+	if (copy_from_user(&u, uarg, sizeof(u)))
+		return -EFAULT;
+
+	spin_lock(&ctx->lock);
+	if (!ctx->status ||
+	    u.monitoring_params.location >= ctx->status->max_regions) {
+		spin_unlock(&ctx->lock);
+		return -EINVAL;
+	}
+	r = mw_find_cookie(ctx, u.cookie);
+	if (!r) {
+		spin_unlock(&ctx->lock);
+		return -ESRCH;
+	}
+	if (r->slot != u.monitoring_params.location ||
+	    ctx->status->state[r->slot] != u.monitoring_params.generation) {
+		spin_unlock(&ctx->lock);
+		return -EBADSLT;
+	}
+	mw_detach(ctx, r);
+	ctx->nr_unmonitor++;
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+	mw_region_free(r);
+	return 0;
+}
+
+/*
+ * Retire every region without events, a bounded batch per lock hold so that
+ * a notifier spinning on ctx->lock never waits for a million regions.
+ */
+void mw_unmonitor_all(struct mw_ctx *ctx)
+{
+	struct rb_node *n;
+	LIST_HEAD(dead);
+	int batch;
+
+	do {
+		spin_lock(&ctx->lock);
+		for (batch = 0; batch < 1024; batch++) {
+			struct mw_region *r;
+
+			n = rb_first(&ctx->cookies);
+			if (!n)
+				break;
+			r = rb_entry(n, struct mw_region, by_cookie);
+			mw_detach(ctx, r);
+			ctx->nr_unmonitor++;
+			list_add(&r->event, &dead);
+		}
+		mw_publish_counters(ctx);
+		spin_unlock(&ctx->lock);
+		while (!list_empty(&dead)) {
+			struct mw_region *r = list_first_entry(&dead,
+						struct mw_region, event);
+
+			list_del(&r->event);
+			mw_region_free(r);
+		}
+		cond_resched();
+	} while (n);
+}
+
+/* Final teardown: the notifier is unregistered, nothing else runs. */
+void mw_free_regions(struct mw_ctx *ctx)
+{
+	struct mw_region *r, *tmp;
+
+	rbtree_postorder_for_each_entry_safe(r, tmp, &ctx->cookies, by_cookie)
+		mw_region_free(r);
+	ctx->cookies = RB_ROOT;
+	ctx->ranges = RB_ROOT_CACHED;
+	ctx->nr_regions = 0;
+}

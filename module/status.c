@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The read-only status area: allocation, the user mapping made by
+ * CONFIG_DATA, and resizing.
+ *
+ * The kernel writes only through its own vmalloc view, so nothing user space
+ * does to its mapping can feed a value back into the module.  The mapping is
+ * built by faults (so MADV_DONTNEED just refaults the same page), cannot gain
+ * write permission (VM_MAYWRITE is cleared), cannot be moved, grown or split.
+ */
+#include "mapwatch.h"
+
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "compat.h"
+
+struct mw_status *mw_status_alloc(size_t max_regions)
+{
+	struct mw_status *st;
+	size_t size;
+
+	size = PAGE_ALIGN(MAPWATCH_STATE_ARRAY_OFFSET +
+			  (max_regions + 1) * sizeof(u32));
+	st = kzalloc(sizeof(*st), GFP_KERNEL_ACCOUNT);
+	if (!st)
+		return NULL;
+	st->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	if (!st->vaddr) {
+		kfree(st);
+		return NULL;
+	}
+	refcount_set(&st->ref, 1);
+	st->size = size;
+	st->max_regions = max_regions;
+	st->hdr = st->vaddr;
+	st->ext = st->vaddr + MAPWATCH_STATUS_EXT_OFFSET;
+	st->state = st->vaddr + MAPWATCH_STATE_ARRAY_OFFSET;
+	st->hdr->version = MAPWATCH_ABI_VERSION;
+	st->hdr->max_regions = max_regions;
+	st->ext->magic = MAPWATCH_STATUS_MAGIC;
+	st->ext->abi_version = MAPWATCH_ABI_VERSION;
+	return st;
+}
+
+void mw_status_put(struct mw_status *st)
+{
+	if (st && refcount_dec_and_test(&st->ref)) {
+		vfree(st->vaddr);
+		kfree(st);
+	}
+}
+
+static void mw_vma_open(struct vm_area_struct *vma)
+{
+	struct mw_status *st = vma->vm_private_data;
+
+	refcount_inc(&st->ref);
+}
+
+static void mw_vma_close(struct vm_area_struct *vma)
+{
+	mw_status_put(vma->vm_private_data);
+}
+
+static vm_fault_t mw_vma_fault(struct vm_fault *vmf)
+{
+	struct mw_status *st = vmf->vma->vm_private_data;
+	unsigned long off = vmf->pgoff << PAGE_SHIFT;
+
+	if (off >= st->size)
+		return VM_FAULT_SIGBUS;
+	vmf->page = vmalloc_to_page(st->vaddr + off);
+	get_page(vmf->page);
+	return 0;
+}
+
+static int mw_vma_refuse(struct vm_area_struct *vma)
+{
+	return -EINVAL;
+}
+
+static int mw_vma_refuse_split(struct vm_area_struct *vma, unsigned long addr)
+{
+	return -EINVAL;
+}
+
+static const struct vm_operations_struct mw_status_vm_ops = {
+	.open = mw_vma_open,
+	.close = mw_vma_close,
+	.fault = mw_vma_fault,
+	.mremap = mw_vma_refuse,
+	.may_split = mw_vma_refuse_split,
+};
+
+/* f_op->mmap: only the mapping CONFIG_DATA makes for itself is allowed. */
+int mw_status_mmap(struct mw_ctx *ctx, struct vm_area_struct *vma)
+{
+	struct mw_status *st = ctx->mapping;
+
+	if (READ_ONCE(ctx->mapper) != current || !st)
+		return -EPERM;
+	if (vma->vm_pgoff || vma->vm_end - vma->vm_start != st->size ||
+	    (vma->vm_flags & VM_WRITE) || !(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	mw_vm_flags_mod(vma, VM_DONTEXPAND | VM_DONTDUMP,
+			VM_MAYWRITE | VM_MAYEXEC);
+	vma->vm_ops = &mw_status_vm_ops;
+	vma->vm_private_data = st;
+	refcount_inc(&st->ref);
+	return 0;
+}
+
+/* Unmap the previous status area if it is still where CONFIG_DATA put it. */
+static void mw_unmap_old(struct mw_ctx *ctx, struct mw_status *old,
+			 unsigned long uaddr)
+{
+	struct vm_area_struct *vma;
+	bool ours;
+
+	if (!old || !uaddr)
+		return;
+	mmap_read_lock(ctx->mm);
+	vma = vma_lookup(ctx->mm, uaddr);
+	ours = vma && vma->vm_start == uaddr && vma->vm_file == ctx->file &&
+	       vma->vm_private_data == old;
+	mmap_read_unlock(ctx->mm);
+	if (ours)
+		vm_munmap(uaddr, old->size);
+}
+
+long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
+{
+	struct kdreg2_config_data cfg;
+	struct mw_status *st, *old;
+	unsigned long uaddr, old_uaddr;
+	u32 *slots = NULL, *old_slots;
+	size_t i;
+	bool busy;
+	long ret;
+
+	if (copy_from_user(&cfg, uarg, sizeof(cfg)))
+		return -EFAULT;
+	/* Fail on an unwritable argument before anything changes. */
+	if (copy_to_user(uarg, &cfg, sizeof(cfg)))
+		return -EFAULT;
+	if (cfg.max_regions > mw_max_regions_limit)
+		return -ENOSPC;
+
+	mutex_lock(&ctx->mutex);
+	spin_lock(&ctx->lock);
+	busy = ctx->nr_regions || ctx->nr_queued || ctx->overflowed;
+	spin_unlock(&ctx->lock);
+	ret = -EBUSY;
+	if (busy)
+		goto out_unlock;
+
+	ret = -ENOMEM;
+	st = mw_status_alloc(cfg.max_regions);
+	if (!st)
+		goto out_unlock;
+	if (cfg.max_regions) {
+		slots = kvmalloc_array(cfg.max_regions, sizeof(*slots),
+				       GFP_KERNEL_ACCOUNT);
+		if (!slots)
+			goto out_put;
+		/* Hand out low slot numbers first. */
+		for (i = 0; i < cfg.max_regions; i++)
+			slots[i] = cfg.max_regions - 1 - i;
+	}
+
+	ctx->mapping = st;
+	WRITE_ONCE(ctx->mapper, current);
+	uaddr = vm_mmap(ctx->file, 0, st->size, PROT_READ, MAP_SHARED, 0);
+	WRITE_ONCE(ctx->mapper, NULL);
+	ctx->mapping = NULL;
+	if (IS_ERR_VALUE(uaddr)) {
+		ret = (long)uaddr;
+		goto out_slots;
+	}
+	st->hdr->monitoring_state_base =
+		(void __user *)(uaddr + MAPWATCH_STATE_ARRAY_OFFSET);
+	cfg.status_data = (void __user *)uaddr;
+	if (copy_to_user(uarg, &cfg, sizeof(cfg))) {
+		vm_munmap(uaddr, st->size);
+		ret = -EFAULT;
+		goto out_slots;
+	}
+
+	spin_lock(&ctx->lock);
+	/* MONITOR does not take ctx->mutex: look again under the lock. */
+	if (ctx->nr_regions || ctx->nr_queued || ctx->overflowed) {
+		spin_unlock(&ctx->lock);
+		vm_munmap(uaddr, st->size);
+		ret = -EBUSY;
+		goto out_slots;
+	}
+	old = ctx->status;
+	old_slots = ctx->free_slots;
+	ctx->status = st;
+	ctx->free_slots = slots;
+	ctx->nr_free = cfg.max_regions;
+	old_uaddr = ctx->status_uaddr;
+	ctx->status_uaddr = uaddr;
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+
+	mw_unmap_old(ctx, old, old_uaddr);
+	mw_status_put(old);
+	kvfree(old_slots);
+	mutex_unlock(&ctx->mutex);
+	return 0;
+
+out_slots:
+	kvfree(slots);
+out_put:
+	mw_status_put(st);
+out_unlock:
+	mutex_unlock(&ctx->mutex);
+	return ret;
+}
