@@ -41,6 +41,102 @@ struct mapwatch_status_ext {
 _Static_assert(sizeof(struct mapwatch_status_ext) == 64, "status_ext");
 #endif
 
+/*
+ * Extension ioctls (numbers from 16 up, magic 'k').  Every argument starts
+ * with its own size: user space sets it to sizeof() of the struct it was
+ * built with.  A smaller size than the module knows is refused (EINVAL); a
+ * larger one is accepted when the extra bytes are zero (E2BIG otherwise), so
+ * newer user space works on an older module.  Reserved and padding fields
+ * must be zero, unknown flags are refused (EINVAL).  Extension ioctls match
+ * on their number, not on the size encoded in the request code.
+ */
+
+/* PROBE: what this module offers.  Always available. */
+struct mapwatch_probe {
+	uint32_t size;			/* in */
+	uint32_t abi_version;		/* out: MAPWATCH_ABI_VERSION */
+	uint64_t features;		/* out: MAPWATCH_FEATURE_* */
+	uint64_t max_regions_limit;	/* out: largest max_regions accepted */
+	uint64_t max_pending_events;	/* out: per-fd event cap */
+};
+
+#define MAPWATCH_FEATURE_STATUS_EXT	(1ULL << 0)	/* mapwatch_status_ext */
+#define MAPWATCH_FEATURE_BATCH		(1ULL << 1)	/* *_BATCH ioctls */
+#define MAPWATCH_FEATURE_POLICY		(1ULL << 2)	/* SET_POLICY */
+
+/*
+ * MONITOR_BATCH / UNMONITOR_BATCH: count requests in one call.  Each entry
+ * succeeds or fails on its own (status 0 or a negative errno, the same ones
+ * as MONITOR/UNMONITOR); entries are handled in order, so a later entry sees
+ * the effect of an earlier one.  The ioctl returns the number of entries
+ * that succeeded, or -1 with errno for a bad header (EINVAL), an unreadable
+ * or unwritable array (EFAULT: entries handled before the fault keep their
+ * effect and their written status), EIO.
+ */
+struct mapwatch_batch {
+	uint32_t size;			/* in: sizeof(struct mapwatch_batch) */
+	uint32_t flags;			/* in: must be 0 */
+	uint32_t count;			/* in: entries, at most MAPWATCH_BATCH_MAX */
+	uint32_t entry_size;		/* in: sizeof() of one entry */
+	uint64_t entries;		/* in: user pointer to the array */
+};
+
+#define MAPWATCH_BATCH_MAX 65536
+
+struct mapwatch_monitor_entry {
+	uint64_t addr;			/* in */
+	uint64_t length;		/* in */
+	uint64_t cookie;		/* in */
+	uint64_t location;		/* out: kdreg2_monitoring_params.location */
+	uint32_t generation;		/* out: kdreg2_monitoring_params.generation */
+	int32_t status;			/* out: 0 or -errno */
+};
+
+struct mapwatch_unmonitor_entry {
+	uint64_t cookie;		/* in */
+	uint64_t location;		/* in */
+	uint32_t generation;		/* in */
+	int32_t status;			/* out: 0 or -errno */
+};
+
+/*
+ * SET_POLICY: per-fd choices, all off by default (= pure kdreg2 behaviour).
+ * OVERFLOW_EVENT: past the event cap, deliver a MAPWATCH_EVENT_OVERFLOW
+ *   record (covering range, cookie KDREG2_BAD_COOKIE_VALUE) instead of a
+ *   covering MAPPING_CHANGE record: "events were lost, rescan".
+ * ALL_INVALIDATIONS: also retire regions on invalidations that change no
+ *   translation (mprotect, NUMA hinting, fork write-protect, soft-dirty).
+ */
+struct mapwatch_policy {
+	uint32_t size;			/* in */
+	uint32_t flags;			/* in: MAPWATCH_POLICY_* */
+};
+
+#define MAPWATCH_POLICY_OVERFLOW_EVENT		(1U << 0)
+#define MAPWATCH_POLICY_ALL_INVALIDATIONS	(1U << 1)
+#define MAPWATCH_POLICY_MASK			(0x3U)
+
+enum mapwatch_event_type {
+	MAPWATCH_EVENT_OVERFLOW = 2,	/* only with MAPWATCH_POLICY_OVERFLOW_EVENT */
+};
+
+#define MAPWATCH_IOCTL_PROBE \
+	_IOWR(KDREG2_IOC_MAGIC, 16, struct mapwatch_probe)
+#define MAPWATCH_IOCTL_MONITOR_BATCH \
+	_IOW(KDREG2_IOC_MAGIC, 17, struct mapwatch_batch)
+#define MAPWATCH_IOCTL_UNMONITOR_BATCH \
+	_IOW(KDREG2_IOC_MAGIC, 18, struct mapwatch_batch)
+#define MAPWATCH_IOCTL_SET_POLICY \
+	_IOW(KDREG2_IOC_MAGIC, 19, struct mapwatch_policy)
+
+#if defined(__x86_64__) && !defined(__cplusplus)
+_Static_assert(sizeof(struct mapwatch_probe) == 32, "probe");
+_Static_assert(sizeof(struct mapwatch_batch) == 24, "batch");
+_Static_assert(sizeof(struct mapwatch_monitor_entry) == 40, "monitor entry");
+_Static_assert(sizeof(struct mapwatch_unmonitor_entry) == 24, "unmonitor entry");
+_Static_assert(sizeof(struct mapwatch_policy) == 8, "policy");
+#endif
+
 static inline const struct mapwatch_status_ext *
 mapwatch_status_ext(const struct kdreg2_status_data *status)
 {

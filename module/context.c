@@ -106,7 +106,7 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mw_dump_stats(ctx);
 		return 0;
 	default:
-		return -ENOTTY;
+		return mw_ext_ioctl(ctx, cmd, uarg);
 	}
 }
 

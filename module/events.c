@@ -79,7 +79,9 @@ static size_t mw_peek(struct mw_ctx *ctx, size_t max, size_t *regions,
 	*regions = n;
 	*ovf_seq = ctx->overflows;
 	if (n < max && ctx->overflowed) {
-		ev[n].type = KDREG2_EVENT_MAPPING_CHANGE;
+		ev[n].type = ctx->policy & MAPWATCH_POLICY_OVERFLOW_EVENT ?
+			     MAPWATCH_EVENT_OVERFLOW :
+			     KDREG2_EVENT_MAPPING_CHANGE;
 		ev[n].u.mapping_change.addr = (void __user *)ctx->ovf_start;
 		ev[n].u.mapping_change.len = ctx->ovf_last - ctx->ovf_start + 1;
 		ev[n].u.mapping_change.cookie = KDREG2_BAD_COOKIE_VALUE;

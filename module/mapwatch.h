@@ -73,6 +73,7 @@ struct mw_ctx {
 	u64 overflows;
 	u64 skipped;
 	u64 nr_monitor, nr_unmonitor;
+	u32 policy;			/* MAPWATCH_POLICY_* */
 	wait_queue_head_t wq;
 
 	struct mutex mutex;
@@ -93,6 +94,8 @@ extern const struct mmu_notifier_ops mw_mn_ops;
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg);
 long mw_unmonitor(struct mw_ctx *ctx,
 		  struct kdreg2_ioctl_unmonitor __user *uarg);
+long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b);
+long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b);
 void mw_unmonitor_all(struct mw_ctx *ctx);
 void mw_free_regions(struct mw_ctx *ctx);
 int mw_region_cache_init(void);
@@ -107,6 +110,9 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 __poll_t mw_poll(struct file *file, struct poll_table_struct *wait);
 void mw_flush(struct mw_ctx *ctx);
 void mw_free_events(struct mw_ctx *ctx);
+
+/* ext.c */
+long mw_ext_ioctl(struct mw_ctx *ctx, unsigned int cmd, void __user *uarg);
 
 /* context.c */
 extern const struct file_operations mw_fops;

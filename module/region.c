@@ -121,7 +121,8 @@ static int mw_invalidate_start(struct mmu_notifier *mn,
 		return 0;
 
 	spin_lock(&ctx->lock);
-	if (!mw_changes_translation(range->event)) {
+	if (!mw_changes_translation(range->event) &&
+	    !(ctx->policy & MAPWATCH_POLICY_ALL_INVALIDATIONS)) {
 		if (interval_tree_iter_first(&ctx->ranges, range->start,
 					     range->end - 1)) {
 			ctx->skipped++;
@@ -167,69 +168,109 @@ const struct mmu_notifier_ops mw_mn_ops = {
 	.invalidate_range_start = mw_invalidate_start,
 };
 
+/* Validate a MONITOR request; on success *last is its last byte. */
+static int mw_check_range(u64 addr, u64 length, u64 cookie,
+			  unsigned long *last)
+{
+	if (!length || cookie == KDREG2_BAD_COOKIE_VALUE ||
+	    check_add_overflow((unsigned long)addr,
+			       (unsigned long)length - 1, last) ||
+	    *last >= TASK_SIZE)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Monitor one range under ctx->lock.  *rp is a preallocated region, used
+ * (and set to NULL) only when a new region is inserted.
+ */
+static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
+			     unsigned long start, unsigned long last,
+			     u64 cookie, u32 *slot, u32 *gen)
+{
+	struct mw_region *r = mw_find_cookie(ctx, cookie);
+
+	if (r) {
+		/* kdreg2: the same region again is fine, another is not. */
+		if (r->it.start != start || r->it.last != last)
+			return -EBUSY;
+	} else {
+		if (!ctx->nr_free)
+			return -ENOSPC;
+		r = *rp;
+		*rp = NULL;
+		r->it.start = start;
+		r->it.last = last;
+		r->cookie = cookie;
+		r->slot = mw_slot_take(ctx);
+		interval_tree_insert(&r->it, &ctx->ranges);
+		mw_insert_cookie(ctx, r);
+		WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
+		ctx->nr_monitor++;
+	}
+	*slot = r->slot;
+	*gen = ctx->status->state[r->slot];
+	return 0;
+}
+
+/* Unmonitor one region under ctx->lock; the caller frees *rp. */
+static int mw_unmonitor_locked(struct mw_ctx *ctx, u64 cookie, u64 location,
+			       u32 gen, struct mw_region **rp)
+{
+	struct mw_region *r;
+
+	if (location >= ctx->status->max_regions)
+		return -EINVAL;
+	r = mw_find_cookie(ctx, cookie);
+	if (!r)
+		return -ESRCH;
+	if (r->slot != location || ctx->status->state[r->slot] != gen)
+		return -EBADSLT;
+	mw_detach(ctx, r);
+	ctx->nr_unmonitor++;
+	*rp = r;
+	return 0;
+}
+
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 {
 	struct kdreg2_ioctl_monitor m;
-	struct mw_region *r, *old;
-	unsigned long start, last;
-	long ret = 0;
+	struct mw_region *r, *spare;
+	unsigned long last;
+	u32 slot, gen;
+	long ret;
 
 	if (copy_from_user(&m, uarg, sizeof(m)))
 		return -EFAULT;
-	start = (unsigned long)m.addr;
-	if (!m.length || m.cookie == KDREG2_BAD_COOKIE_VALUE ||
-	    check_add_overflow(start, (unsigned long)m.length - 1, &last) ||
-	    last >= TASK_SIZE)
-		return -EINVAL;
-
-	r = kmem_cache_alloc(mw_region_cache, GFP_KERNEL_ACCOUNT);
-	if (!r)
+	ret = mw_check_range((unsigned long)m.addr, m.length, m.cookie, &last);
+	if (ret)
+		return ret;
+	spare = kmem_cache_alloc(mw_region_cache, GFP_KERNEL_ACCOUNT);
+	if (!spare)
 		return -ENOMEM;
-	r->it.start = start;
-	r->it.last = last;
-	r->cookie = m.cookie;
+	r = spare;
 
 	spin_lock(&ctx->lock);
-	old = mw_find_cookie(ctx, m.cookie);
-	if (old) {
-		/* kdreg2: the same region again is fine, another is not. */
-		if (old->it.start != start || old->it.last != last) {
-			ret = -EBUSY;
-		} else {
-			m.monitoring_params.location = old->slot;
-			m.monitoring_params.generation =
-				ctx->status->state[old->slot];
-		}
-		spin_unlock(&ctx->lock);
-		mw_region_free(r);
-		r = NULL;
-		if (ret)
-			return ret;
-		goto out_copy;
-	}
-	if (!ctx->nr_free) {
-		spin_unlock(&ctx->lock);
-		mw_region_free(r);
-		return -ENOSPC;
-	}
-	r->slot = mw_slot_take(ctx);
-	interval_tree_insert(&r->it, &ctx->ranges);
-	mw_insert_cookie(ctx, r);
-	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
-	ctx->nr_monitor++;
-	m.monitoring_params.location = r->slot;
-	m.monitoring_params.generation = ctx->status->state[r->slot];
-	mw_publish_counters(ctx);
+	ret = mw_monitor_locked(ctx, &spare, (unsigned long)m.addr, last,
+				m.cookie, &slot, &gen);
+	if (!ret)
+		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
+	if (spare)
+		mw_region_free(spare);
+	if (ret)
+		return ret;
 
-out_copy:
+	m.monitoring_params.location = slot;
+	m.monitoring_params.generation = gen;
 	if (!copy_to_user(&uarg->monitoring_params, &m.monitoring_params,
 			  sizeof(m.monitoring_params)))
 		return 0;
-	/* Undo, unless an invalidation already retired the new region. */
-	if (r) {
+	/* Undo a new region, unless an invalidation already retired it. */
+	if (!spare) {
 		spin_lock(&ctx->lock);
-		if (mw_find_cookie(ctx, m.cookie) == r) {
+		if (mw_find_cookie(ctx, m.cookie) == r && r->slot == slot &&
+		    ctx->status->state[slot] == gen) {
 			mw_detach(ctx, r);
 			mw_publish_counters(ctx);
 		} else {
@@ -246,33 +287,124 @@ long mw_unmonitor(struct mw_ctx *ctx,
 		  struct kdreg2_ioctl_unmonitor __user *uarg)
 {
 	struct kdreg2_ioctl_unmonitor u;
-	struct mw_region *r;
+	struct mw_region *r = NULL;
+	long ret;
 
 	if (copy_from_user(&u, uarg, sizeof(u)))
 		return -EFAULT;
-
 	spin_lock(&ctx->lock);
-	if (!ctx->status ||
-	    u.monitoring_params.location >= ctx->status->max_regions) {
-		spin_unlock(&ctx->lock);
-		return -EINVAL;
-	}
-	r = mw_find_cookie(ctx, u.cookie);
-	if (!r) {
-		spin_unlock(&ctx->lock);
-		return -ESRCH;
-	}
-	if (r->slot != u.monitoring_params.location ||
-	    ctx->status->state[r->slot] != u.monitoring_params.generation) {
-		spin_unlock(&ctx->lock);
-		return -EBADSLT;
-	}
-	mw_detach(ctx, r);
-	ctx->nr_unmonitor++;
-	mw_publish_counters(ctx);
+	ret = mw_unmonitor_locked(ctx, u.cookie, u.monitoring_params.location,
+				  u.monitoring_params.generation, &r);
+	if (!ret)
+		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
-	mw_region_free(r);
-	return 0;
+	if (r)
+		mw_region_free(r);
+	return ret;
+}
+
+/*
+ * MONITOR_BATCH: chunks of MW_CHUNK entries, one lock hold and one pair of
+ * user copies per chunk.  Regions are preallocated outside the lock.
+ */
+#define MW_CHUNK 64
+
+long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
+{
+	struct mapwatch_monitor_entry __user *ue = u64_to_user_ptr(b->entries);
+	struct mapwatch_monitor_entry *e;
+	struct mw_region *spare[MW_CHUNK];
+	u32 done = 0, i, n, used, ok = 0;
+	long ret = 0;
+
+	e = kmalloc_array(MW_CHUNK, sizeof(*e), GFP_KERNEL);
+	if (!e)
+		return -ENOMEM;
+	while (done < b->count) {
+		n = min_t(u32, MW_CHUNK, b->count - done);
+		if (copy_from_user(e, ue + done, n * sizeof(*e))) {
+			ret = -EFAULT;
+			break;
+		}
+		for (used = 0; used < n; used++) {
+			spare[used] = kmem_cache_alloc(mw_region_cache,
+						       GFP_KERNEL_ACCOUNT);
+			if (!spare[used])
+				break;
+		}
+		spin_lock(&ctx->lock);
+		for (i = 0; i < n; i++) {
+			unsigned long last;
+			struct mw_region **rp = &spare[i];
+			u32 slot = 0, gen = 0;
+
+			e[i].status = mw_check_range(e[i].addr, e[i].length,
+						     e[i].cookie, &last);
+			if (!e[i].status && i >= used)
+				e[i].status = -ENOMEM;
+			if (!e[i].status)
+				e[i].status = mw_monitor_locked(ctx, rp,
+						e[i].addr, last, e[i].cookie,
+						&slot, &gen);
+			e[i].location = e[i].status ? (u64)-1 : slot;
+			e[i].generation = gen;
+			ok += !e[i].status;
+		}
+		mw_publish_counters(ctx);
+		spin_unlock(&ctx->lock);
+		for (i = 0; i < used; i++)
+			if (spare[i])
+				mw_region_free(spare[i]);
+		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
+			ret = -EFAULT;
+			break;
+		}
+		done += n;
+	}
+	kfree(e);
+	return ret ? ret : ok;
+}
+
+long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
+{
+	struct mapwatch_unmonitor_entry __user *ue =
+		u64_to_user_ptr(b->entries);
+	struct mapwatch_unmonitor_entry *e;
+	struct mw_region *dead[MW_CHUNK];
+	u32 done = 0, i, n, ok = 0;
+	long ret = 0;
+
+	e = kmalloc_array(MW_CHUNK, sizeof(*e), GFP_KERNEL);
+	if (!e)
+		return -ENOMEM;
+	while (done < b->count) {
+		n = min_t(u32, MW_CHUNK, b->count - done);
+		if (copy_from_user(e, ue + done, n * sizeof(*e))) {
+			ret = -EFAULT;
+			break;
+		}
+		spin_lock(&ctx->lock);
+		for (i = 0; i < n; i++) {
+			dead[i] = NULL;
+			e[i].status = mw_unmonitor_locked(ctx, e[i].cookie,
+							  e[i].location,
+							  e[i].generation,
+							  &dead[i]);
+			ok += !e[i].status;
+		}
+		mw_publish_counters(ctx);
+		spin_unlock(&ctx->lock);
+		for (i = 0; i < n; i++)
+			if (dead[i])
+				mw_region_free(dead[i]);
+		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
+			ret = -EFAULT;
+			break;
+		}
+		done += n;
+	}
+	kfree(e);
+	return ret ? ret : ok;
 }
 
 /*
