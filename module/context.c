@@ -40,7 +40,9 @@ static int mw_open(struct inode *inode, struct file *file)
 	ret = mmu_notifier_register(&ctx->mn, ctx->mm);
 	if (ret)
 		goto err_mm;
+	ctx->owner_tgid = task_tgid_nr(current);
 	file->private_data = ctx;
+	mw_stats_add(ctx);
 	return 0;
 
 err_mm:
@@ -57,6 +59,7 @@ static int mw_release_file(struct inode *inode, struct file *file)
 
 	/* Waits for notifier callbacks in flight; none run after this. */
 	mmu_notifier_unregister(&ctx->mn, ctx->mm);
+	mw_stats_del(ctx);
 	mw_free_regions(ctx);
 	mw_free_events(ctx);
 	mw_status_put(ctx->status);
@@ -125,4 +128,5 @@ const struct file_operations mw_fops = {
 	.compat_ioctl = compat_ptr_ioctl,
 	.mmap = mw_mmap,
 	.llseek = noop_llseek,
+	.show_fdinfo = mw_show_fdinfo,
 };

@@ -4,6 +4,7 @@
  * used past the per-fd cap, and read()/poll()/FLUSH.
  */
 #include "mapwatch.h"
+#include "trace.h"
 
 #include <linux/poll.h>
 #include <linux/sched/signal.h>
@@ -50,6 +51,8 @@ void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r)
 		ctx->ovf_last = max(ctx->ovf_last, r->it.last);
 	}
 	ctx->overflows++;
+	trace_mapwatch_overflow(r->it.start, r->it.last, r->cookie,
+				ctx->overflows);
 	mw_region_free(r);
 }
 

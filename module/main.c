@@ -47,9 +47,12 @@ static int __init mw_init(void)
 	ret = mw_region_cache_init();
 	if (ret)
 		return ret;
-	ret = misc_register(&mw_dev);
+	ret = mw_stats_init();
 	if (ret)
 		goto err_cache;
+	ret = misc_register(&mw_dev);
+	if (ret)
+		goto err_stats;
 	if (mw_kdreg2_alias) {
 		ret = misc_register(&mw_kdreg2_dev);
 		if (ret)
@@ -60,6 +63,8 @@ static int __init mw_init(void)
 	}
 	return 0;
 
+err_stats:
+	mw_stats_exit();
 err_cache:
 	mw_region_cache_exit();
 	return ret;
@@ -70,6 +75,7 @@ static void __exit mw_exit(void)
 	if (mw_kdreg2_registered)
 		misc_deregister(&mw_kdreg2_dev);
 	misc_deregister(&mw_dev);
+	mw_stats_exit();
 	mw_region_cache_exit();
 }
 

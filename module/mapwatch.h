@@ -22,6 +22,7 @@
 #include <linux/rbtree.h>
 #include <linux/refcount.h>
 #include <linux/spinlock.h>
+#include <linux/seq_file.h>
 #include <linux/wait.h>
 
 #include "kdreg2.h"
@@ -54,6 +55,8 @@ struct mw_region {
 struct mw_ctx {
 	struct mmu_notifier mn;
 	struct mm_struct *mm;		/* mmgrab'd owner */
+	pid_t owner_tgid;
+	struct list_head node;		/* in the global context list */
 	struct file *file;
 
 	spinlock_t lock;
@@ -113,6 +116,13 @@ void mw_free_events(struct mw_ctx *ctx);
 
 /* ext.c */
 long mw_ext_ioctl(struct mw_ctx *ctx, unsigned int cmd, void __user *uarg);
+
+/* stats.c */
+int mw_stats_init(void);
+void mw_stats_exit(void);
+void mw_stats_add(struct mw_ctx *ctx);
+void mw_stats_del(struct mw_ctx *ctx);
+void mw_show_fdinfo(struct seq_file *m, struct file *file);
 
 /* context.c */
 extern const struct file_operations mw_fops;

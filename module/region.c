@@ -9,6 +9,7 @@
  * own event record, so retiring it only moves it onto the event queue.
  */
 #include "mapwatch.h"
+#include "trace.h"
 
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -114,7 +115,7 @@ static int mw_invalidate_start(struct mmu_notifier *mn,
 {
 	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
 	struct interval_tree_node *it, *next;
-	bool fired = false;
+	unsigned int fired = 0;
 
 	/* Nothing watched: an unlocked peek keeps unrelated munmaps cheap. */
 	if (!READ_ONCE(ctx->nr_regions))
@@ -127,6 +128,8 @@ static int mw_invalidate_start(struct mmu_notifier *mn,
 					     range->end - 1)) {
 			ctx->skipped++;
 			mw_publish_counters(ctx);
+			trace_mapwatch_invalidate(range->start, range->end,
+						  range->event, true, 0);
 		}
 		spin_unlock(&ctx->lock);
 		return 0;
@@ -140,10 +143,13 @@ static int mw_invalidate_start(struct mmu_notifier *mn,
 					       range->end - 1);
 		mw_detach(ctx, r);
 		mw_queue_event(ctx, r);
-		fired = true;
+		fired++;
 	}
-	if (fired)
+	if (fired) {
 		mw_publish_counters(ctx);
+		trace_mapwatch_invalidate(range->start, range->end,
+					  range->event, false, fired);
+	}
 	spin_unlock(&ctx->lock);
 	if (fired)
 		wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
@@ -237,7 +243,7 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 	struct kdreg2_ioctl_monitor m;
 	struct mw_region *r, *spare;
 	unsigned long last;
-	u32 slot, gen;
+	u32 slot = 0, gen;
 	long ret;
 
 	if (copy_from_user(&m, uarg, sizeof(m)))
@@ -256,6 +262,8 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 	if (!ret)
 		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
+	trace_mapwatch_monitor((unsigned long)m.addr, last, m.cookie, slot,
+			       ret);
 	if (spare)
 		mw_region_free(spare);
 	if (ret)
@@ -298,6 +306,7 @@ long mw_unmonitor(struct mw_ctx *ctx,
 	if (!ret)
 		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
+	trace_mapwatch_unmonitor(u.cookie, u.monitoring_params.location, ret);
 	if (r)
 		mw_region_free(r);
 	return ret;
