@@ -76,8 +76,9 @@ struct kdreg2_status_data;
  * in:  max_regions, how many regions may be monitored at once (0 allowed).
  * out: status_data, the read-only status area in the caller's memory.
  * May be called again to resize while no region is monitored and no event
- * is pending.  Errors: EINVAL (max_regions above the module's limit),
- * ENOMEM, EBUSY (regions monitored or events pending), EIO.
+ * is pending.  Errors: ENOSPC (max_regions above the module's
+ * max_regions_limit parameter), ENOMEM, EBUSY (regions monitored or events
+ * pending), EIO.
  */
 struct kdreg2_config_data {
 	size_t max_regions;
@@ -105,8 +106,10 @@ uint64_t kdreg2_read_counter(const KDREG2_ATOMIC64 *counter)
 /*
  * MONITOR: watch [addr, addr + length) under cookie.
  * Monitoring the same (addr, length, cookie) again returns the existing
- * params.  Errors: EINVAL (length 0, bad cookie, range wraps), EBUSY (cookie
- * already used for another range), ENOSPC (max_regions monitored), ENOMEM.
+ * params.  Errors: EINVAL (length 0, bad cookie, range wraps or leaves the
+ * user address space), ENOSPC (max_regions monitored, or no CONFIG_DATA
+ * yet), EBUSY (cookie
+ * already used for another range), ENOMEM.
  */
 struct kdreg2_ioctl_monitor {
 	const void __user *addr;
@@ -134,8 +137,9 @@ bool kdreg2_mapping_changed(const struct kdreg2_status_data *status_data,
 
 /*
  * UNMONITOR: stop watching the region of cookie.
- * Errors: EINVAL (location out of range), ESRCH (no region with this cookie:
- * never monitored, already unmonitored, or already reported by an event),
+ * Errors: EINVAL (location out of range, or no CONFIG_DATA yet), ESRCH (no
+ * region with this cookie: never monitored, already unmonitored, or already
+ * reported by an event),
  * EBADSLT (params do not belong to this cookie's region).  A failed
  * UNMONITOR changes nothing.
  */

@@ -225,7 +225,7 @@ static int mw_unmonitor_locked(struct mw_ctx *ctx, u64 cookie, u64 location,
 {
 	struct mw_region *r;
 
-	if (location >= ctx->status->max_regions)
+	if (!ctx->status || location >= ctx->status->max_regions)
 		return -EINVAL;
 	r = mw_find_cookie(ctx, cookie);
 	if (!r)

@@ -105,7 +105,7 @@ int mw_status_mmap(struct mw_ctx *ctx, struct vm_area_struct *vma)
 	if (READ_ONCE(ctx->mapper) != current || !st)
 		return -EPERM;
 	if (vma->vm_pgoff || vma->vm_end - vma->vm_start != st->size ||
-	    (vma->vm_flags & VM_WRITE) || !(vma->vm_flags & VM_SHARED))
+	    (vma->vm_flags & VM_WRITE) || !(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	mw_vm_flags_mod(vma, VM_DONTEXPAND | VM_DONTDUMP,
 			VM_MAYWRITE | VM_MAYEXEC);
