@@ -94,8 +94,6 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case KDREG2_IOCTL_CONFIG_DATA:
 		return mw_config(ctx, uarg);
 	case KDREG2_IOCTL_MONITOR:
-		if (!ctx->status)
-			return -ENOSPC;	/* max_regions is still 0 */
 		return mw_monitor(ctx, uarg);
 	case KDREG2_IOCTL_UNMONITOR:
 		return mw_unmonitor(ctx, uarg);

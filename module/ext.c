@@ -57,8 +57,6 @@ static long mw_batch(struct mw_ctx *ctx, unsigned int nr, void __user *uarg)
 			  sizeof(struct mapwatch_unmonitor_entry);
 	if (b.flags || b.entry_size != esize || b.count > MAPWATCH_BATCH_MAX)
 		return -EINVAL;
-	if (!ctx->status)
-		return monitor && b.count ? -ENOSPC : -EINVAL;
 	return monitor ? mw_monitor_batch(ctx, &b) : mw_unmonitor_batch(ctx, &b);
 }
 

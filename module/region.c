@@ -201,6 +201,7 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		if (r->it.start != start || r->it.last != last)
 			return -EBUSY;
 	} else {
+		/* No slot free, or no CONFIG_DATA yet (max_regions 0). */
 		if (!ctx->nr_free)
 			return -ENOSPC;
 		r = *rp;
