@@ -313,6 +313,18 @@ long mw_unmonitor(struct mw_ctx *ctx,
 	return ret;
 }
 
+/* Free the non-NULL regions of @r[0..n). */
+static void mw_free_bulk(struct mw_region **r, u32 n)
+{
+	u32 i, k = 0;
+
+	for (i = 0; i < n; i++)
+		if (r[i])
+			r[k++] = r[i];
+	if (k)
+		kmem_cache_free_bulk(mw_region_cache, k, (void **)r);
+}
+
 /*
  * MONITOR_BATCH: chunks of MW_CHUNK entries, one lock hold and one pair of
  * user copies per chunk.  Regions are preallocated outside the lock.
@@ -336,12 +348,10 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			ret = -EFAULT;
 			break;
 		}
-		for (used = 0; used < n; used++) {
-			spare[used] = kmem_cache_alloc(mw_region_cache,
-						       GFP_KERNEL_ACCOUNT);
-			if (!spare[used])
-				break;
-		}
+		/* All or nothing; entries past @used get ENOMEM. */
+		used = kmem_cache_alloc_bulk(mw_region_cache,
+					     GFP_KERNEL_ACCOUNT, n,
+					     (void **)spare);
 		spin_lock(&ctx->lock);
 		for (i = 0; i < n; i++) {
 			unsigned long last;
@@ -362,9 +372,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
-		for (i = 0; i < used; i++)
-			if (spare[i])
-				mw_region_free(spare[i]);
+		mw_free_bulk(spare, used);
 		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
 			ret = -EFAULT;
 			break;
@@ -404,9 +412,7 @@ long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
-		for (i = 0; i < n; i++)
-			if (dead[i])
-				mw_region_free(dead[i]);
+		mw_free_bulk(dead, n);
 		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
 			ret = -EFAULT;
 			break;
