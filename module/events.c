@@ -22,11 +22,11 @@ void mw_publish_counters(struct mw_ctx *ctx)
 
 	if (!st)
 		return;
-	smp_store_release(&st->hdr->num_active_regions, ctx->nr_regions);
-	smp_store_release(&st->hdr->total_events, ctx->total_events);
-	smp_store_release(&st->ext->overflows, ctx->overflows);
-	smp_store_release(&st->ext->skipped_invalidations, ctx->skipped);
-	smp_store_release(&st->hdr->pending_events, mw_nr_pending(ctx));
+	mw_publish(&st->hdr->num_active_regions, ctx->nr_regions);
+	mw_publish(&st->hdr->total_events, ctx->total_events);
+	mw_publish(&st->ext->overflows, ctx->overflows);
+	mw_publish(&st->ext->skipped_invalidations, ctx->skipped);
+	mw_publish(&st->hdr->pending_events, mw_nr_pending(ctx));
 }
 
 /*

@@ -86,6 +86,23 @@ struct mw_ctx {
 	struct kdreg2_event *evbuf;	/* MW_READ_BATCH records */
 };
 
+/*
+ * Stores into the status area are releases: they pair with the acquire
+ * loads of kdreg2_read_counter() and kdreg2_mapping_changed(), so a reader
+ * that sees a new value also sees everything the module did before it.
+ */
+static inline void mw_publish(u64 *p, u64 v)
+{
+	/* Release: pairs with the user's acquire load. */
+	smp_store_release(p, v);
+}
+
+static inline void mw_bump_state(u32 *word)
+{
+	/* See mw_publish(). */
+	smp_store_release(word, *word + 1);
+}
+
 /* status.c */
 struct mw_status *mw_status_alloc(size_t max_regions);
 void mw_status_put(struct mw_status *st);

@@ -75,17 +75,14 @@ static void mw_insert_cookie(struct mw_ctx *ctx, struct mw_region *new)
 static u32 mw_slot_take(struct mw_ctx *ctx)
 {
 	u32 slot = ctx->free_slots[--ctx->nr_free];
-	u32 *word = &ctx->status->state[slot];
 
-	smp_store_release(word, *word + 1);
+	mw_bump_state(&ctx->status->state[slot]);
 	return slot;
 }
 
 static void mw_slot_release(struct mw_ctx *ctx, u32 slot)
 {
-	u32 *word = &ctx->status->state[slot];
-
-	smp_store_release(word, *word + 1);
+	mw_bump_state(&ctx->status->state[slot]);
 	ctx->free_slots[ctx->nr_free++] = slot;
 }
 
