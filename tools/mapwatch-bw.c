@@ -459,6 +459,46 @@ static void total(const struct run_result *r, struct bw_stats *st)
 			    r->server.st.invalidations;
 }
 
+static const struct run_result *find(const struct run_result *res, int n,
+				     enum bw_cache_mode m, enum bw_workload w)
+{
+	for (int i = 0; i < n; i++)
+		if (res[i].cache == m && res[i].workload == w)
+			return &res[i];
+	return NULL;
+}
+
+static double mbps(const struct run_result *r)
+{
+	return (double)r->server.bytes / r->secs / 1e6;
+}
+
+/* Two lines that say what the table shows, when it has the rows for it. */
+static void print_summary(const struct run_result *res, int n)
+{
+	const struct run_result *uc = find(res, n, BW_CACHE_UNSAFE, BW_CHURN);
+	const struct run_result *mc = find(res, n, BW_CACHE_MAPWATCH, BW_CHURN);
+	const struct run_result *ms = find(res, n, BW_CACHE_MAPWATCH, BW_STATIC);
+	const struct run_result *us = find(res, n, BW_CACHE_UNSAFE, BW_STATIC);
+	const struct run_result *ns = find(res, n, BW_CACHE_NONE, BW_STATIC);
+
+	if (uc)
+		printf("=> unsafe cache under churn: %llu of %llu messages corrupt: its cached MRs still pin the freed pages, so the NIC used memory the application had given back.\n",
+		       (unsigned long long)uc->server.corrupt_msgs,
+		       (unsigned long long)uc->server.msgs);
+	if (mc && ms && us && ns)
+		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught); static bandwidth %.0f%% of the unmonitored cache's, %.1fx registering every message.\n",
+		       (unsigned long long)mc->server.corrupt_msgs,
+		       (unsigned long long)(mc->client.st.invalidations +
+					    mc->server.st.invalidations),
+		       100.0 * mbps(ms) / mbps(us), mbps(ms) / mbps(ns));
+	else if (mc)
+		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught).\n",
+		       (unsigned long long)mc->server.corrupt_msgs,
+		       (unsigned long long)(mc->client.st.invalidations +
+					    mc->server.st.invalidations));
+}
+
 static void print_table(const struct bw_conn *c, const struct run_result *res,
 			int n)
 {
@@ -497,6 +537,7 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 			       (unsigned long long)r->server.size_corrupt[s]);
 	}
 	printf("regs/hits/invals: both sides together; corrupt msgs: messages the receiver found wrong.\n");
+	print_summary(res, n);
 }
 
 static void print_json(const struct bw_conn *c, const struct run_result *res,
