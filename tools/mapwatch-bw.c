@@ -529,11 +529,11 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 		       (unsigned long long)st.hits,
 		       (unsigned long long)st.invalidations, corrupt);
 		for (unsigned int s = 0; opt.per_size && s < opt.nsizes; s++)
-			printf("  %9llu B %17s %10.2f %9.0f %38llu\n",
+			printf("  %9llu B %-13s %10.2f %9.0f %6s %6s %7s %15llu\n",
 			       (unsigned long long)opt.sizes[s], "",
 			       (double)opt.sizes[s] * opt.iters /
 			       res[i].size_secs[s] / 1e6,
-			       opt.iters / res[i].size_secs[s],
+			       opt.iters / res[i].size_secs[s], "", "", "",
 			       (unsigned long long)r->server.size_corrupt[s]);
 	}
 	printf("regs/hits/invals: both sides together; corrupt msgs: messages the receiver found wrong.\n");
