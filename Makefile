@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# mapwatch: the single entry point.
+#   make          library, tools, mapwatch.ko for every supported kernel, tests
+#   make check    host tests, then the guest suite on every kernel (TAP)
+#   make demo     the RDMA demonstration in a test guest
+#   make bench    the performance table (bench/README.md)
+#   make deps     install packages and fetch kernels (run implicitly)
+#   make check-debug   the guest suite under a KASAN/lockdep/kmemleak kernel
+
+CC ?= gcc
+CACHE := .cache
+CFLAGS_COMMON := -O2 -g -Wall -Wextra -Werror -Iinclude -Itests -pthread
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS_TESTS := -libverbs -lrdmacm -pthread
+
+DEPS_STAMP := $(CACHE)/deps.stamp
+# Resolved by `make deps`: the concrete version of each supported kernel,
+# and the running kernel when its build tree is installed.
+KVERS := $(sort $(shell cat $(CACHE)/kernels/*.version 2>/dev/null) \
+	$(if $(wildcard /lib/modules/$(shell uname -r)/build/Makefile),$(shell uname -r)))
+MODULE_SRCS := $(wildcard module/*.c module/*.h) module/Kbuild include/kdreg2.h include/mapwatch_uapi.h
+KOS := $(foreach v,$(KVERS),build/kernel/$(v)/mapwatch.ko)
+SPLAT_KOS := $(foreach v,$(KVERS),build/splat/$(v)/mapwatch_splat.ko)
+
+.PHONY: all build deps modules lib tools tests bench-bin check check-host check-guest \
+	check-debug demo bench clean distclean
+.DEFAULT_GOAL := all
+
+all: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory build
+
+# Fragments of the components that have their own build rules.
+-include lib/lib.mk
+ifneq ($(wildcard lib/lib.mk),)
+-include tools/tools.mk
+-include tools/cli.mk
+endif
+-include packaging/install.mk
+
+build: lib tools modules tests bench-bin
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): vm/deps vm/kernels
+	vm/deps
+	@mkdir -p $(dir $@) && touch $@
+
+modules: $(KOS) $(SPLAT_KOS)
+build/kernel/%/mapwatch.ko: $(MODULE_SRCS)
+	vm/kbuild $* module build/kernel/$*
+build/splat/%/mapwatch_splat.ko: tests/splat/splat.c tests/splat/Kbuild
+	vm/kbuild $* tests/splat build/splat/$*
+
+# Tests: every tests/host/NAME.c and tests/guest/NAME.c is one program.
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_A := $(if $(MAPWATCH_LIB_A),$(MAPWATCH_LIB_A))
+HOST_TESTS := $(patsubst tests/host/%.c,build/tests/host/%,$(wildcard tests/host/*.c))
+HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard tests/host/*.c))
+GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
+BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
+TEST_HDRS := tests/tap.h $(wildcard tests/host/*.h tests/guest/*.h include/*.h)
+
+tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(GUEST_TESTS)
+bench-bin: $(BENCH_BINS)
+
+build/tests/host/%: tests/host/%.c $(TEST_HDRS) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)
+# The sanitizer build compiles the library sources in, instrumented too.
+build/tests/host-san/%: tests/host/%.c $(TEST_HDRS) $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(SANFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS_TESTS)
+build/tests/guest/%: tests/guest/%.c $(TEST_HDRS) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)
+build/bench/%: bench/%.c $(TEST_HDRS) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)
+
+check: all
+	tests/check
+check-host: all
+	tests/check --host
+check-guest: all
+	tests/check --guest
+
+check-debug: all
+	vm/build-debug-kernel >/dev/null
+	@$(MAKE) --no-print-directory build/kernel/$$(cat $(CACHE)/debug-kernel/version)/mapwatch.ko \
+		build/splat/$$(cat $(CACHE)/debug-kernel/version)/mapwatch_splat.ko
+	tests/check --guest --kernel debug --debug
+
+demo: all
+	@if [ -x tools/demo ]; then tools/demo; else echo "make demo: not yet implemented" >&2; exit 1; fi
+
+bench: all
+	@if [ -x bench/run ]; then bench/run; else echo "make bench: not yet implemented" >&2; exit 1; fi
+
+clean:
+	rm -rf build
+distclean: clean
+	rm -rf $(CACHE)

@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# Shared by the vm/ scripts: where things live and how a kernel alias
+# resolves.  Sourced, not run.
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${MAPWATCH_CACHE:-$top/.cache}
+kcache=$cache/kernels
+
+die() { echo "${0##*/}: $*" >&2; exit 1; }
+
+# Aliases listed in vm/kernels, in order.
+kernel_aliases() { awk '!/^#/ && NF >= 3 { print $1 }' "$top/vm/kernels"; }
+
+# ALIAS -> IMAGE-META HEADERS-META
+kernel_metas() { awk -v a="$1" '!/^#/ && $1 == a { print $2, $3 }' "$top/vm/kernels"; }
+
+# ALIAS or full version -> full version, from what `make deps` resolved.
+kernel_version() {
+	local want=$1
+	if [ -f "$kcache/$want.version" ]; then
+		cat "$kcache/$want.version"
+	elif [ -d "$kcache/$want/root" ]; then
+		echo "$want"
+	elif [ "$want" = debug ] && [ -f "$cache/debug-kernel/version" ]; then
+		cat "$cache/debug-kernel/version"
+	else
+		return 1
+	fi
+}
+
+# Full version -> directory holding boot/, lib/modules/, usr/src/.
+kernel_root() {
+	if [ -d "$kcache/$1/root" ]; then
+		echo "$kcache/$1/root"
+	elif [ -f "$cache/debug-kernel/version" ] && [ "$(cat "$cache/debug-kernel/version")" = "$1" ]; then
+		echo "$cache/debug-kernel/root"
+	else
+		return 1
+	fi
+}
