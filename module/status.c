@@ -29,7 +29,9 @@ struct mw_status *mw_status_alloc(size_t max_regions)
 	st = kzalloc(sizeof(*st), GFP_KERNEL_ACCOUNT);
 	if (!st)
 		return NULL;
-	st->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	/* The size is the caller's choice: failing is ENOMEM, not a splat. */
+	st->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO |
+			      __GFP_NOWARN);
 	if (!st->vaddr) {
 		kfree(st);
 		return NULL;
@@ -165,7 +167,7 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 		goto out_unlock;
 	if (cfg.max_regions) {
 		slots = kvmalloc_array(cfg.max_regions, sizeof(*slots),
-				       GFP_KERNEL_ACCOUNT);
+				       GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slots)
 			goto out_put;
 		/* Hand out low slot numbers first. */
