@@ -8,12 +8,13 @@
 #   make check-debug   the guest suite under a KASAN/lockdep/kmemleak kernel
 
 CC ?= gcc
-CACHE := .cache
+# Where vm/common.sh keeps kernels and other downloads (shared by clones).
+CACHE := $(or $(MAPWATCH_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mapwatch)
 CFLAGS_COMMON := -O2 -g -Wall -Wextra -Werror -Iinclude -Itests -pthread
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS_TESTS := -libverbs -lrdmacm -pthread
 
-DEPS_STAMP := $(CACHE)/deps.stamp
+DEPS_STAMP := build/deps.stamp
 # Resolved by `make deps`: the concrete version of each supported kernel,
 # and the running kernel when its build tree is installed.
 KVERS := $(sort $(shell cat $(CACHE)/kernels/*.version 2>/dev/null) \
@@ -87,7 +88,7 @@ check-debug: all
 	vm/build-debug-kernel >/dev/null
 	@$(MAKE) --no-print-directory build/kernel/$$(cat $(CACHE)/debug-kernel/version)/mapwatch.ko \
 		build/splat/$$(cat $(CACHE)/debug-kernel/version)/mapwatch_splat.ko
-	tests/check --guest --kernel debug --debug
+	tests/check --guest --kernel debug
 
 demo: all
 	@if [ -x tools/demo ]; then tools/demo; else echo "make demo: not yet implemented" >&2; exit 1; fi

@@ -2,7 +2,9 @@
 # Shared by the vm/ scripts: where things live and how a kernel alias
 # resolves.  Sourced, not run.
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${MAPWATCH_CACHE:-$top/.cache}
+# Downloads and builds shared by every clone of the project (kernels, the
+# debug kernel, initramfs images): MAPWATCH_CACHE, else the user's cache.
+cache=${MAPWATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mapwatch}
 kcache=$cache/kernels
 
 die() { echo "${0##*/}: $*" >&2; exit 1; }
