@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bw.h"
+#include "mapwatch.h"
 
 #define BW_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE)
 #define UNSAFE_SLOTS 64
@@ -30,6 +31,8 @@ struct bw_cache {
 	struct bw_stats st;
 	struct unsafe_entry slot[UNSAFE_SLOTS];
 	unsigned int next_victim;
+	struct mapwatch *mw;
+	struct mapwatch_cache *mc;
 };
 
 const char *const bw_cache_names[BW_NCACHE] = { "none", "unsafe", "mapwatch" };
@@ -52,21 +55,67 @@ static void dereg(struct bw_cache *bc, struct ibv_mr *mr)
 	bc->st.deregistrations++;
 }
 
+/* libmapwatch's callbacks: plain verbs registration on our PD. */
+static void *mw_reg(void *ctx, void *addr, size_t len, int flags)
+{
+	struct bw_cache *bc = ctx;
+
+	(void)flags;
+	return reg(bc, addr, len);
+}
+
+static void mw_dereg(void *ctx, void *mr)
+{
+	dereg(ctx, mr);
+}
+
+static int mapwatch_create(struct bw_cache *bc, enum bw_backend backend,
+			   char *why, size_t whylen)
+{
+	static const enum mapwatch_backend be[] = {
+		[BW_BACKEND_AUTO] = MAPWATCH_BACKEND_AUTO,
+		[BW_BACKEND_KERNEL] = MAPWATCH_BACKEND_KERNEL,
+		[BW_BACKEND_UFFD] = MAPWATCH_BACKEND_USERFAULTFD,
+	};
+	struct mapwatch_cache_ops ops = {
+		.reg = mw_reg, .dereg = mw_dereg, .ctx = bc,
+	};
+	struct mapwatch_cache_config cfg = { .max_entries = UNSAFE_SLOTS };
+	const char *reason = NULL;
+	int err = mapwatch_open(&bc->mw, be[backend], 4 * UNSAFE_SLOTS, &reason);
+
+	if (err) {
+		snprintf(why, whylen, "cannot open the %s monitor: %s%s",
+			 bw_backend_names[backend],
+			 reason ? reason : strerror(-err),
+			 backend != BW_BACKEND_UFFD ?
+			 " (--backend=userfaultfd needs no module)" : "");
+		return -1;
+	}
+	bc->mc = mapwatch_cache_create(bc->mw, &ops, &cfg);
+	if (!bc->mc) {
+		snprintf(why, whylen, "mapwatch_cache_create: %s",
+			 strerror(errno));
+		mapwatch_close(bc->mw);
+		return -1;
+	}
+	return 0;
+}
+
 struct bw_cache *bw_cache_create(enum bw_cache_mode mode,
 				 enum bw_backend backend, struct ibv_pd *pd,
 				 char *why, size_t whylen)
 {
 	struct bw_cache *bc = calloc(1, sizeof(*bc));
 
-	(void)backend;
 	if (!bc) {
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
 	bc->mode = mode;
 	bc->pd = pd;
-	if (mode == BW_CACHE_MAPWATCH) {
-		snprintf(why, whylen, "this build has no libmapwatch cache");
+	if (mode == BW_CACHE_MAPWATCH &&
+	    mapwatch_create(bc, backend, why, whylen)) {
 		free(bc);
 		return NULL;
 	}
@@ -124,26 +173,46 @@ int bw_cache_get(struct bw_cache *bc, void *addr, size_t len,
 	case BW_CACHE_UNSAFE:
 		return unsafe_get(bc, addr, len, r);
 	default:
+		break;
+	}
+	r->priv = mapwatch_cache_get(bc->mc, addr, len, 0);
+	if (!r->priv) {
+		bw_err(NULL, "mapwatch_cache_get(%p, %zu): %s", addr, len,
+		       strerror(errno));
 		return -1;
 	}
+	mr = mapwatch_cache_entry_reg(r->priv);
+	r->lkey = mr->lkey;
+	r->rkey = mr->rkey;
+	return 0;
 }
 
 void bw_cache_put(struct bw_cache *bc, struct bw_reg *r)
 {
 	if (bc->mode == BW_CACHE_NONE)
 		dereg(bc, r->priv);
+	else if (bc->mode == BW_CACHE_MAPWATCH)
+		mapwatch_cache_put(bc->mc, r->priv);
 	r->priv = NULL;
 }
 
 void bw_cache_stats(struct bw_cache *bc, struct bw_stats *st)
 {
+	struct mapwatch_cache_stats ms;
+
 	*st = bc->st;
+	if (bc->mode != BW_CACHE_MAPWATCH)
+		return;
+	mapwatch_cache_get_stats(bc->mc, &ms);
+	st->hits = ms.hits;
+	st->invalidations = ms.invalidations;
 }
 
 const char *bw_cache_backend(struct bw_cache *bc)
 {
-	(void)bc;
-	return "-";
+	if (!bc->mw)
+		return "-";
+	return mapwatch_backend_name(mapwatch_backend(bc->mw));
 }
 
 void bw_cache_destroy(struct bw_cache *bc)
@@ -153,5 +222,9 @@ void bw_cache_destroy(struct bw_cache *bc)
 	for (int i = 0; i < UNSAFE_SLOTS; i++)
 		if (bc->slot[i].mr)
 			dereg(bc, bc->slot[i].mr);
+	if (bc->mc)
+		mapwatch_cache_destroy(bc->mc);
+	if (bc->mw)
+		mapwatch_close(bc->mw);
 	free(bc);
 }
