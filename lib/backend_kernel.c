@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The kernel backend: mapwatch.ko through /dev/mapwatch (or any kdreg2
+ * device).  The state word a handle points at lives in the module's
+ * read-only status area, so mapwatch_changed() is one load.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int kernel_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
+			uint64_t cookie, struct mapwatch_handle *h)
+{
+	struct kdreg2_ioctl_monitor m = {
+		.addr = (const void *)addr, .length = len, .cookie = cookie,
+	};
+	const struct kdreg2_monitoring_state *base;
+
+	if (ioctl(mw->fd, KDREG2_IOCTL_MONITOR, &m)) {
+		int e = errno;
+
+		mw_seterr(mw, "watch: %s%s", strerror(e),
+			  e == EBUSY ? " (cookie already watched)" :
+			  e == ENOSPC ? " (all watches in use)" : "");
+		return -e;
+	}
+	base = mw->st->monitoring_state_base;
+	h->word = &base[m.monitoring_params.location].u.raw;
+	h->gen = m.monitoring_params.generation;
+	h->slot = m.monitoring_params.location;
+	h->cookie = cookie;
+	return 0;
+}
+
+static int kernel_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
+{
+	struct kdreg2_ioctl_unmonitor u = {
+		.cookie = h->cookie,
+		.monitoring_params = { .location = h->slot, .generation = h->gen },
+	};
+
+	if (!ioctl(mw->fd, KDREG2_IOCTL_UNMONITOR, &u))
+		return 0;
+	/* The module retires a watch with its event: nothing left to do. */
+	if ((errno == ESRCH || errno == EBADSLT) && mapwatch_changed(h))
+		return 0;
+	mw_seterr(mw, "unwatch: %s", strerror(errno));
+	return -errno;
+}
+
+static int kernel_read(struct mapwatch *mw, struct mapwatch_event *ev,
+		       size_t max)
+{
+	struct kdreg2_event kev[64];
+	ssize_t n;
+
+	if (max > 64)
+		max = 64;
+	n = read(mw->fd, kev, max * sizeof(kev[0]));
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	n /= sizeof(kev[0]);
+	for (ssize_t i = 0; i < n; i++) {
+		const struct kdreg2_mapping_change *c = &kev[i].u.mapping_change;
+
+		ev[i].addr = (uintptr_t)c->addr;
+		ev[i].len = c->len;
+		ev[i].cookie = c->cookie == KDREG2_BAD_COOKIE_VALUE ?
+			       MAPWATCH_COOKIE_RANGE : c->cookie;
+	}
+	return n;
+}
+
+static bool kernel_pending(const struct mapwatch *mw)
+{
+	return kdreg2_read_counter(&mw->st->pending_events) != 0;
+}
+
+static void kernel_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
+{
+	const struct mapwatch_status_ext *ext = mapwatch_status_ext(mw->st);
+
+	s->watched = kdreg2_read_counter(&mw->st->num_active_regions);
+	s->events = kdreg2_read_counter(&mw->st->total_events);
+	if (ext->magic == MAPWATCH_STATUS_MAGIC) {
+		s->overflows = kdreg2_read_counter(&ext->overflows);
+		s->skipped = kdreg2_read_counter(&ext->skipped_invalidations);
+	}
+}
+
+static void kernel_close(struct mapwatch *mw)
+{
+	size_t size = MAPWATCH_STATE_ARRAY_OFFSET + (mw->max + 1) * 4;
+	long page = sysconf(_SC_PAGESIZE);
+
+	close(mw->fd);
+	/* The status area outlives the fd; give its address space back. */
+	munmap((void *)mw->st, (size + page - 1) / page * page);
+}
+
+static const struct mw_ops kernel_ops = {
+	.watch = kernel_watch,
+	.unwatch = kernel_unwatch,
+	.read = kernel_read,
+	.pending = kernel_pending,
+	.stats = kernel_stats,
+	.close = kernel_close,
+};
+
+int mw_kernel_open(struct mapwatch *mw, const char **why)
+{
+	static const char *const devs[] = { MAPWATCH_DEVICE_NAME,
+					    KDREG2_DEVICE_NAME };
+	struct kdreg2_config_data cfg = { .max_regions = mw->max };
+	struct mapwatch_probe probe = { .size = sizeof(probe) };
+	int fd = -1, err = ENOENT;
+
+	for (unsigned int i = 0; i < 2 && fd < 0; i++) {
+		fd = open(devs[i], O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0 && errno != ENOENT)
+			err = errno;
+	}
+	if (fd < 0) {
+		if (why)
+			*why = err == ENOENT ?
+			       "kernel backend: /dev/mapwatch missing (load the module: modprobe mapwatch)" :
+			       err == EACCES ?
+			       "kernel backend: no permission on /dev/mapwatch (udev rule missing?)" :
+			       "kernel backend: cannot open /dev/mapwatch";
+		return -err;
+	}
+	if (ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &cfg)) {
+		err = errno;
+		close(fd);
+		if (why)
+			*why = err == ENOSPC ?
+			       "kernel backend: max_watches above the module's max_regions_limit" :
+			       "kernel backend: CONFIG_DATA failed";
+		return -err;
+	}
+	mw->fd = fd;
+	mw->st = cfg.status_data;
+	mw->batch = !ioctl(fd, MAPWATCH_IOCTL_PROBE, &probe) &&
+		    (probe.features & MAPWATCH_FEATURE_BATCH);
+	mw->backend = MAPWATCH_BACKEND_KERNEL;
+	mw->ops = &kernel_ops;
+	return 0;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libmapwatch internals shared by the backends.
+ */
+#ifndef MAPWATCH_INTERNAL_H
+#define MAPWATCH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "mapwatch.h"
+#include "mapwatch_uapi.h"
+
+struct mapwatch;
+
+struct mw_ops {
+	int (*watch)(struct mapwatch *mw, uintptr_t addr, size_t len,
+		     uint64_t cookie, struct mapwatch_handle *h);
+	int (*unwatch)(struct mapwatch *mw, const struct mapwatch_handle *h);
+	int (*read)(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
+	bool (*pending)(const struct mapwatch *mw);
+	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
+	void (*close)(struct mapwatch *mw);
+};
+
+/* A watch of the user-space backends (userfaultfd, manual). */
+enum { SLOT_FREE, SLOT_LIVE, SLOT_CHANGED };
+
+struct mw_slot {
+	_Atomic uintptr_t start, last;
+	_Atomic int state;
+	uint64_t cookie;
+};
+
+/*
+ * The user-space backends keep generations in user memory.  The thread that
+ * reports changes (the userfaultfd reader) takes only ev_lock, which is
+ * never held across anything that can unmap memory or block, so an
+ * unmapping thread waiting for that reader can never wait for us.
+ */
+struct mw_user {
+	uint32_t *gens;			/* one word per slot */
+	struct mw_slot *slots;
+	uint32_t *free_slots;
+	size_t nfree;			/* under mw->lock */
+	pthread_mutex_t ev_lock;
+	struct mapwatch_event *ring;
+	size_t ring_size, ring_head, ring_count;
+	bool ovf;
+	uintptr_t ovf_start, ovf_last;
+	_Atomic uint64_t events, overflows;
+	_Atomic size_t live;
+	int efd;			/* eventfd: readable while pending */
+	/* userfaultfd */
+	int uffd, wakefd;
+	pthread_t reader;
+	bool reader_started;
+};
+
+struct mapwatch {
+	enum mapwatch_backend backend;
+	const struct mw_ops *ops;
+	pid_t owner;
+	size_t max;
+	int fd;				/* what mapwatch_fd() returns */
+	pthread_mutex_t lock;		/* watch/unwatch/read */
+	char err[200];
+	/* kernel backend */
+	const struct kdreg2_status_data *st;
+	bool batch;
+	/* user-space backends */
+	struct mw_user u;
+};
+
+void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+int mw_kernel_open(struct mapwatch *mw, const char **why);
+int mw_uffd_open(struct mapwatch *mw, const char **why);
+int mw_manual_open(struct mapwatch *mw, const char **why);
+
+/* user.c: the slot table and event ring of the user-space backends */
+int mw_user_init(struct mapwatch *mw);
+void mw_user_fini(struct mapwatch *mw);
+int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
+		  uint64_t cookie, struct mapwatch_handle *h);
+int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
+int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
+bool mw_user_pending(const struct mapwatch *mw);
+void mw_user_stats(const struct mapwatch *mw, struct mapwatch_stats *s);
+void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end);
+
+#endif /* MAPWATCH_INTERNAL_H */

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Watches kept in user memory, for the backends without a kernel module:
+ * a slot table with one generation word per slot (the same one-load check
+ * as the kernel's), and a ring of events.  Changes are matched by scanning
+ * the live slots: O(watches) per change, fine for the fallback backends.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RING_SIZE 4096
+
+int mw_user_init(struct mapwatch *mw)
+{
+	struct mw_user *u = &mw->u;
+
+	u->uffd = u->wakefd = -1;
+	u->gens = calloc(mw->max + 1, sizeof(*u->gens));
+	u->slots = calloc(mw->max + 1, sizeof(*u->slots));
+	u->free_slots = calloc(mw->max + 1, sizeof(*u->free_slots));
+	u->ring = calloc(RING_SIZE, sizeof(*u->ring));
+	u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!u->gens || !u->slots || !u->free_slots || !u->ring || u->efd < 0) {
+		mw_user_fini(mw);
+		return -ENOMEM;
+	}
+	u->ring_size = RING_SIZE;
+	for (size_t i = 0; i < mw->max; i++)
+		u->free_slots[u->nfree++] = mw->max - 1 - i;
+	pthread_mutex_init(&u->ev_lock, NULL);
+	mw->fd = u->efd;
+	return 0;
+}
+
+void mw_user_fini(struct mapwatch *mw)
+{
+	struct mw_user *u = &mw->u;
+
+	if (u->efd >= 0)
+		close(u->efd);
+	free(u->gens);
+	free(u->slots);
+	free(u->free_slots);
+	free(u->ring);
+	u->efd = -1;
+}
+
+static void bump(uint32_t *word)
+{
+	__atomic_store_n(word, *word + 1, __ATOMIC_RELEASE);
+}
+
+int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
+		  uint64_t cookie, struct mapwatch_handle *h)
+{
+	struct mw_user *u = &mw->u;
+	struct mw_slot *s;
+	uint32_t slot;
+
+	pthread_mutex_lock(&mw->lock);
+	if (!u->nfree) {
+		pthread_mutex_unlock(&mw->lock);
+		mw_seterr(mw, "watch: all %zu watches in use", mw->max);
+		return -ENOSPC;
+	}
+	slot = u->free_slots[--u->nfree];
+	s = &u->slots[slot];
+	s->cookie = cookie;
+	atomic_store(&s->start, addr);
+	atomic_store(&s->last, addr + len - 1);
+	bump(&u->gens[slot]);		/* odd: in use */
+	atomic_store(&s->state, SLOT_LIVE);
+	atomic_fetch_add(&u->live, 1);
+	pthread_mutex_unlock(&mw->lock);
+	h->word = &u->gens[slot];
+	h->gen = __atomic_load_n(&u->gens[slot], __ATOMIC_ACQUIRE);
+	h->slot = slot;
+	h->cookie = cookie;
+	return 0;
+}
+
+int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
+{
+	struct mw_user *u = &mw->u;
+	struct mw_slot *s;
+	int state;
+
+	if (h->slot >= mw->max || h->word != &u->gens[h->slot])
+		return -EINVAL;
+	s = &u->slots[h->slot];
+	pthread_mutex_lock(&mw->lock);
+	if (s->cookie != h->cookie || atomic_load(&s->state) == SLOT_FREE) {
+		pthread_mutex_unlock(&mw->lock);
+		return -ESRCH;
+	}
+	/* LIVE -> FREE; a CHANGED slot (already retired) just frees. */
+	pthread_mutex_lock(&u->ev_lock);
+	state = atomic_exchange(&s->state, SLOT_FREE);
+	if (state == SLOT_LIVE) {
+		bump(&u->gens[h->slot]);
+		atomic_fetch_sub(&u->live, 1);
+	}
+	pthread_mutex_unlock(&u->ev_lock);
+	u->free_slots[u->nfree++] = h->slot;
+	pthread_mutex_unlock(&mw->lock);
+	return 0;
+}
+
+static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
+		       uint64_t cookie)
+{
+	atomic_fetch_add(&u->events, 1);
+	if (u->ring_count < u->ring_size) {
+		size_t i = (u->ring_head + u->ring_count++) % u->ring_size;
+
+		u->ring[i] = (struct mapwatch_event){ start, last - start + 1,
+						      cookie };
+		return;
+	}
+	atomic_fetch_add(&u->overflows, 1);
+	if (!u->ovf) {
+		u->ovf = true;
+		u->ovf_start = start;
+		u->ovf_last = last;
+	} else {
+		u->ovf_start = start < u->ovf_start ? start : u->ovf_start;
+		u->ovf_last = last > u->ovf_last ? last : u->ovf_last;
+	}
+}
+
+/* Retire every live watch overlapping [start, end).  Never blocks. */
+void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end)
+{
+	struct mw_user *u = &mw->u;
+	uint64_t one = 1;
+	bool any = false;
+
+	pthread_mutex_lock(&u->ev_lock);
+	for (size_t i = 0; i < mw->max; i++) {
+		struct mw_slot *s = &u->slots[i];
+		int live = SLOT_LIVE;
+
+		if (atomic_load(&s->state) != SLOT_LIVE ||
+		    atomic_load(&s->last) < start ||
+		    atomic_load(&s->start) >= end)
+			continue;
+		if (!atomic_compare_exchange_strong(&s->state, &live,
+						    SLOT_CHANGED))
+			continue;
+		bump(&u->gens[i]);
+		atomic_fetch_sub(&u->live, 1);
+		push_event(u, atomic_load(&s->start), atomic_load(&s->last),
+			   s->cookie);
+		any = true;
+	}
+	pthread_mutex_unlock(&u->ev_lock);
+	if (any && write(u->efd, &one, sizeof(one)) < 0)
+		return;	/* the counter is saturated: already readable */
+}
+
+int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max)
+{
+	struct mw_user *u = &mw->u;
+	size_t n = 0;
+	uint64_t junk;
+
+	pthread_mutex_lock(&u->ev_lock);
+	while (n < max && u->ring_count) {
+		ev[n++] = u->ring[u->ring_head];
+		u->ring_head = (u->ring_head + 1) % u->ring_size;
+		u->ring_count--;
+	}
+	if (n < max && u->ovf) {
+		ev[n++] = (struct mapwatch_event){ u->ovf_start,
+			u->ovf_last - u->ovf_start + 1, MAPWATCH_COOKIE_RANGE };
+		u->ovf = false;
+	}
+	if (!u->ring_count && !u->ovf && read(u->efd, &junk, sizeof(junk)) < 0)
+		junk = 0;	/* EAGAIN: nothing was signalled */
+	pthread_mutex_unlock(&u->ev_lock);
+	return n;
+}
+
+bool mw_user_pending(const struct mapwatch *mw)
+{
+	const struct mw_user *u = &mw->u;
+
+	return __atomic_load_n(&u->ring_count, __ATOMIC_ACQUIRE) ||
+	       __atomic_load_n(&u->ovf, __ATOMIC_ACQUIRE);
+}
+
+void mw_user_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
+{
+	const struct mw_user *u = &mw->u;
+
+	s->watched = atomic_load(&((struct mw_user *)u)->live);
+	s->events = atomic_load(&((struct mw_user *)u)->events);
+	s->overflows = atomic_load(&((struct mw_user *)u)->overflows);
+}
+
+/* The manual backend: only mapwatch_invalidate() reports changes. */
+static void manual_close(struct mapwatch *mw)
+{
+	mw_user_fini(mw);
+}
+
+static const struct mw_ops manual_ops = {
+	.watch = mw_user_watch,
+	.unwatch = mw_user_unwatch,
+	.read = mw_user_read,
+	.pending = mw_user_pending,
+	.stats = mw_user_stats,
+	.close = manual_close,
+};
+
+int mw_manual_open(struct mapwatch *mw, const char **why)
+{
+	int ret = mw_user_init(mw);
+
+	if (ret) {
+		if (why)
+			*why = "out of memory";
+		return ret;
+	}
+	mw->backend = MAPWATCH_BACKEND_MANUAL;
+	mw->ops = &manual_ops;
+	return 0;
+}
