@@ -124,6 +124,48 @@ static inline void tap_fail(const char *file, int line, const char *what)
 			exit(1);					\
 		}							\
 	} while (0)
+static inline const char *tap_errname(int e)
+{
+	switch (e) {
+	case 0: return "0";
+	case EPERM: return "EPERM";
+	case ENOENT: return "ENOENT";
+	case ESRCH: return "ESRCH";
+	case EIO: return "EIO";
+	case EBADF: return "EBADF";
+	case EAGAIN: return "EAGAIN";
+	case ENOMEM: return "ENOMEM";
+	case EACCES: return "EACCES";
+	case EFAULT: return "EFAULT";
+	case EBUSY: return "EBUSY";
+	case EEXIST: return "EEXIST";
+	case ENODEV: return "ENODEV";
+	case EINVAL: return "EINVAL";
+	case ENOTTY: return "ENOTTY";
+	case ENOSPC: return "ENOSPC";
+	case E2BIG: return "E2BIG";
+	case ERANGE: return "ERANGE";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case EBADSLT: return "EBADSLT";
+	case EOVERFLOW: return "EOVERFLOW";
+	default: return strerror(e);
+	}
+}
+
+/*
+ * A bad input that must fail with exactly this errno; also logs it as
+ * "# bad-input: ENTRY | INPUT | ERRNO" for tests/bad-input-table, which
+ * builds tests/BAD_INPUT.md from a make check log.
+ */
+#define ASSERT_BAD_INPUT(entry, input, call, err)			\
+	do {								\
+		ASSERT_ERRNO(call, err);				\
+		tap_diag("bad-input: %s | %s | %s", entry, input,	\
+			 tap_errname(err));				\
+	} while (0)
+/* The same for a result that is not an errno (a per-entry status...). */
+#define LOG_BAD_INPUT(entry, input, result)				\
+	tap_diag("bad-input: %s | %s | %s", entry, input, result)
 #define ASSERT_OK(call)							\
 	do {								\
 		errno = 0;						\
