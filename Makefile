@@ -84,11 +84,17 @@ check-host: all
 check-guest: all
 	tests/check --guest
 
+# The debug lane: 8 fuzz seeds x 125000 ops (1,000,000 in all) and a
+# 60-second stress run, under KASAN, lockdep, kmemleak and fault injection.
+DEBUG_FUZZ_OPS ?= 125000
+DEBUG_STRESS_SECONDS ?= 60
 check-debug: all
 	vm/build-debug-kernel >/dev/null
 	@$(MAKE) --no-print-directory build/kernel/$$(cat $(CACHE)/debug-kernel/version)/mapwatch.ko \
 		build/splat/$$(cat $(CACHE)/debug-kernel/version)/mapwatch_splat.ko
-	tests/check --guest --kernel debug
+	FUZZ_OPS=$(DEBUG_FUZZ_OPS) FUZZ_SEEDS=8 STRESS_SECONDS=$(DEBUG_STRESS_SECONDS) \
+		TAP_TIMEOUT=1800 TEST_TIMEOUT=3000 GUEST_TIMEOUT=5400 \
+		tests/check --guest --kernel debug
 
 demo: all
 	@if [ -x tools/demo ]; then tools/demo; else echo "make demo: not yet implemented" >&2; exit 1; fi

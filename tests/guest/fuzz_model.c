@@ -635,8 +635,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* The debug lane scales the run up through the environment. */
 	if (!fixed && getenv("FUZZ_SEED"))
 		seed = strtoull(getenv("FUZZ_SEED"), NULL, 0);
+	if (getenv("FUZZ_OPS"))
+		ops = strtoul(getenv("FUZZ_OPS"), NULL, 0);
+	if (!fixed && getenv("FUZZ_SEEDS"))
+		seeds = strtoul(getenv("FUZZ_SEEDS"), NULL, 0);
 	printf("1..%lu\n", seeds);
 	int failed = 0;
 

@@ -11,6 +11,7 @@
  * Prints ops/s and the number of violations; exits non-zero on any.
  *
  * usage: stress [--threads N] [--seconds T]   (TAP: one case)
+ *        (defaults from STRESS_THREADS, STRESS_SECONDS, else 8 and 10)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -308,6 +309,10 @@ int main(int argc, char **argv)
 	unsigned long missing = 0;
 	double dt;
 
+	if (getenv("STRESS_THREADS"))
+		nthreads = atoi(getenv("STRESS_THREADS"));
+	if (getenv("STRESS_SECONDS"))
+		seconds = atoi(getenv("STRESS_SECONDS"));
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
