@@ -24,7 +24,7 @@ KOS := $(foreach v,$(KVERS),build/kernel/$(v)/mapwatch.ko)
 SPLAT_KOS := $(foreach v,$(KVERS),build/splat/$(v)/mapwatch_splat.ko)
 
 .PHONY: all build deps modules lib tools tests bench-bin check check-host check-guest \
-	check-debug demo bench clean distclean
+	check-debug demo bench clean distclean bad-input-table
 .DEFAULT_GOAL := all
 
 all: $(DEPS_STAMP)
@@ -95,6 +95,10 @@ check-debug: all
 	FUZZ_OPS=$(DEBUG_FUZZ_OPS) FUZZ_SEEDS=8 STRESS_SECONDS=$(DEBUG_STRESS_SECONDS) \
 		TAP_TIMEOUT=1800 TEST_TIMEOUT=3000 GUEST_TIMEOUT=5400 \
 		tests/check --guest --kernel debug
+
+# tests/BAD_INPUT.md from the log of the last make check.
+bad-input-table: build/check.log
+	tests/bad-input-table build/check.log > tests/BAD_INPUT.md
 
 demo: all
 	@if [ -x tools/demo ]; then tools/demo; else echo "make demo: not yet implemented" >&2; exit 1; fi

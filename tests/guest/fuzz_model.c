@@ -112,6 +112,24 @@ static void diverge(const char *fmt, ...)
 	exit(1);
 }
 
+/*
+ * The classes of bad input this run tried, printed once per seed as
+ * "# bad-input:" lines for tests/bad-input-table.
+ */
+static struct {
+	const char *entry, *input, *err;
+} tried[32];
+static int ntried;
+
+static void tally(const char *entry, const char *input, const char *err)
+{
+	for (int i = 0; i < ntried; i++)
+		if (tried[i].entry == entry && tried[i].input == input)
+			return;
+	if (ntried < (int)(sizeof(tried) / sizeof(tried[0])))
+		tried[ntried++] = (typeof(tried[0])){ entry, input, err };
+}
+
 static void expect_ret(const char *what, long got, int gerr, long want, int werr)
 {
 	if (got != want || (want == -1 && gerr != werr))
@@ -223,12 +241,15 @@ static void op_config(void)
 		errno = 0;
 		ret = ioctl(m.fd, KDREG2_IOCTL_CONFIG_DATA, bad_pointer());
 		expect_ret("CONFIG_DATA(bad)", ret, errno, -1, EFAULT);
+		tally("CONFIG_DATA", "bad pointer (NULL, low, kernel, top page)", "EFAULT");
 		return;
 	}
 	logop("CONFIG_DATA(max %zu) busy %d", c.max_regions, busy);
 	errno = 0;
 	ret = ioctl(m.fd, KDREG2_IOCTL_CONFIG_DATA, &c);
 	expect_ret("CONFIG_DATA", ret, errno, busy ? -1 : 0, EBUSY);
+	if (busy)
+		tally("CONFIG_DATA", "resize while regions or events are pending", "EBUSY");
 	if (busy)
 		return;
 	m.st = c.status_data;
@@ -321,6 +342,7 @@ static void op_monitor(void)
 		errno = 0;
 		ret = ioctl(m.fd, KDREG2_IOCTL_MONITOR, bad_pointer());
 		expect_ret("MONITOR(bad)", ret, errno, -1, EFAULT);
+		tally("MONITOR", "bad pointer (NULL, low, kernel, top page)", "EFAULT");
 		return;
 	}
 	logop("MONITOR(%#" PRIx64 "+%#" PRIx64 ", cookie %" PRId64 ")", s, len,
@@ -334,6 +356,14 @@ static void op_monitor(void)
 	errno = 0;
 	ret = ioctl(m.fd, KDREG2_IOCTL_MONITOR, &a);
 	expect_ret("MONITOR", ret, errno, want, werr);
+	if (a.cookie == KDREG2_BAD_COOKIE_VALUE)
+		tally("MONITOR", "random range with cookie KDREG2_BAD_COOKIE_VALUE", "EINVAL");
+	else if (werr == EINVAL)
+		tally("MONITOR", "random length 0 or wrapping range", "EINVAL");
+	else if (werr == EBUSY)
+		tally("MONITOR", "random cookie already monitored, other range", "EBUSY");
+	else if (werr == ENOSPC)
+		tally("MONITOR", "random range with every slot taken or before CONFIG_DATA", "ENOSPC");
 	if (!ret)
 		monitor_commit(c, s, len, a.monitoring_params);
 }
@@ -401,6 +431,7 @@ static void op_unmonitor(void)
 		errno = 0;
 		ret = ioctl(m.fd, KDREG2_IOCTL_UNMONITOR, bad_pointer());
 		expect_ret("UNMONITOR(bad)", ret, errno, -1, EFAULT);
+		tally("UNMONITOR", "bad pointer (NULL, low, kernel, top page)", "EFAULT");
 		return;
 	}
 	logop("UNMONITOR(cookie %d, loc %zu, gen %u) live %d", c,
@@ -418,6 +449,12 @@ static void op_unmonitor(void)
 	errno = 0;
 	ret = ioctl(m.fd, KDREG2_IOCTL_UNMONITOR, &u);
 	expect_ret("UNMONITOR", ret, errno, want, werr);
+	if (werr == EINVAL)
+		tally("UNMONITOR", "random location >= max_regions or before CONFIG_DATA", "EINVAL");
+	else if (werr == ESRCH)
+		tally("UNMONITOR", "random cookie not monitored (never, retired, unmonitored)", "ESRCH");
+	else if (werr == EBADSLT)
+		tally("UNMONITOR", "random stale or forged location/generation", "EBADSLT");
 	if (!ret) {
 		r->live = false;
 		m.live--;
@@ -606,6 +643,10 @@ static int run_seed(uint64_t seed, unsigned long ops)
 			op_mapping();
 		check_state();
 	}
+	for (int i = 0; i < ntried; i++)
+		printf("# bad-input: %s | %s (fuzz_model) | %s\n", tried[i].entry,
+		       tried[i].input, tried[i].err);
+	fflush(stdout);
 	close(m.fd);
 	munmap(m.arena, NPAGES * PAGE);
 	if (pwrite(pfd, saved, strlen(saved), 0) < 0)

@@ -82,10 +82,13 @@ TEST(probe_size_rules)
 	ASSERT_EQ(big.p.abi_version, MAPWATCH_ABI_VERSION);
 	/* Non-zero bytes the module does not know: refused. */
 	big.future[1] = 1;
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_PROBE, &big), E2BIG);
+	ASSERT_BAD_INPUT("PROBE", "larger struct with non-zero unknown bytes",
+			 ioctl(fd, MAPWATCH_IOCTL_PROBE, &big), E2BIG);
 	/* Smaller than the module's first version: refused. */
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_PROBE, &small), EINVAL);
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_PROBE, (void *)8), EFAULT);
+	ASSERT_BAD_INPUT("PROBE", "size smaller than version 1",
+			 ioctl(fd, MAPWATCH_IOCTL_PROBE, &small), EINVAL);
+	ASSERT_BAD_INPUT("PROBE", "unmapped argument pointer",
+			 ioctl(fd, MAPWATCH_IOCTL_PROBE, (void *)8), EFAULT);
 }
 
 TEST(unknown_extension_number_is_enotty)
@@ -93,8 +96,10 @@ TEST(unknown_extension_number_is_enotty)
 	int fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
 
 	ASSERT_TRUE(fd >= 0);
-	ASSERT_ERRNO(ioctl(fd, _IO(KDREG2_IOC_MAGIC, 42)), ENOTTY);
-	ASSERT_ERRNO(ioctl(fd, _IO('x', 16)), ENOTTY);
+	ASSERT_BAD_INPUT("ioctl", "unknown number with magic 'k'",
+			 ioctl(fd, _IO(KDREG2_IOC_MAGIC, 42)), ENOTTY);
+	ASSERT_BAD_INPUT("ioctl", "foreign magic", ioctl(fd, _IO('x', 16)),
+			 ENOTTY);
 }
 
 TEST(batch_monitor_per_entry_status)
@@ -118,9 +123,12 @@ TEST(batch_monitor_per_entry_status)
 	ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), 2);
 	ASSERT_EQ(e[0].status, 0);
 	ASSERT_EQ(e[1].status, -EINVAL);
+	LOG_BAD_INPUT("MONITOR_BATCH entry", "length 0", "EINVAL");
 	ASSERT_EQ(e[2].status, -EBUSY);	/* cookie 1 already, other range */
+	LOG_BAD_INPUT("MONITOR_BATCH entry", "cookie already monitored with another range", "EBUSY");
 	ASSERT_EQ(e[3].status, 0);
 	ASSERT_EQ(e[4].status, -EINVAL);
+	LOG_BAD_INPUT("MONITOR_BATCH entry", "cookie KDREG2_BAD_COOKIE_VALUE", "EINVAL");
 	ASSERT_EQ(kdreg2_read_counter(&st->num_active_regions), 2);
 
 	struct kdreg2_monitoring_params p0 = {
@@ -189,8 +197,11 @@ TEST(batch_unmonitor_per_entry_status)
 	ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_UNMONITOR_BATCH, &b), 1);
 	ASSERT_EQ(u[0].status, 0);
 	ASSERT_EQ(u[1].status, -ESRCH);		/* already gone */
+	LOG_BAD_INPUT("UNMONITOR_BATCH entry", "cookie already unmonitored", "ESRCH");
 	ASSERT_EQ(u[2].status, -EBADSLT);
+	LOG_BAD_INPUT("UNMONITOR_BATCH entry", "stale generation", "EBADSLT");
 	ASSERT_EQ(u[3].status, -EINVAL);
+	LOG_BAD_INPUT("UNMONITOR_BATCH entry", "location >= max_regions", "EINVAL");
 	ASSERT_EQ(kdreg2_read_counter(&st->num_active_regions), 1);
 	/* Unmonitoring silently: no event. */
 	ASSERT_EQ(kdreg2_read_counter(&st->pending_events), 0);
@@ -207,18 +218,23 @@ TEST(batch_header_validation)
 	};
 
 	b.flags = 1;
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "non-zero flags",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
 	b.flags = 0;
 	b.entry_size = sizeof(e) - 8;
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "wrong entry_size",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
 	b.entry_size = sizeof(e);
 	b.count = MAPWATCH_BATCH_MAX + 1;
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "count above MAPWATCH_BATCH_MAX",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
 	b.count = 1;
 	b.entries = 16;
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EFAULT);
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "unmapped entries array",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EFAULT);
 	b.size = 4;
-	ASSERT_ERRNO(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "header size too small",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EINVAL);
 	ASSERT_EQ(kdreg2_read_counter(&st->num_active_regions), 0);
 	/* count 0 is a valid no-op. */
 	b.size = sizeof(b);
@@ -239,6 +255,7 @@ TEST(batch_before_config_fails_per_entry)
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), 0);
 	ASSERT_EQ(e.status, -ENOSPC);
+	LOG_BAD_INPUT("MONITOR_BATCH entry", "before CONFIG_DATA", "ENOSPC");
 }
 
 TEST(policy_rejects_unknown_flags)
@@ -246,7 +263,8 @@ TEST(policy_rejects_unknown_flags)
 	int fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
 
 	ASSERT_TRUE(fd >= 0);
-	ASSERT_ERRNO(set_policy(fd, 1U << 7), EINVAL);
+	ASSERT_BAD_INPUT("SET_POLICY", "unknown flag", set_policy(fd, 1U << 7),
+			 EINVAL);
 	ASSERT_OK(set_policy(fd, 0));
 }
 

@@ -21,9 +21,11 @@ TEST(unmonitor_before_config_is_einval)
 	};
 
 	ASSERT_TRUE(fd >= 0);
-	ASSERT_ERRNO(ioctl(fd, KDREG2_IOCTL_UNMONITOR, &u), EINVAL);
+	ASSERT_BAD_INPUT("UNMONITOR", "before CONFIG_DATA",
+			 ioctl(fd, KDREG2_IOCTL_UNMONITOR, &u), EINVAL);
 	ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_UNMONITOR_BATCH, &b), 0);
 	ASSERT_EQ(e.status, -EINVAL);
+	LOG_BAD_INPUT("UNMONITOR_BATCH entry", "before CONFIG_DATA", "EINVAL");
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_UNMONITOR_ALL));
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_FLUSH));
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_DUMP_STATS));
@@ -36,7 +38,8 @@ TEST(monitor_before_config_is_enospc)
 					  .cookie = 1 };
 
 	ASSERT_TRUE(fd >= 0);
-	ASSERT_ERRNO(ioctl(fd, KDREG2_IOCTL_MONITOR, &m), ENOSPC);
+	ASSERT_BAD_INPUT("MONITOR", "before CONFIG_DATA",
+			 ioctl(fd, KDREG2_IOCTL_MONITOR, &m), ENOSPC);
 }
 
 TEST(read_only_open_configures_and_reports)
@@ -70,10 +73,12 @@ TEST(monitor_kernel_address_is_einval)
 
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
-	ASSERT_ERRNO(ioctl(fd, KDREG2_IOCTL_MONITOR, &m), EINVAL);
+	ASSERT_BAD_INPUT("MONITOR", "kernel address",
+			 ioctl(fd, KDREG2_IOCTL_MONITOR, &m), EINVAL);
 	m.addr = (void *)0x10000UL;
 	m.length = (size_t)-0x8000;	/* wraps around the address space */
-	ASSERT_ERRNO(ioctl(fd, KDREG2_IOCTL_MONITOR, &m), EINVAL);
+	ASSERT_BAD_INPUT("MONITOR", "range wrapping the address space",
+			 ioctl(fd, KDREG2_IOCTL_MONITOR, &m), EINVAL);
 	ASSERT_EQ(kdreg2_read_counter(&c.status_data->num_active_regions), 0);
 }
 
