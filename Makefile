@@ -60,7 +60,12 @@ GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/g
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
 TEST_HDRS := tests/tap.h $(wildcard tests/host/*.h tests/guest/*.h include/*.h)
 
-tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(GUEST_TESTS)
+# libFuzzer harnesses of the library: tests/fuzz/NAME.c, built with clang.
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZFLAGS := -g -O1 -Wall -Wextra -Werror -Iinclude -pthread \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(GUEST_TESTS) $(FUZZ_BINS)
 bench-bin: $(BENCH_BINS)
 
 build/tests/host/%: tests/host/%.c $(TEST_HDRS) $(LIB_A)
@@ -70,6 +75,9 @@ build/tests/host/%: tests/host/%.c $(TEST_HDRS) $(LIB_A)
 build/tests/host-san/%: tests/host/%.c $(TEST_HDRS) $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(SANFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS_TESTS)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) lib/internal.h include/mapwatch.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZFLAGS) -o $@ $< $(LIB_SRCS)
 build/tests/guest/%: tests/guest/%.c $(TEST_HDRS) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)
