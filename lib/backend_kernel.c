@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -46,11 +47,137 @@ static int kernel_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 
 	if (!ioctl(mw->fd, KDREG2_IOCTL_UNMONITOR, &u))
 		return 0;
-	/* The module retires a watch with its event: nothing left to do. */
+	/* The module retires a watch with its event, and an unwatched one
+	 * has moved on too: nothing left to do. */
 	if ((errno == ESRCH || errno == EBADSLT) && mapwatch_changed(h))
 		return 0;
-	mw_seterr(mw, "unwatch: %s", strerror(errno));
-	return -errno;
+	{
+		int e = errno;
+
+		mw_seterr(mw, "unwatch: %s", strerror(e));
+		return -e;
+	}
+}
+
+/* A batch of at most CHUNK entries per ioctl: no allocation, bounded stack. */
+#define CHUNK 128
+
+static int kernel_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *req,
+			      size_t n)
+{
+	struct mapwatch_monitor_entry ent[CHUNK];
+	const struct kdreg2_monitoring_state *base = mw->st->monitoring_state_base;
+	int ok = 0;
+
+	for (size_t done = 0; done < n;) {
+		size_t k = 0, idx[CHUNK];
+		struct mapwatch_batch b = {
+			.size = sizeof(b), .entry_size = sizeof(ent[0]),
+			.entries = (uintptr_t)ent,
+		};
+
+		/* Requests the library refuses never reach the module. */
+		for (; done < n && k < CHUNK; done++) {
+			struct mapwatch_watch_req *r = &req[done];
+
+			if (!r->len || r->cookie == MAPWATCH_COOKIE_RANGE ||
+			    (uintptr_t)r->addr + r->len - 1 < (uintptr_t)r->addr) {
+				r->status = -EINVAL;
+				continue;
+			}
+			ent[k] = (struct mapwatch_monitor_entry){
+				.addr = (uintptr_t)r->addr, .length = r->len,
+				.cookie = r->cookie,
+			};
+			idx[k++] = done;
+		}
+		if (!k)
+			continue;
+		b.count = k;
+		if (ioctl(mw->fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b) < 0) {
+			int e = errno;
+
+			mw_seterr(mw, "watch_batch: %s", strerror(e));
+			/* The header is ours and valid: only EIO (or EFAULT on
+			 * our own stack) can happen; nothing was watched. */
+			for (size_t i = 0; i < k; i++)
+				req[idx[i]].status = -e;
+			continue;
+		}
+		for (size_t i = 0; i < k; i++) {
+			struct mapwatch_watch_req *r = &req[idx[i]];
+
+			r->status = ent[i].status;
+			if (r->status) {
+				mw_seterr(mw, "watch_batch: %s%s",
+					  strerror(-r->status),
+					  r->status == -EBUSY ? " (cookie already watched)" :
+					  r->status == -ENOSPC ? " (all watches in use)" : "");
+				continue;
+			}
+			r->h.word = &base[ent[i].location].u.raw;
+			r->h.gen = ent[i].generation;
+			r->h.slot = ent[i].location;
+			r->h.cookie = r->cookie;
+			ok++;
+		}
+	}
+	return ok;
+}
+
+static int kernel_unwatch_batch(struct mapwatch *mw,
+				const struct mapwatch_handle *h, size_t n,
+				int *status)
+{
+	struct mapwatch_unmonitor_entry ent[CHUNK];
+	int ok = 0;
+
+	for (size_t done = 0; done < n;) {
+		size_t k = 0, idx[CHUNK];
+		struct mapwatch_batch b = {
+			.size = sizeof(b), .entry_size = sizeof(ent[0]),
+			.entries = (uintptr_t)ent,
+		};
+
+		for (; done < n && k < CHUNK; done++) {
+			if (!h[done].word) {
+				if (status)
+					status[done] = -EINVAL;
+				continue;
+			}
+			ent[k] = (struct mapwatch_unmonitor_entry){
+				.cookie = h[done].cookie, .location = h[done].slot,
+				.generation = h[done].gen,
+			};
+			idx[k++] = done;
+		}
+		if (!k)
+			continue;
+		b.count = k;
+		if (ioctl(mw->fd, MAPWATCH_IOCTL_UNMONITOR_BATCH, &b) < 0) {
+			int e = errno;
+
+			mw_seterr(mw, "unwatch_batch: %s", strerror(e));
+			for (size_t i = 0; i < k; i++)
+				if (status)
+					status[idx[i]] = -e;
+			continue;
+		}
+		for (size_t i = 0; i < k; i++) {
+			int r = ent[i].status;
+
+			/* As in kernel_unwatch: gone already is fine. */
+			if ((r == -ESRCH || r == -EBADSLT) &&
+			    mapwatch_changed(&h[idx[i]]))
+				r = 0;
+			if (r)
+				mw_seterr(mw, "unwatch_batch: %s", strerror(-r));
+			if (status)
+				status[idx[i]] = r;
+			ok += !r;
+		}
+	}
+	return ok;
 }
 
 static int kernel_read(struct mapwatch *mw, struct mapwatch_event *ev,
@@ -106,6 +233,8 @@ static void kernel_close(struct mapwatch *mw)
 static const struct mw_ops kernel_ops = {
 	.watch = kernel_watch,
 	.unwatch = kernel_unwatch,
+	.watch_batch = kernel_watch_batch,
+	.unwatch_batch = kernel_unwatch_batch,
 	.read = kernel_read,
 	.pending = kernel_pending,
 	.stats = kernel_stats,
@@ -119,6 +248,7 @@ int mw_kernel_open(struct mapwatch *mw, const char **why)
 	struct kdreg2_config_data cfg = { .max_regions = mw->max };
 	struct mapwatch_probe probe = { .size = sizeof(probe) };
 	int fd = -1, err = ENOENT;
+	const char *no_batch;
 
 	for (unsigned int i = 0; i < 2 && fd < 0; i++) {
 		fd = open(devs[i], O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -147,6 +277,11 @@ int mw_kernel_open(struct mapwatch *mw, const char **why)
 	mw->st = cfg.status_data;
 	mw->batch = !ioctl(fd, MAPWATCH_IOCTL_PROBE, &probe) &&
 		    (probe.features & MAPWATCH_FEATURE_BATCH);
+	no_batch = getenv("MAPWATCH_NO_BATCH");
+	if (no_batch && *no_batch && strcmp(no_batch, "0"))
+		mw->batch = false;
+	mw->features = MAPWATCH_F_SYNC | MAPWATCH_F_ALL_CHANGES |
+		       (mw->batch ? MAPWATCH_F_BATCH : 0);
 	mw->backend = MAPWATCH_BACKEND_KERNEL;
 	mw->ops = &kernel_ops;
 	return 0;

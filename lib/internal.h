@@ -18,6 +18,12 @@ struct mw_ops {
 	int (*watch)(struct mapwatch *mw, uintptr_t addr, size_t len,
 		     uint64_t cookie, struct mapwatch_handle *h);
 	int (*unwatch)(struct mapwatch *mw, const struct mapwatch_handle *h);
+	/* Optional: one system call for many; NULL loops over watch/unwatch. */
+	int (*watch_batch)(struct mapwatch *mw, struct mapwatch_watch_req *req,
+			   size_t n);
+	int (*unwatch_batch)(struct mapwatch *mw,
+			     const struct mapwatch_handle *h, size_t n,
+			     int *status);
 	int (*read)(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
 	bool (*pending)(const struct mapwatch *mw);
 	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
@@ -62,6 +68,8 @@ struct mapwatch {
 	enum mapwatch_backend backend;
 	const struct mw_ops *ops;
 	pid_t owner;
+	unsigned long fork_gen;		/* mw_fork_gen when opened */
+	uint64_t features;		/* MAPWATCH_F_* */
 	size_t max;
 	int fd;				/* what mapwatch_fd() returns */
 	pthread_mutex_t lock;		/* watch/unwatch/read */
@@ -75,6 +83,22 @@ struct mapwatch {
 
 void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Bumped in every child by a pthread_atfork() handler: a monitor whose
+ * fork_gen differs was opened by an ancestor.  One load, so the cache's hit
+ * path can afford it (getpid() is a system call).
+ */
+extern _Atomic unsigned long mw_fork_gen;
+
+static inline bool mw_forked(const struct mapwatch *mw)
+{
+	return atomic_load_explicit(&mw_fork_gen, memory_order_relaxed) !=
+	       mw->fork_gen;
+}
+
+/* 0, or -EIO (with the reason in mw->err) in a child after fork(). */
+int mw_check_owner(const struct mapwatch *mw);
 
 int mw_kernel_open(struct mapwatch *mw, const char **why);
 int mw_uffd_open(struct mapwatch *mw, const char **why);

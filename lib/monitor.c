@@ -3,6 +3,7 @@
  * The monitor API: backend choice, fork safety, and dispatch.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,19 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+_Atomic unsigned long mw_fork_gen;
+static pthread_once_t mw_once = PTHREAD_ONCE_INIT;
+
+static void mw_atfork_child(void)
+{
+	atomic_fetch_add_explicit(&mw_fork_gen, 1, memory_order_relaxed);
+}
+
+static void mw_init_once(void)
+{
+	pthread_atfork(NULL, NULL, mw_atfork_child);
+}
 
 void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
 {
@@ -43,13 +57,23 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	const char *kwhy = NULL;
 	int ret;
 
-	*out = NULL;
 	if (why)
 		*why = NULL;
+	if (!out) {
+		if (why)
+			*why = "mapwatch_open: NULL monitor pointer";
+		return -EINVAL;
+	}
+	*out = NULL;
+	pthread_once(&mw_once, mw_init_once);
 	mw = calloc(1, sizeof(*mw));
-	if (!mw)
+	if (!mw) {
+		if (why)
+			*why = "out of memory";
 		return -ENOMEM;
+	}
 	mw->owner = getpid();
+	mw->fork_gen = atomic_load(&mw_fork_gen);
 	mw->max = max_watches;
 	mw->fd = -1;
 	pthread_mutex_init(&mw->lock, NULL);
@@ -82,7 +106,7 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	default:
 		ret = -EINVAL;
 		if (why)
-			*why = "unknown backend";
+			*why = "unknown backend (use MAPWATCH_BACKEND_AUTO, _KERNEL, _USERFAULTFD or _MANUAL)";
 	}
 	if (ret) {
 		pthread_mutex_destroy(&mw->lock);
@@ -93,10 +117,11 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	return 0;
 }
 
-/* A child after fork() owns none of the parent's watches. */
-static int mw_check_owner(const struct mapwatch *mw)
+/* A child after fork() owns none of the parent's watches.  The fork
+ * generation catches fork(); getpid() also catches a raw clone(). */
+int mw_check_owner(const struct mapwatch *mw)
 {
-	if (getpid() != mw->owner) {
+	if (mw_forked(mw) || getpid() != mw->owner) {
 		snprintf(((struct mapwatch *)mw)->err, sizeof(mw->err),
 			 "monitor used in a child after fork(): open a new one");
 		return -EIO;
@@ -108,6 +133,24 @@ void mapwatch_close(struct mapwatch *mw)
 {
 	if (!mw)
 		return;
+	if (mw_check_owner(mw)) {
+		/* A child's copy: the reader thread, the watches and the
+		 * parent's end of every fd are not ours; close our copies. */
+		if (mw->fd >= 0)
+			close(mw->fd);
+		if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD) {
+			close(mw->u.uffd);
+			close(mw->u.wakefd);
+		}
+		if (mw->backend != MAPWATCH_BACKEND_KERNEL) {
+			free(mw->u.gens);
+			free(mw->u.slots);
+			free(mw->u.free_slots);
+			free(mw->u.ring);
+		}
+		free(mw);
+		return;
+	}
 	mw->ops->close(mw);
 	pthread_mutex_destroy(&mw->lock);
 	free(mw);
@@ -118,9 +161,25 @@ enum mapwatch_backend mapwatch_backend(const struct mapwatch *mw)
 	return mw->backend;
 }
 
+uint64_t mapwatch_features(const struct mapwatch *mw)
+{
+	return mw->features;
+}
+
 const char *mapwatch_strerror(const struct mapwatch *mw)
 {
 	return mw->err[0] ? mw->err : "no error";
+}
+
+static int check_range(struct mapwatch *mw, const void *addr, size_t len,
+		       uint64_t cookie)
+{
+	if (!len || cookie == MAPWATCH_COOKIE_RANGE ||
+	    (uintptr_t)addr + len - 1 < (uintptr_t)addr) {
+		mw_seterr(mw, "watch: empty or wrapping range, or reserved cookie");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
@@ -130,19 +189,77 @@ int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
 
 	if (ret)
 		return ret;
-	if (!len || cookie == MAPWATCH_COOKIE_RANGE ||
-	    (uintptr_t)addr + len - 1 < (uintptr_t)addr) {
-		mw_seterr(mw, "watch: empty or wrapping range, or reserved cookie");
+	if (!h) {
+		mw_seterr(mw, "watch: NULL handle");
 		return -EINVAL;
 	}
-	return mw->ops->watch(mw, (uintptr_t)addr, len, cookie, h);
+	ret = check_range(mw, addr, len, cookie);
+	return ret ? ret : mw->ops->watch(mw, (uintptr_t)addr, len, cookie, h);
 }
 
 int mapwatch_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 {
 	int ret = mw_check_owner(mw);
 
-	return ret ? ret : mw->ops->unwatch(mw, h);
+	if (ret)
+		return ret;
+	if (!h || !h->word) {
+		mw_seterr(mw, "unwatch: a handle no watch filled");
+		return -EINVAL;
+	}
+	return mw->ops->unwatch(mw, h);
+}
+
+int mapwatch_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *req,
+			 size_t n)
+{
+	int ret = mw_check_owner(mw), ok = 0;
+
+	if (ret)
+		return ret;
+	if (!n)
+		return 0;
+	if (!req || n > INT_MAX) {
+		mw_seterr(mw, "watch_batch: NULL array or too many requests");
+		return -EINVAL;
+	}
+	if (mw->ops->watch_batch && (mw->features & MAPWATCH_F_BATCH))
+		return mw->ops->watch_batch(mw, req, n);
+	for (size_t i = 0; i < n; i++) {
+		struct mapwatch_watch_req *r = &req[i];
+
+		r->status = check_range(mw, r->addr, r->len, r->cookie);
+		if (!r->status)
+			r->status = mw->ops->watch(mw, (uintptr_t)r->addr,
+						   r->len, r->cookie, &r->h);
+		ok += !r->status;
+	}
+	return ok;
+}
+
+int mapwatch_unwatch_batch(struct mapwatch *mw, const struct mapwatch_handle *h,
+			   size_t n, int *status)
+{
+	int ret = mw_check_owner(mw), ok = 0;
+
+	if (ret)
+		return ret;
+	if (!n)
+		return 0;
+	if (!h || n > INT_MAX) {
+		mw_seterr(mw, "unwatch_batch: NULL array or too many handles");
+		return -EINVAL;
+	}
+	if (mw->ops->unwatch_batch && (mw->features & MAPWATCH_F_BATCH))
+		return mw->ops->unwatch_batch(mw, h, n, status);
+	for (size_t i = 0; i < n; i++) {
+		int r = h[i].word ? mw->ops->unwatch(mw, &h[i]) : -EINVAL;
+
+		if (status)
+			status[i] = r;
+		ok += !r;
+	}
+	return ok;
 }
 
 int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
@@ -152,6 +269,10 @@ int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
 
 	if (ret)
 		return ret;
+	if (max && !ev) {
+		mw_seterr(mw, "read_events: NULL array");
+		return -EINVAL;
+	}
 	return max ? mw->ops->read(mw, ev, max) : 0;
 }
 
@@ -162,6 +283,10 @@ int mapwatch_drain(struct mapwatch *mw,
 	struct mapwatch_event ev[64];
 	int n, total = 0;
 
+	if (!fn) {
+		mw_seterr(mw, "drain: NULL callback");
+		return -EINVAL;
+	}
 	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
 		for (int i = 0; i < n; i++)
 			fn(arg, &ev[i]);
@@ -177,7 +302,9 @@ bool mapwatch_pending(const struct mapwatch *mw)
 
 int mapwatch_fd(const struct mapwatch *mw)
 {
-	return mw->fd;
+	int ret = mw_check_owner(mw);
+
+	return ret ? ret : mw->fd;
 }
 
 void mapwatch_get_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
@@ -195,6 +322,10 @@ int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len)
 	if (mw->backend == MAPWATCH_BACKEND_KERNEL) {
 		mw_seterr(mw, "the kernel backend sees every change by itself");
 		return -EOPNOTSUPP;
+	}
+	if (len && (uintptr_t)addr + len < (uintptr_t)addr) {
+		mw_seterr(mw, "invalidate: wrapping range");
+		return -EINVAL;
 	}
 	if (len)
 		mw_user_invalidate(mw, (uintptr_t)addr, (uintptr_t)addr + len);

@@ -60,7 +60,7 @@ int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 {
 	struct mw_user *u = &mw->u;
 	struct mw_slot *s;
-	uint32_t slot;
+	uint32_t slot, gen;
 
 	pthread_mutex_lock(&mw->lock);
 	if (!u->nfree) {
@@ -73,12 +73,15 @@ int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 	s->cookie = cookie;
 	atomic_store(&s->start, addr);
 	atomic_store(&s->last, addr + len - 1);
-	bump(&u->gens[slot]);		/* odd: in use */
+	/* Odd: in use.  Taken before the slot goes live: from then on an
+	 * invalidation may move it on at any moment. */
+	gen = u->gens[slot] + 1;
+	__atomic_store_n(&u->gens[slot], gen, __ATOMIC_RELEASE);
 	atomic_store(&s->state, SLOT_LIVE);
 	atomic_fetch_add(&u->live, 1);
 	pthread_mutex_unlock(&mw->lock);
 	h->word = &u->gens[slot];
-	h->gen = __atomic_load_n(&u->gens[slot], __ATOMIC_ACQUIRE);
+	h->gen = gen;
 	h->slot = slot;
 	h->cookie = cookie;
 	return 0;
@@ -88,27 +91,40 @@ int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 {
 	struct mw_user *u = &mw->u;
 	struct mw_slot *s;
+	uint32_t gen;
 	int state;
 
-	if (h->slot >= mw->max || h->word != &u->gens[h->slot])
+	if (h->slot >= mw->max || h->word != &u->gens[h->slot]) {
+		mw_seterr(mw, "unwatch: not a handle of this monitor");
 		return -EINVAL;
+	}
 	s = &u->slots[h->slot];
 	pthread_mutex_lock(&mw->lock);
-	if (s->cookie != h->cookie || atomic_load(&s->state) == SLOT_FREE) {
-		pthread_mutex_unlock(&mw->lock);
-		return -ESRCH;
-	}
-	/* LIVE -> FREE; a CHANGED slot (already retired) just frees. */
 	pthread_mutex_lock(&u->ev_lock);
-	state = atomic_exchange(&s->state, SLOT_FREE);
-	if (state == SLOT_LIVE) {
-		bump(&u->gens[h->slot]);
-		atomic_fetch_sub(&u->live, 1);
+	state = atomic_load(&s->state);
+	gen = u->gens[h->slot];
+	/* LIVE -> FREE; a CHANGED slot (already retired) just frees.  The
+	 * generation tells this watch from a later one in the same slot. */
+	if (s->cookie == h->cookie &&
+	    ((state == SLOT_LIVE && gen == h->gen) ||
+	     (state == SLOT_CHANGED && gen == h->gen + 1))) {
+		atomic_store(&s->state, SLOT_FREE);
+		if (state == SLOT_LIVE) {
+			bump(&u->gens[h->slot]);
+			atomic_fetch_sub(&u->live, 1);
+		}
+		pthread_mutex_unlock(&u->ev_lock);
+		u->free_slots[u->nfree++] = h->slot;
+		pthread_mutex_unlock(&mw->lock);
+		return 0;
 	}
 	pthread_mutex_unlock(&u->ev_lock);
-	u->free_slots[u->nfree++] = h->slot;
 	pthread_mutex_unlock(&mw->lock);
-	return 0;
+	/* Unwatched before (and maybe reused since): already gone. */
+	if (gen != h->gen)
+		return 0;
+	mw_seterr(mw, "unwatch: no such watch");
+	return -ESRCH;
 }
 
 static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
@@ -228,6 +244,7 @@ int mw_manual_open(struct mapwatch *mw, const char **why)
 		return ret;
 	}
 	mw->backend = MAPWATCH_BACKEND_MANUAL;
+	mw->features = MAPWATCH_F_SYNC;	/* mapwatch_invalidate() is */
 	mw->ops = &manual_ops;
 	return 0;
 }
