@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mapwatch_uapi.h"
@@ -68,6 +69,28 @@ static uint64_t rng;
 static char oplog[LOGN][160];
 static unsigned long opno;
 
+/*
+ * Minimisation: every operation draws from its own stream (seed, op
+ * number), so a run may skip operations (keep[]) and the others stay the
+ * same.  quiet: a trial run prints nothing; verbose: print every op.
+ * *div_at (shared with the parent) records where a run diverged.
+ */
+static const unsigned char *keep;
+static bool quiet, verbose;
+static unsigned long *div_at;
+/* A deliberately wrong model (FUZZ_PLANTED_BUG=1): the minimiser's test. */
+static bool planted_bug;
+
+static void seed_op(uint64_t seed, unsigned long op)
+{
+	uint64_t z = seed * 0x9E3779B97F4A7C15ULL + op + 1;
+
+	/* splitmix64, so neighbouring (seed, op) pairs look unrelated. */
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	rng = (z ^ (z >> 31)) | 1;
+}
+
 static uint64_t rnd(void)
 {
 	/* xorshift64*: reproducible across libcs. */
@@ -90,6 +113,8 @@ static void logop(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(oplog[opno % LOGN], sizeof(oplog[0]), fmt, ap);
 	va_end(ap);
+	if (verbose)
+		printf("#   %lu: %s\n", opno, oplog[opno % LOGN]);
 }
 
 static uint64_t failing_seed;
@@ -100,14 +125,22 @@ static void diverge(const char *fmt, ...)
 	va_list ap;
 	unsigned long first = opno >= LOGN ? opno - LOGN + 1 : 0;
 
+	if (div_at)
+		*div_at = opno;
+	if (quiet)
+		exit(1);
 	printf("# DIVERGENCE seed %" PRIu64 " at op %lu: ", failing_seed, opno);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
-	printf("\n# last operations (replay: fuzz_model --seed %" PRIu64
-	       " --ops %lu):\n", failing_seed, opno + 1);
-	for (unsigned long i = first; i <= opno; i++)
-		printf("#   %lu: %s\n", i, oplog[i % LOGN]);
+	printf("\n");
+	if (!verbose) {
+		printf("# last operations (replay: fuzz_model --seed %" PRIu64
+		       " --ops %lu):\n", failing_seed, opno + 1);
+		for (unsigned long i = first; i <= opno; i++)
+			if (!keep || keep[i])
+				printf("#   %lu: %s\n", i, oplog[i % LOGN]);
+	}
 	fflush(stdout);
 	exit(1);
 }
@@ -475,7 +508,8 @@ static void op_flush(void)
 {
 	logop("FLUSH");
 	expect_ret("FLUSH", ioctl(m.fd, KDREG2_IOCTL_FLUSH), errno, 0, 0);
-	m.nq = 0;
+	if (!planted_bug)
+		m.nq = 0;
 	m.ovf = false;
 }
 
@@ -606,24 +640,29 @@ static int run_seed(uint64_t seed, unsigned long ops)
 	pfd = open(cap_param, O_RDWR);
 	if (pfd < 0 || read(pfd, saved, sizeof(saved) - 1) <= 0) {
 		printf("# cannot read %s: %s\n", cap_param, strerror(errno));
-		return 1;
+		return 3;	/* set-up failure, not a divergence */
 	}
 	if (pwrite(pfd, "6\n", 2, 0) != 2) {
 		printf("# cannot set %s\n", cap_param);
-		return 1;
+		return 3;
 	}
 	m.fd = open(MAPWATCH_DEVICE_NAME, O_RDWR | O_NONBLOCK);
 	if (m.fd < 0) {
 		printf("# open %s: %s\n", MAPWATCH_DEVICE_NAME, strerror(errno));
-		return 1;
+		return 3;
 	}
 	m.arena = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m.arena == MAP_FAILED)
-		return 1;
+		return 3;
 	memset(m.mapped, 1, sizeof(m.mapped));
 	for (opno = 0; opno < ops; opno++) {
-		unsigned int r = below(100);
+		unsigned int r;
+
+		if (keep && !keep[opno])
+			continue;
+		seed_op(seed, opno);
+		r = below(100);
 
 		if (r < 4)
 			op_config();
@@ -643,7 +682,7 @@ static int run_seed(uint64_t seed, unsigned long ops)
 			op_mapping();
 		check_state();
 	}
-	for (int i = 0; i < ntried; i++)
+	for (int i = 0; i < ntried && !quiet && !keep; i++)
 		printf("# bad-input: %s | %s (fuzz_model) | %s\n", tried[i].entry,
 		       tried[i].input, tried[i].err);
 	fflush(stdout);
@@ -655,11 +694,115 @@ static int run_seed(uint64_t seed, unsigned long ops)
 	return 0;
 }
 
+/* Run @seed with only the operations in @mask; true if it diverged. */
+static bool trial(uint64_t seed, unsigned long ops, const unsigned char *mask)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		keep = mask;
+		quiet = true;
+		_exit(run_seed(seed, ops));
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return false;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 1;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/*
+ * Delta debugging (ddmin) over the operations up to the divergence: drop
+ * chunks while the run still diverges, then replay the survivors verbosely.
+ * Returns how many operations the minimal sequence has.
+ */
+static unsigned long minimize(uint64_t seed)
+{
+	unsigned long n = *div_at + 1, len = n, gran = 2, runs = 0;
+	unsigned long *idx = malloc(n * sizeof(*idx));
+	unsigned char *mask = calloc(n, 1);
+	double deadline = now() + 120;
+
+	for (unsigned long i = 0; i < n; i++)
+		idx[i] = i;
+	while (len >= 2 && now() < deadline) {
+		unsigned long chunk = (len + gran - 1) / gran;
+		bool reduced = false;
+
+		for (unsigned long c0 = 0; c0 < len && !reduced; c0 += chunk) {
+			unsigned long c1 = c0 + chunk < len ? c0 + chunk : len;
+
+			memset(mask, 0, n);
+			for (unsigned long i = 0; i < len; i++)
+				if (i < c0 || i >= c1)
+					mask[idx[i]] = 1;
+			runs++;
+			if (!trial(seed, n, mask))
+				continue;
+			memmove(idx + c0, idx + c1, (len - c1) * sizeof(*idx));
+			len -= c1 - c0;
+			gran = gran > 2 ? gran - 1 : 2;
+			reduced = true;
+		}
+		if (!reduced) {
+			if (gran >= len)
+				break;
+			gran = gran * 2 < len ? gran * 2 : len;
+		}
+	}
+	memset(mask, 0, n);
+	for (unsigned long i = 0; i < len; i++)
+		mask[idx[i]] = 1;
+	printf("# minimal reproducing sequence: %lu of %lu operations (%lu trial runs);"
+	       " replay: fuzz_model --seed %" PRIu64 " --ops %lu --keep ", len, n,
+	       runs, seed, n);
+	for (unsigned long i = 0; i < len; i++)
+		printf("%s%lu", i ? "," : "", idx[i]);
+	printf("\n");
+	fflush(stdout);
+	if (fork() == 0) {
+		keep = mask;
+		verbose = true;
+		_exit(run_seed(seed, n));
+	}
+	wait(NULL);
+	free(idx);
+	free(mask);
+	return len;
+}
+
+static unsigned char *parse_keep(const char *list, unsigned long ops)
+{
+	unsigned char *mask = calloc(ops, 1);
+	char *end;
+
+	for (const char *p = list; *p; p = *end ? end + 1 : end) {
+		unsigned long i = strtoul(p, &end, 10);
+
+		if (end == p || i >= ops) {
+			fprintf(stderr, "fuzz_model: bad --keep list\n");
+			exit(2);
+		}
+		mask[i] = 1;
+	}
+	return mask;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = 1;
 	unsigned long ops = 20000, seeds = 8;
+	const char *keep_list = NULL;
 	bool fixed = false;
+	char saved[32] = { 0 };
+	int pfd, failed = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
@@ -670,8 +813,10 @@ int main(int argc, char **argv)
 			ops = strtoul(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
 			seeds = strtoul(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--keep") && i + 1 < argc) {
+			keep_list = argv[++i];
 		} else {
-			fprintf(stderr, "usage: %s [--seed S] [--ops N] [--seeds K]\n",
+			fprintf(stderr, "usage: %s [--seed S] [--ops N] [--seeds K] [--keep I,J,...]\n",
 				argv[0]);
 			return 2;
 		}
@@ -683,9 +828,19 @@ int main(int argc, char **argv)
 		ops = strtoul(getenv("FUZZ_OPS"), NULL, 0);
 	if (!fixed && getenv("FUZZ_SEEDS"))
 		seeds = strtoul(getenv("FUZZ_SEEDS"), NULL, 0);
-	printf("1..%lu\n", seeds);
-	int failed = 0;
-
+	if (keep_list) {
+		keep = parse_keep(keep_list, ops);
+		verbose = true;
+	}
+	div_at = mmap(NULL, sizeof(*div_at), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pfd = open(cap_param, O_RDWR);
+	if (div_at == MAP_FAILED || pfd < 0 ||
+	    read(pfd, saved, sizeof(saved) - 1) <= 0) {
+		printf("# cannot set up: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("1..%lu\n", seeds + (!fixed && !keep));
 	for (unsigned long k = 0; k < seeds; k++) {
 		pid_t pid = fork();
 		int status;
@@ -695,6 +850,8 @@ int main(int argc, char **argv)
 		waitpid(pid, &status, 0);
 		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 
+		if (!ok && !keep && WIFEXITED(status) && WEXITSTATUS(status) == 1)
+			minimize(seed + k);
 		printf("%sok %lu seed_%" PRIu64 "_%lu_ops\n", ok ? "" : "not ",
 		       k + 1, seed + k, ops);
 		fflush(stdout);
@@ -702,5 +859,34 @@ int main(int argc, char **argv)
 	}
 	printf("# fuzz_model: %lu seeds x %lu ops, %d divergent\n", seeds, ops,
 	       failed);
+	if (!fixed && !keep) {
+		/*
+		 * The minimiser's own test: with a planted model bug (FLUSH
+		 * leaves the model's queue alone) the run must diverge and
+		 * shrink to a handful of operations.
+		 */
+		unsigned long len = 0;
+		pid_t pid;
+		int status;
+
+		*div_at = 0;
+		pid = fork();
+		if (pid == 0) {
+			planted_bug = true;
+			quiet = true;
+			_exit(run_seed(1, 20000));
+		}
+		waitpid(pid, &status, 0);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 1) {
+			planted_bug = true;
+			len = minimize(1);
+			planted_bug = false;
+		}
+		printf("%sok %lu minimizer_shrinks_planted_bug\n",
+		       len && len <= 8 ? "" : "not ", seeds + 1);
+		failed += !(len && len <= 8);
+	}
+	if (pwrite(pfd, saved, strlen(saved), 0) < 0)
+		return 1;
 	return failed ? 1 : 0;
 }
