@@ -137,7 +137,8 @@ int mw_uffd_open(struct mapwatch *mw, const char **why)
 	ret = mw_user_init(mw);
 	if (ret) {
 		if (why)
-			*why = "userfaultfd backend: out of memory";
+			*why = ret == -EINVAL ? "userfaultfd backend: max_watches too large" :
+			       "userfaultfd backend: out of memory";
 		return ret;
 	}
 	u->uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK |

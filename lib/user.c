@@ -20,6 +20,9 @@ int mw_user_init(struct mapwatch *mw)
 	struct mw_user *u = &mw->u;
 
 	u->uffd = u->wakefd = -1;
+	u->efd = -1;
+	if (mw->max >= UINT32_MAX)	/* slots are 32-bit */
+		return -EINVAL;
 	u->gens = calloc(mw->max + 1, sizeof(*u->gens));
 	u->slots = calloc(mw->max + 1, sizeof(*u->slots));
 	u->free_slots = calloc(mw->max + 1, sizeof(*u->free_slots));
@@ -130,19 +133,23 @@ int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
 		       uint64_t cookie)
 {
+	/* Under ev_lock; ring_count and ovf are also read without it
+	 * (mw_user_pending), hence the atomic stores. */
 	atomic_fetch_add(&u->events, 1);
 	if (u->ring_count < u->ring_size) {
-		size_t i = (u->ring_head + u->ring_count++) % u->ring_size;
+		size_t i = (u->ring_head + u->ring_count) % u->ring_size;
 
 		u->ring[i] = (struct mapwatch_event){ start, last - start + 1,
 						      cookie };
+		__atomic_store_n(&u->ring_count, u->ring_count + 1,
+				 __ATOMIC_RELEASE);
 		return;
 	}
 	atomic_fetch_add(&u->overflows, 1);
 	if (!u->ovf) {
-		u->ovf = true;
 		u->ovf_start = start;
 		u->ovf_last = last;
+		__atomic_store_n(&u->ovf, true, __ATOMIC_RELEASE);
 	} else {
 		u->ovf_start = start < u->ovf_start ? start : u->ovf_start;
 		u->ovf_last = last > u->ovf_last ? last : u->ovf_last;
@@ -189,12 +196,13 @@ int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max)
 	while (n < max && u->ring_count) {
 		ev[n++] = u->ring[u->ring_head];
 		u->ring_head = (u->ring_head + 1) % u->ring_size;
-		u->ring_count--;
+		__atomic_store_n(&u->ring_count, u->ring_count - 1,
+				 __ATOMIC_RELAXED);
 	}
 	if (n < max && u->ovf) {
 		ev[n++] = (struct mapwatch_event){ u->ovf_start,
 			u->ovf_last - u->ovf_start + 1, MAPWATCH_COOKIE_RANGE };
-		u->ovf = false;
+		__atomic_store_n(&u->ovf, false, __ATOMIC_RELAXED);
 	}
 	if (!u->ring_count && !u->ovf && read(u->efd, &junk, sizeof(junk)) < 0)
 		junk = 0;	/* EAGAIN: nothing was signalled */
@@ -240,7 +248,8 @@ int mw_manual_open(struct mapwatch *mw, const char **why)
 
 	if (ret) {
 		if (why)
-			*why = "out of memory";
+			*why = ret == -EINVAL ? "manual backend: max_watches too large" :
+			       "manual backend: out of memory";
 		return ret;
 	}
 	mw->backend = MAPWATCH_BACKEND_MANUAL;
