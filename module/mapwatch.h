@@ -50,6 +50,7 @@ struct mw_region {
 	struct list_head event;		/* in ctx->pending once retired */
 	u64 cookie;
 	u32 slot;
+	u32 born;			/* ctx->epoch if monitored mid-invalidation */
 };
 
 struct mw_ctx {
@@ -77,6 +78,15 @@ struct mw_ctx {
 	u64 skipped;
 	u64 nr_monitor, nr_unmonitor;
 	u32 policy;			/* MAPWATCH_POLICY_* */
+	/*
+	 * Invalidations between their start and end callbacks, the busy
+	 * period they form (epoch, bumped when inflight leaves 0) and how
+	 * many regions were monitored during it: those are checked again at
+	 * each end, because the start that covered them came first.
+	 */
+	unsigned int inflight;
+	u32 epoch;
+	size_t nr_young;
 	wait_queue_head_t wq;
 
 	struct mutex mutex;

@@ -93,6 +93,8 @@ static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
 	rb_erase(&r->by_cookie, &ctx->cookies);
 	mw_slot_release(ctx, r->slot);
 	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
+	if (r->born && r->born == ctx->epoch && ctx->nr_young)
+		ctx->nr_young--;
 }
 
 static bool mw_changes_translation(enum mmu_notifier_event event)
@@ -107,68 +109,128 @@ static bool mw_changes_translation(enum mmu_notifier_event event)
 	}
 }
 
-static int mw_invalidate_start(struct mmu_notifier *mn,
-			       const struct mmu_notifier_range *range)
+/*
+ * Retire every region overlapping [start, last] (only those born in epoch
+ * @born, if not 0) and queue their events.  Caller holds ctx->lock.
+ */
+static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
+			      unsigned long last, u32 born)
 {
-	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
 	struct interval_tree_node *it, *next;
 	unsigned int fired = 0;
 
-	/* Nothing watched: an unlocked peek keeps unrelated munmaps cheap. */
-	if (!READ_ONCE(ctx->nr_regions))
-		return 0;
+	for (it = interval_tree_iter_first(&ctx->ranges, start, last); it;
+	     it = next) {
+		struct mw_region *r = container_of(it, struct mw_region, it);
 
-	spin_lock(&ctx->lock);
+		next = interval_tree_iter_next(it, start, last);
+		if (born && r->born != born)
+			continue;
+		mw_detach(ctx, r);
+		mw_queue_event(ctx, r);
+		fired++;
+	}
+	return fired;
+}
+
+/* Act on one invalidation; returns how many regions it retired. */
+static unsigned int mw_handle(struct mw_ctx *ctx,
+			      const struct mmu_notifier_range *range, u32 born)
+{
+	unsigned long last = range->end - 1;
+	unsigned int fired;
+
 	if (!mw_changes_translation(range->event) &&
 	    !(ctx->policy & MAPWATCH_POLICY_ALL_INVALIDATIONS)) {
-		if (interval_tree_iter_first(&ctx->ranges, range->start,
-					     range->end - 1)) {
+		if (!born && interval_tree_iter_first(&ctx->ranges,
+						      range->start, last)) {
 			ctx->skipped++;
 			mw_publish_counters(ctx);
 			trace_mapwatch_invalidate(range->start, range->end,
 						  range->event, true, 0);
 		}
-		spin_unlock(&ctx->lock);
 		return 0;
 	}
-	it = interval_tree_iter_first(&ctx->ranges, range->start,
-				      range->end - 1);
-	for (; it; it = next) {
-		struct mw_region *r = container_of(it, struct mw_region, it);
-
-		next = interval_tree_iter_next(it, range->start,
-					       range->end - 1);
-		mw_detach(ctx, r);
-		mw_queue_event(ctx, r);
-		fired++;
-	}
+	fired = mw_retire(ctx, range->start, last, born);
 	if (fired) {
 		mw_publish_counters(ctx);
 		trace_mapwatch_invalidate(range->start, range->end,
 					  range->event, false, fired);
 	}
+	return fired;
+}
+
+static void mw_wake(struct mw_ctx *ctx)
+{
+	wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
+}
+
+/*
+ * Called before the translation changes, in the context of whoever changes
+ * it, possibly unable to sleep: a spinlock, no allocation, no deferral.
+ */
+static int mw_invalidate_start(struct mmu_notifier *mn,
+			       const struct mmu_notifier_range *range)
+{
+	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
+	unsigned int fired = 0;
+
+	spin_lock(&ctx->lock);
+	if (!ctx->inflight++) {
+		ctx->epoch = ctx->epoch + 1 ? : 1;
+		ctx->nr_young = 0;
+	}
+	if (ctx->nr_regions)
+		fired = mw_handle(ctx, range, 0);
 	spin_unlock(&ctx->lock);
 	if (fired)
-		wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
+		mw_wake(ctx);
 	return 0;
+}
+
+/*
+ * The change is done.  A region monitored after the start above (so it
+ * missed it) may cover pages the change went on to zap: retire it now,
+ * before the call that made the change returns.
+ */
+static void mw_invalidate_end(struct mmu_notifier *mn,
+			      const struct mmu_notifier_range *range)
+{
+	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
+	unsigned int fired = 0;
+
+	spin_lock(&ctx->lock);
+	if (ctx->nr_young)
+		fired = mw_handle(ctx, range, ctx->epoch);
+	ctx->inflight--;
+	spin_unlock(&ctx->lock);
+	if (fired)
+		mw_wake(ctx);
 }
 
 /* The mm is going away: every region's translation is gone with it. */
 static void mw_release(struct mmu_notifier *mn, struct mm_struct *mm)
 {
+	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
 	struct mmu_notifier_range all = {
 		.start = 0,
 		.end = ULONG_MAX,
 		.event = MMU_NOTIFY_RELEASE,
 		.mm = mm,
 	};
+	unsigned int fired;
 
-	mw_invalidate_start(mn, &all);
+	spin_lock(&ctx->lock);
+	fired = mw_handle(ctx, &all, 0);
+	spin_unlock(&ctx->lock);
+	if (fired)
+		mw_wake(ctx);
 }
 
 const struct mmu_notifier_ops mw_mn_ops = {
 	.release = mw_release,
 	.invalidate_range_start = mw_invalidate_start,
+	.invalidate_range_end = mw_invalidate_end,
 };
 
 /* Validate a MONITOR request; on success *last is its last byte. */
@@ -207,6 +269,9 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		r->it.last = last;
 		r->cookie = cookie;
 		r->slot = mw_slot_take(ctx);
+		/* Inside an invalidation: its end checks this region. */
+		r->born = ctx->inflight ? ctx->epoch : 0;
+		ctx->nr_young += !!r->born;
 		interval_tree_insert(&r->it, &ctx->ranges);
 		mw_insert_cookie(ctx, r);
 		WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
