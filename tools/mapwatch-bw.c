@@ -111,6 +111,7 @@ static struct {
 	unsigned int nsizes;
 	uint64_t sizes[BW_MAX_SIZES];
 	int timeout_s;
+	int connect_s;
 	bool json;
 	bool per_size;
 } opt = {
@@ -720,14 +721,20 @@ static int tcp_client(void)
 		       gai_strerror(err));
 		return -1;
 	}
-	for (a = ai; a; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-		if (fd >= 0 && !connect(fd, a->ai_addr, a->ai_addrlen))
+	/* Retry for --connect-timeout seconds: nodes may start in any order. */
+	for (double end = now() + opt.connect_s;;) {
+		for (a = ai; a; a = a->ai_next) {
+			fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+			if (fd >= 0 && !connect(fd, a->ai_addr, a->ai_addrlen))
+				break;
+			e = errno;
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
+		}
+		if (fd >= 0 || now() >= end)
 			break;
-		e = errno;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
+		usleep(200000);
 	}
 	freeaddrinfo(ai);
 	if (fd < 0) {
@@ -765,6 +772,7 @@ static void usage(FILE *f)
 "  --iters=N             messages per size (default 50)\n"
 "  --dev=NAME --ib-port=N --gid-index=N   RDMA device (default: the first)\n"
 "  --timeout=S           seconds to wait for one completion (default 30)\n"
+"  --connect-timeout=S   client: keep trying to reach the server for S s\n"
 "  --per-size            a line per message size under each row\n"
 "  --json                machine-readable output\n"
 "Exit status: 0 when every run completed (corruption is a result, not an\n"
@@ -835,7 +843,8 @@ static int parse_args(int argc, char **argv)
 {
 	enum { O_CACHE = 256, O_BACKEND, O_WORKLOAD, O_CHURN_SIDE,
 	       O_CHURN_EVERY, O_OP, O_SIZE, O_ITERS, O_DEV, O_IB_PORT,
-	       O_GID, O_TIMEOUT, O_PER_SIZE, O_JSON, O_LOOPBACK };
+	       O_GID, O_TIMEOUT, O_PER_SIZE, O_JSON, O_LOOPBACK,
+	       O_CONNECT_TIMEOUT };
 	static const struct option lo[] = {
 		{ "loopback", no_argument, NULL, O_LOOPBACK },
 		{ "server", no_argument, NULL, 's' },
@@ -853,6 +862,7 @@ static int parse_args(int argc, char **argv)
 		{ "ib-port", required_argument, NULL, O_IB_PORT },
 		{ "gid-index", required_argument, NULL, O_GID },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 		{ "per-size", no_argument, NULL, O_PER_SIZE },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, 'h' },
@@ -909,6 +919,7 @@ static int parse_args(int argc, char **argv)
 		case O_IB_PORT: opt.ib_port = atoi(optarg); break;
 		case O_GID: opt.gid_index = atoi(optarg); break;
 		case O_TIMEOUT: opt.timeout_s = atoi(optarg); break;
+		case O_CONNECT_TIMEOUT: opt.connect_s = atoi(optarg); break;
 		case O_PER_SIZE: opt.per_size = true; break;
 		case O_JSON: opt.json = true; break;
 		case 'h': usage(stdout); exit(0);
@@ -916,7 +927,7 @@ static int parse_args(int argc, char **argv)
 		}
 	}
 	if (optind != argc || opt.iters == 0 || opt.churn_every == 0 ||
-	    opt.timeout_s <= 0 || opt.ib_port <= 0) {
+	    opt.timeout_s <= 0 || opt.connect_s < 0 || opt.ib_port <= 0) {
 		fprintf(stderr, "mapwatch-bw: bad arguments\n");
 		return -1;
 	}
