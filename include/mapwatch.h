@@ -31,13 +31,13 @@
  *                the call that causes it returns; never protection-only
  *                changes (mprotect, fork's write-protect, NUMA hinting).
  *   userfaultfd  only what the process does to its own address space:
- *                munmap, mremap, MAP_FIXED, brk, madvise DONTNEED/REMOVE.
- *                Blind to MADV_FREE, copy-on-write after fork, migration,
- *                swap, KSM, shmdt and to other processes.  The kernel
- *                releases the unmapping thread as soon as the library's
- *                reader thread has read the event, a moment before
- *                mapwatch_changed() turns true: not synchronous.  Memory
- *                userfaultfd cannot register (most file mappings) is refused.
+ *                munmap, mremap, MAP_FIXED, brk, madvise DONTNEED/FREE/
+ *                REMOVE.  Blind to copy-on-write after fork, migration,
+ *                swap, KSM and to other processes; SysV shared memory and
+ *                most file mappings cannot be watched at all (EINVAL).  The
+ *                kernel releases the unmapping thread as soon as the
+ *                library's reader thread has read the event, a moment
+ *                before mapwatch_changed() turns true: not synchronous.
  *   manual       only mapwatch_invalidate(): a test double, or for
  *                applications that know when they free memory.
  */

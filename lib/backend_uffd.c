@@ -10,11 +10,15 @@
  * read, so a dedicated reader thread reads them and takes no lock that any
  * other code holds across anything that can unmap memory.
  *
- * What userfaultfd cannot see (the module can): madvise(MADV_FREE), page
- * migration (NUMA, compaction, migrate_pages by another process),
- * copy-on-write after fork, KSM, swap, shmdt, truncation and hole punching
- * of shared files, changes by other processes (process_madvise).  Memory
- * that cannot be registered (file-backed other than shmem) is refused.
+ * MADV_FREE is seen too: the kernel sends REMOVE for it as for DONTNEED.
+ *
+ * What userfaultfd cannot see (the module can): page migration (NUMA,
+ * compaction, migrate_pages by another process), copy-on-write after fork,
+ * KSM, swap, truncation and hole punching of shared files, changes by other
+ * processes (process_madvise).  Memory that cannot be registered (SysV shm,
+ * file-backed other than shmem) is refused.  Not synchronous: the kernel
+ * wakes the unmapping thread when the reader reads the event, before the
+ * reader has bumped the generation (tests/guest/conformance shows "late").
  */
 #include <errno.h>
 #include <fcntl.h>
