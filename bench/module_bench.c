@@ -72,6 +72,9 @@ static void die(const char *what)
 struct ctx {
 	int fd;
 	const struct kdreg2_status_data *st;
+	size_t max;
+	char *reserved;			/* what fill() watched */
+	size_t nreserved;
 };
 
 static struct ctx open_ctx(size_t max)
@@ -85,7 +88,25 @@ static struct ctx open_ctx(size_t max)
 	if (ioctl(x.fd, KDREG2_IOCTL_CONFIG_DATA, &c))
 		die("CONFIG_DATA");
 	x.st = c.status_data;
+	x.max = max;
+	x.reserved = NULL;
+	x.nreserved = 0;
 	return x;
+}
+
+/*
+ * The status area holds the context open: unmap it too, or the closed
+ * context's regions and notifier would weigh on every later figure.
+ */
+static void close_ctx(struct ctx *x)
+{
+	size_t size = (MAPWATCH_STATE_ARRAY_OFFSET + (x->max + 1) * 4 +
+		       PAGE - 1) / PAGE * PAGE;
+
+	close(x->fd);
+	munmap((void *)x->st, size);
+	if (x->reserved)
+		munmap(x->reserved, x->nreserved * PAGE);
 }
 
 /* Watch n one-page regions over a reserved, never-touched range. */
@@ -103,6 +124,8 @@ static void fill(struct ctx *x, size_t n, uint64_t cookie0)
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
 		die("mmap reserve");
+	x->reserved = base;
+	x->nreserved = n;
 	for (size_t done = 0; done < n; done += b.count) {
 		b.count = n - done < 4096 ? n - done : 4096;
 		for (uint32_t i = 0; i < b.count; i++)
@@ -147,7 +170,7 @@ static void fig1(void)
 
 	row("1", "changed() check, per call", c, "ns", c / b,
 	    "plain load of a local");
-	close(x.fd);
+	close_ctx(&x);
 	munmap(p, PAGE);
 }
 
@@ -162,12 +185,14 @@ static void fig2(void)
 
 	for (unsigned int s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		size_t n = sizes[s];
-		struct ctx x = open_ctx(n + 1);
+		struct ctx x;
+
+		if (quick && n > 100000)
+			continue;	/* --quick: up to 100K regions */
+		x = open_ctx(n + 1);
 		double v[REPS];
 		char what[64];
 
-		if (quick && n > 100000)
-			n = 100000;
 		fill(&x, n, 1000);
 		for (int r = 0; r < REPS; r++) {
 			double t = now_ns();
@@ -191,7 +216,7 @@ static void fig2(void)
 			base = med;
 		snprintf(what, sizeof(what), "watch+unwatch pair, %zu regions watched", n);
 		row("2", what, med, "ns", med / base, "0 regions watched");
-		close(x.fd);
+		close_ctx(&x);
 	}
 	munmap(p, PAGE);
 }
@@ -268,7 +293,7 @@ static void fig3(void)
 		snprintf(what, sizeof(what), "watch+unwatch per region, batch %u", bs);
 		row("3", what, med, "ns", single / med, "single ioctls (x cheaper)");
 	}
-	close(x.fd);
+	close_ctx(&x);
 	munmap(p, PAGE);
 }
 
@@ -304,18 +329,20 @@ static void fig4(void)
 	    "no fd");
 	for (unsigned int s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		size_t n = sizes[s];
-		struct ctx x = open_ctx(n + 1);
+		struct ctx x;
+
+		if (quick && n > 100000)
+			continue;	/* --quick: up to 100K regions */
+		x = open_ctx(n + 1);
 		char what[64];
 		double med;
 
-		if (quick && n > 100000)
-			n = 100000;
 		fill(&x, n, 1000);
 		med = mmap_munmap_ns(rounds);
 		snprintf(what, sizeof(what),
 			 "mmap+touch+munmap, %zu regions elsewhere", n);
 		row("4", what, med, "ns", med / base, "no fd");
-		close(x.fd);
+		close_ctx(&x);
 	}
 }
 
@@ -421,7 +448,7 @@ static void fig5(void)
 
 	row("5", "munmap return -> event read (one read() call)", med, "ns",
 	    med / base, "munmap of an unwatched page");
-	close(x.fd);
+	close_ctx(&x);
 }
 
 int main(int argc, char **argv)
