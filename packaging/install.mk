@@ -47,10 +47,19 @@ INST_SONAME := libmapwatch.so.1
 INST_SOREAL := $(INST_SONAME).0
 PKG_DIR := build/packaging
 PKG_GEN := $(PKG_DIR)/mapwatch.pc $(PKG_DIR)/60-mapwatch.rules
+# libmapwatch-verbs, when lib/lib.mk builds it (libibverbs installed).
+ifneq ($(MAPWATCH_VERBS_SO),)
+INST_VERBS_SONAME := libmapwatch-verbs.so.1
+INST_VERBS_SOREAL := $(INST_VERBS_SONAME).0
+INST_VERBS := $(INST_VERBS_SOREAL) $(INST_VERBS_SONAME) libmapwatch-verbs.so libmapwatch-verbs.a
+PKG_GEN += $(PKG_DIR)/mapwatch-verbs.pc
+endif
 
 # Every file and link `make install` creates (uninstall removes these).
 INSTALLED := \
 	$(addprefix $(LIBDIR)/,$(INST_SOREAL) $(INST_SONAME) libmapwatch.so libmapwatch.a) \
+	$(addprefix $(LIBDIR)/,$(INST_VERBS)) \
+	$(if $(INST_VERBS),$(PKGCONFIGDIR)/mapwatch-verbs.pc) \
 	$(addprefix $(INCLUDEDIR)/,$(notdir $(INST_HEADERS))) \
 	$(INCLUDEDIR)/linux/kdreg2.h \
 	$(PKGCONFIGDIR)/mapwatch.pc \
@@ -62,7 +71,7 @@ INSTALLED := \
 
 .PHONY: install uninstall install-files dkms-src dkms-install dkms-uninstall deb
 
-$(PKG_DIR)/mapwatch.pc: packaging/mapwatch.pc.in module/main.c
+$(filter %.pc,$(PKG_GEN)): $(PKG_DIR)/%.pc: packaging/%.pc.in module/main.c
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(MAPWATCH_VERSION)|' $< > $@
@@ -80,6 +89,13 @@ install: lib tools $(PKG_GEN)
 	ln -sfn $(INST_SOREAL) $(DESTDIR)$(LIBDIR)/$(INST_SONAME)
 	ln -sfn $(INST_SONAME) $(DESTDIR)$(LIBDIR)/libmapwatch.so
 	$(INSTALL) -m 0644 build/lib/libmapwatch.a $(DESTDIR)$(LIBDIR)/
+ifneq ($(INST_VERBS),)
+	$(INSTALL) -m 0755 build/lib/$(INST_VERBS_SOREAL) $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(INST_VERBS_SOREAL) $(DESTDIR)$(LIBDIR)/$(INST_VERBS_SONAME)
+	ln -sfn $(INST_VERBS_SONAME) $(DESTDIR)$(LIBDIR)/libmapwatch-verbs.so
+	$(INSTALL) -m 0644 build/lib/libmapwatch-verbs.a $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 0644 $(PKG_DIR)/mapwatch-verbs.pc $(DESTDIR)$(PKGCONFIGDIR)/
+endif
 	$(INSTALL) -m 0644 $(INST_HEADERS) $(DESTDIR)$(INCLUDEDIR)/
 	ln -sfn ../kdreg2.h $(DESTDIR)$(INCLUDEDIR)/linux/kdreg2.h
 	$(INSTALL) -m 0644 $(PKG_DIR)/mapwatch.pc $(DESTDIR)$(PKGCONFIGDIR)/
