@@ -53,7 +53,8 @@ build/splat/%/mapwatch_splat.ko: tests/splat/splat.c tests/splat/Kbuild
 
 # Tests: every tests/host/NAME.c and tests/guest/NAME.c is one program.
 LIB_SRCS := $(wildcard lib/*.c)
-LIB_A := $(if $(MAPWATCH_LIB_A),$(MAPWATCH_LIB_A))
+# The verbs adaptor (when built) comes first: it needs libmapwatch.
+LIB_A := $(if $(MAPWATCH_LIB_A),$(MAPWATCH_VERBS_A) $(MAPWATCH_LIB_A))
 HOST_TESTS := $(patsubst tests/host/%.c,build/tests/host/%,$(wildcard tests/host/*.c))
 HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard tests/host/*.c))
 GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
