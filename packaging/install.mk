@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # Install layout, included by the top-level Makefile.
 #
-#   make install [PREFIX=/usr/local] [DESTDIR=...]   library, headers,
-#        mapwatch.pc, man pages, tools, udev rule, modules-load.d file
+#   make install [PREFIX=/usr/local] [DESTDIR=...]   libmapwatch (and
+#        libmapwatch-verbs when lib.mk builds it), headers, mapwatch.pc
+#        (mapwatch-verbs.pc), man pages, examples, tools, udev rule,
+#        modules-load.d file
 #   make uninstall [same variables]                   removes exactly those
 #   make dkms-src [DESTDIR=...]      the DKMS source tree, /usr/src/mapwatch-VERSION
 #   make dkms-install                dkms-src, then dkms add, build, install
