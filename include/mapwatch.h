@@ -228,9 +228,10 @@ struct mapwatch_cache_stats {
  *    hand last passed gets a second chance); held entries are never evicted.
  *    When the monitor is full, an idle entry is evicted to make room.
  *
- * Threads and callbacks: thread-safe.  Hits take one shard's read lock (no
- * lock shared by all threads); misses, eviction and events take the cache
- * mutex.  reg, dereg and release are never called with a cache lock (or a
+ * Threads and callbacks: thread-safe.  A hit at an entry's start takes no
+ * lock (a few loads, a compare-and-swap on the entry, the one-load check);
+ * a hit inside a larger entry takes the address index's read lock; misses,
+ * eviction, events and flush take the cache mutex.  reg, dereg and release are never called with a cache lock (or a
  * monitor lock) held, so they may take the application's own locks and may
  * call back into the cache (get, put, flush, stats; not destroy).  dereg
  * runs in the thread that drops the last reference: mapwatch_cache_put(),

@@ -3,23 +3,36 @@
  * The registration cache.
  *
  * Two indexes over the same entries:
- *  - a hash of the aligned start address split into SHARDS shards, each
- *    with its own rwlock and growing bucket array.  The common hit (same
- *    start as a cached entry) takes one shard's read lock: hits on
- *    different buffers share no lock, hits on one buffer share a read lock;
+ *  - a hash of the aligned start address, read without any lock: the
+ *    common hit (same start as a cached entry) is a few loads, one
+ *    compare-and-swap on the entry's reference count, and the one-load
+ *    check of its watch;
  *  - an address-ordered tree (a treap keyed by start, every node knowing
- *    the largest end in its subtree) under one rwlock, searched only when
- *    the hash misses, for a larger entry that starts below the request and
+ *    the largest end in its subtree) under a rwlock, searched only when the
+ *    hash misses, for a larger entry that starts below the request and
  *    covers it.
- * Misses, eviction and events take the cache mutex, then the tree's and a
- * shard's write locks, in that order.  No lock is held while the reg/dereg
- * callbacks run or while the monitor watches or unwatches.
+ * Everything that changes the indexes (misses, eviction, events, flush)
+ * holds the cache mutex, and the tree's write lock for the tree.  No lock
+ * is held while the reg/dereg callbacks run or while the monitor watches
+ * or unwatches.
  *
- * An entry holds one reference for being in the cache and one per user; it
- * is unwatched, deregistered and freed when the last one goes.  Lookups take
- * their reference under the read lock of the index they searched, and an
- * entry leaves both indexes under both write locks, so an eviction that
- * sees only the cache's reference knows no lookup can take another.
+ * Lock-free readers and type-stable entries.  Entries are never returned
+ * to malloc while the cache exists: a dead entry goes to a free list and
+ * may be reused for another range.  A reader walking a hash chain may thus
+ * meet an entry that died, or came back for another range, under it; it
+ * takes a reference only with a compare-and-swap that fails on a count of
+ * zero (a dead entry), and only then reads the entry's range, flags and
+ * state, which cannot change while a reference is held.  Chains are walked
+ * with atomic loads and for a bounded number of steps: a reader led astray
+ * by a concurrent change merely misses, and the locked path decides.
+ * Bucket arrays replaced by a larger one are kept until destroy.
+ *
+ * References and hits share one 64-bit word: the count in the low half,
+ * hits in the high half, so a hit costs one atomic operation to take the
+ * reference and one (in put) to drop it.  An entry holds one reference for
+ * being in the cache and one per user; eviction claims an idle entry by
+ * turning its count from 1 to 0, which no lookup can race with.  The entry
+ * is unwatched, deregistered and recycled when the count reaches 0.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -29,44 +42,53 @@
 
 #include "internal.h"
 
-#define SHARDS 64			/* a power of two */
-#define MIN_BUCKETS 16
+#define MIN_BUCKETS 64
+#define MAX_STEPS 32			/* chain links a lock-free reader follows */
 #define MAX_STALE 4			/* changed entries one lookup purges */
 #define REG_TRIES 4			/* registrations raced by a change */
 
+#define REF_ONE ((uint64_t)1)
+#define USE_ONE ((uint64_t)1 << 32)
+#define REFS(v) ((uint32_t)(v))
+#define USES(v) ((v) >> 32)
+#define USE_FOLD ((uint64_t)1 << 31)	/* hits moved to the cache's total */
+
 struct hnode {
-	struct hnode *next;
-	uint64_t key;
+	struct hnode *_Atomic next;
+	_Atomic uint64_t key;
 };
 
-/* A chained hash table that doubles when it holds as many nodes as buckets. */
+struct harr {
+	size_t mask;
+	struct harr *older;		/* replaced arrays, freed at destroy */
+	struct hnode *_Atomic b[];
+};
+
+/* A chained hash table; changed under c->lock, read without it. */
 struct htab {
-	struct hnode **b;
-	size_t mask, n;
+	struct harr *_Atomic a;
+	size_t n;
 };
 
 struct mapwatch_cache_entry {
-	/* Read by every hit: keep together. */
+	/* What a hit reads, in the first cache line. */
+	_Atomic uint64_t ru;			/* references | hits << 32 */
+	struct hnode hs;			/* by start */
 	uintptr_t start, end;
-	struct mapwatch_handle wh;
-	_Atomic int refs;
 	int flags;
+	_Atomic bool cached;			/* in the indexes */
 	_Atomic bool referenced;		/* CLOCK bit */
-	bool cached;				/* under c->lock */
+	bool claimed;				/* count taken to 0 by eviction */
+	struct mapwatch_handle wh;		/* word and gen in line 1 */
 	void *reg;
-	struct hnode hs;			/* shard hash, key start */
-	struct hnode hc;			/* cookie hash, key cookie */
-	struct mapwatch_cache_entry *ring_prev, *ring_next;
-	struct mapwatch_cache_entry *t_left, *t_right;
+	struct hnode hc;			/* by cookie */
+	/* Under c->lock: */
+	struct mapwatch_cache_entry *ring_prev, *ring_next;	/* CLOCK */
+	struct mapwatch_cache_entry *all_prev, *all_next;	/* alive */
+	struct mapwatch_cache_entry *t_left, *t_right;		/* tree */
 	uintptr_t t_maxend;
 	uint32_t t_prio;
 	struct mapwatch_cache_entry *dead_next;
-};
-
-struct shard {
-	pthread_rwlock_t lock;
-	struct htab t;
-	_Atomic uint64_t hits;
 } __attribute__((aligned(64)));
 
 struct mapwatch_cache {
@@ -74,15 +96,18 @@ struct mapwatch_cache {
 	struct mapwatch_cache_ops ops;
 	struct mapwatch_cache_config cfg;
 	uintptr_t align;
-	struct shard shards[SHARDS];
+	struct htab byaddr;
 	pthread_rwlock_t tree_lock;
 	struct mapwatch_cache_entry *root;	/* the address-ordered tree */
 	pthread_mutex_t lock;			/* everything below */
 	struct htab cookies;
 	struct mapwatch_cache_entry *hand;	/* CLOCK ring of cached entries */
+	struct mapwatch_cache_entry *all;	/* every entry alive */
+	struct mapwatch_cache_entry *free;	/* dead, for reuse */
+	struct harr *old_arrays;
 	size_t nentries, bytes;
-	uint64_t rng;
-	_Atomic uint64_t next_cookie;
+	uint64_t rng, retired_uses;
+	_Atomic uint64_t next_cookie, folded_uses;
 	_Atomic uint64_t misses, covering_hits, evict_lru, evict_invalid,
 		evict_flush, invalidations, registrations, deregistrations;
 };
@@ -102,60 +127,180 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static void htab_grow(struct htab *t)
+static struct harr *harr_new(size_t nb)
 {
-	size_t nb = t->b ? 2 * (t->mask + 1) : MIN_BUCKETS;
-	struct hnode **b = calloc(nb, sizeof(*b));
+	struct harr *a = calloc(1, sizeof(*a) + nb * sizeof(a->b[0]));
 
-	if (!b)
+	if (a)
+		a->mask = nb - 1;
+	return a;
+}
+
+/* Caller holds c->lock.  Readers may be walking the old chains: they get
+ * lost at worst (a miss), never loop (relinked nodes point only to nodes
+ * already relinked). */
+static void htab_grow(struct mapwatch_cache *c, struct htab *t)
+{
+	struct harr *old = atomic_load_explicit(&t->a, memory_order_relaxed);
+	struct harr *a = harr_new(2 * (old->mask + 1));
+
+	if (!a)
 		return;		/* longer chains, still correct */
-	for (size_t i = 0; t->b && i <= t->mask; i++) {
-		struct hnode *n = t->b[i], *next;
+	for (size_t i = 0; i <= old->mask; i++) {
+		struct hnode *n = atomic_load_explicit(&old->b[i], memory_order_relaxed);
 
-		for (; n; n = next) {
-			size_t j = (mix(n->key) >> 6) & (nb - 1);
+		while (n) {
+			struct hnode *next = atomic_load_explicit(&n->next, memory_order_relaxed);
+			struct hnode *_Atomic *head = &a->b[mix(atomic_load_explicit(
+				&n->key, memory_order_relaxed)) & a->mask];
 
-			next = n->next;
-			n->next = b[j];
-			b[j] = n;
+			atomic_store_explicit(&n->next, atomic_load_explicit(head,
+					      memory_order_relaxed), memory_order_release);
+			atomic_store_explicit(head, n, memory_order_release);
+			n = next;
 		}
 	}
-	free(t->b);
-	t->b = b;
-	t->mask = nb - 1;
+	atomic_store_explicit(&t->a, a, memory_order_release);
+	old->older = c->old_arrays;
+	c->old_arrays = old;
 }
 
-/* Bucket bits come from above the shard bits (the low 6) of the hash. */
-static struct hnode **htab_bucket(const struct htab *t, uint64_t key)
+static void htab_insert(struct mapwatch_cache *c, struct htab *t,
+			struct hnode *n, uint64_t key)
 {
-	return &t->b[(mix(key) >> 6) & t->mask];
-}
+	struct harr *a;
+	struct hnode *_Atomic *head;
 
-static void htab_insert(struct htab *t, struct hnode *n)
-{
-	struct hnode **pp;
-
-	if (t->n > t->mask)
-		htab_grow(t);
-	pp = htab_bucket(t, n->key);
-	n->next = *pp;
-	*pp = n;
+	if (t->n > atomic_load_explicit(&t->a, memory_order_relaxed)->mask)
+		htab_grow(c, t);
+	a = atomic_load_explicit(&t->a, memory_order_relaxed);
+	head = &a->b[mix(key) & a->mask];
+	atomic_store_explicit(&n->key, key, memory_order_relaxed);
+	atomic_store_explicit(&n->next, atomic_load_explicit(head, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(head, n, memory_order_release);	/* publish */
 	t->n++;
 }
 
+/* The node keeps its next pointer, so a reader standing on it goes on. */
 static void htab_remove(struct htab *t, struct hnode *n)
 {
-	struct hnode **pp = htab_bucket(t, n->key);
+	struct harr *a = atomic_load_explicit(&t->a, memory_order_relaxed);
+	struct hnode *_Atomic *pp = &a->b[mix(atomic_load_explicit(&n->key,
+				memory_order_relaxed)) & a->mask];
+	struct hnode *x;
 
-	while (*pp != n)
-		pp = &(*pp)->next;
-	*pp = n->next;
+	while ((x = atomic_load_explicit(pp, memory_order_relaxed)) != n)
+		pp = &x->next;
+	atomic_store_explicit(pp, atomic_load_explicit(&n->next, memory_order_relaxed),
+			      memory_order_release);
 	t->n--;
 }
 
-static struct shard *shard_of(struct mapwatch_cache *c, uintptr_t start)
+/* Under c->lock: the node with this key (the cookie table). */
+static struct hnode *htab_find(struct htab *t, uint64_t key)
 {
-	return &c->shards[mix(start) & (SHARDS - 1)];
+	struct harr *a = atomic_load_explicit(&t->a, memory_order_relaxed);
+	struct hnode *n = atomic_load_explicit(&a->b[mix(key) & a->mask],
+					       memory_order_relaxed);
+
+	while (n && atomic_load_explicit(&n->key, memory_order_relaxed) != key)
+		n = atomic_load_explicit(&n->next, memory_order_relaxed);
+	return n;
+}
+
+/* --- references ------------------------------------------------------------ */
+
+static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e);
+
+/* A reference (and a hit) on an entry that is alive; false if it is dead. */
+static bool ref_get(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	uint64_t v = atomic_load_explicit(&e->ru, memory_order_relaxed);
+
+	do {
+		if (!REFS(v))
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&e->ru, &v,
+			v + REF_ONE + USE_ONE, memory_order_acquire,
+			memory_order_relaxed));
+	if (USES(v) >= USE_FOLD) {	/* keep the hit count from wrapping */
+		uint64_t w = v + REF_ONE + USE_ONE;
+
+		while (USES(w) >= USE_FOLD) {
+			if (atomic_compare_exchange_weak(&e->ru, &w,
+							 w - (USE_FOLD << 32))) {
+				atomic_fetch_add(&c->folded_uses, USE_FOLD);
+				break;
+			}
+		}
+	}
+	return true;
+}
+
+static void entry_unref_n(struct mapwatch_cache *c,
+			  struct mapwatch_cache_entry *e, uint64_t n)
+{
+	if (REFS(atomic_fetch_sub_explicit(&e->ru, n, memory_order_acq_rel)) == 1)
+		entry_destroy(c, e);
+}
+
+static void entry_unref(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	entry_unref_n(c, e, REF_ONE);
+}
+
+/* A reference taken by ref_get that turned out not to be a hit. */
+static void ref_not_a_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	entry_unref_n(c, e, REF_ONE + USE_ONE);
+}
+
+/* The cache's reference of an idle entry, taken back: no lookup can get a
+ * reference any more.  Caller holds c->lock. */
+static bool claim_idle(struct mapwatch_cache_entry *e)
+{
+	uint64_t v = atomic_load(&e->ru);
+
+	return REFS(v) == 1 &&
+	       atomic_compare_exchange_strong(&e->ru, &v, v - REF_ONE);
+}
+
+static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
+{
+	struct mapwatch_cache_entry *e;
+
+	pthread_mutex_lock(&c->lock);
+	e = c->free;
+	if (e)
+		c->free = e->dead_next;
+	pthread_mutex_unlock(&c->lock);
+	if (!e) {
+		e = aligned_alloc(64, sizeof(*e));
+		if (e)
+			memset(e, 0, sizeof(*e));
+	}
+	return e;
+}
+
+/* Last reference gone: release the registration, recycle the entry. */
+static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	mapwatch_unwatch(c->mw, &e->wh);
+	c->ops.dereg(c->ops.ctx, e->reg);
+	atomic_fetch_add(&c->deregistrations, 1);
+	pthread_mutex_lock(&c->lock);
+	c->retired_uses += USES(atomic_load(&e->ru));
+	atomic_store(&e->ru, 0);
+	if (e->all_prev)
+		e->all_prev->all_next = e->all_next;
+	else
+		c->all = e->all_next;
+	if (e->all_next)
+		e->all_next->all_prev = e->all_prev;
+	e->dead_next = c->free;
+	c->free = e;
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* --- the address-ordered tree (treap) ------------------------------------ */
@@ -246,15 +391,6 @@ struct stale {
 	int n;
 };
 
-/* A changed entry met by a lookup: keep it (referenced) for purge_stale. */
-static void note_stale(struct stale *st, struct mapwatch_cache_entry *e)
-{
-	if (st->n < MAX_STALE) {
-		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-		st->e[st->n++] = e;
-	}
-}
-
 static bool usable(const struct mapwatch_cache_entry *e, uintptr_t end,
 		   int flags)
 {
@@ -262,72 +398,78 @@ static bool usable(const struct mapwatch_cache_entry *e, uintptr_t end,
 }
 
 /*
- * An entry with start <= s, end >= end and the flags, unchanged.  Walks
- * left first; prunes subtrees whose largest end is short of the request
- * and everything right of the first start above s.
+ * Under a reference: a hit if still cached, usable and unchanged.  A
+ * changed entry is kept (referenced, not counted as a hit) for
+ * purge_stale; anything else is let go.
  */
-static struct mapwatch_cache_entry *t_cover(struct mapwatch_cache_entry *n,
+static bool take_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+		     uintptr_t s, bool exact, uintptr_t end, int flags,
+		     struct stale *st)
+{
+	if (!atomic_load_explicit(&e->cached, memory_order_acquire) ||
+	    (exact ? e->start != s : e->start > s) || !usable(e, end, flags)) {
+		ref_not_a_hit(c, e);
+		return false;
+	}
+	if (mapwatch_changed(&e->wh)) {
+		if (st->n < MAX_STALE) {
+			atomic_fetch_sub(&e->ru, USE_ONE);
+			st->e[st->n++] = e;
+		} else {
+			ref_not_a_hit(c, e);
+		}
+		return false;
+	}
+	if (!atomic_load_explicit(&e->referenced, memory_order_relaxed))
+		atomic_store_explicit(&e->referenced, true, memory_order_relaxed);
+	return true;
+}
+
+/*
+ * Under the tree's read lock: an entry with start <= s, end >= end and the
+ * flags, unchanged, referenced.  Letting go of a reference here never
+ * destroys the entry (no callback, no lock under the read lock): an entry
+ * in the tree keeps the cache's reference until it has left the tree.  Walks left first; prunes subtrees whose
+ * largest end is short of the request and everything right of the first
+ * start above s.
+ */
+static struct mapwatch_cache_entry *t_cover(struct mapwatch_cache *c,
+					    struct mapwatch_cache_entry *n,
 					    uintptr_t s, uintptr_t end,
 					    int flags, struct stale *st)
 {
 	struct mapwatch_cache_entry *r;
 
 	while (n && n->t_maxend >= end) {
-		r = t_cover(n->t_left, s, end, flags, st);
+		r = t_cover(c, n->t_left, s, end, flags, st);
 		if (r)
 			return r;
 		if (n->start > s)
 			return NULL;
-		if (usable(n, end, flags)) {
-			if (!mapwatch_changed(&n->wh))
-				return n;
-			note_stale(st, n);
-		}
+		if (usable(n, end, flags) && ref_get(c, n) &&
+		    take_hit(c, n, s, false, end, flags, st))
+			return n;
 		n = n->t_right;
 	}
 	return NULL;
 }
 
-/* --- references and the indexes ------------------------------------------ */
-
-static void entry_destroy(struct mapwatch_cache *c,
-			  struct mapwatch_cache_entry *e)
-{
-	mapwatch_unwatch(c->mw, &e->wh);
-	c->ops.dereg(c->ops.ctx, e->reg);
-	atomic_fetch_add(&c->deregistrations, 1);
-	free(e);
-}
-
-static void entry_unref(struct mapwatch_cache *c,
-			struct mapwatch_cache_entry *e)
-{
-	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-		entry_destroy(c, e);
-}
+/* --- the indexes ------------------------------------------------------------ */
 
 /*
- * Take e out of the cache (caller holds c->lock) and queue the cache's
- * reference on *dead, to be dropped once every lock is released.  With
- * idle_only, an entry someone holds stays.  Returns whether it left.
+ * Take e out of the cache (caller holds c->lock) and queue it on *dead:
+ * its cache reference is dropped (or, when claimed, the entry destroyed)
+ * once every lock is released.  Returns whether it was in the cache.
  */
 static bool detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
-		   struct mapwatch_cache_entry **dead, bool idle_only)
+		   struct mapwatch_cache_entry **dead, bool claimed)
 {
-	struct shard *sh = shard_of(c, e->start);
-
-	if (!e->cached)
+	if (!atomic_load_explicit(&e->cached, memory_order_relaxed))
 		return false;
+	atomic_store_explicit(&e->cached, false, memory_order_release);
+	htab_remove(&c->byaddr, &e->hs);
 	pthread_rwlock_wrlock(&c->tree_lock);
-	pthread_rwlock_wrlock(&sh->lock);
-	if (idle_only && atomic_load(&e->refs) != 1) {
-		pthread_rwlock_unlock(&sh->lock);
-		pthread_rwlock_unlock(&c->tree_lock);
-		return false;
-	}
-	htab_remove(&sh->t, &e->hs);
 	c->root = t_remove(c->root, e);
-	pthread_rwlock_unlock(&sh->lock);
 	pthread_rwlock_unlock(&c->tree_lock);
 	htab_remove(&c->cookies, &e->hc);
 	if (e->ring_next == e) {
@@ -338,9 +480,9 @@ static bool detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 		if (c->hand == e)
 			c->hand = e->ring_next;
 	}
-	e->cached = false;
 	c->nentries--;
 	c->bytes -= e->end - e->start;
+	e->claimed = claimed;
 	e->dead_next = *dead;
 	*dead = e;
 	return true;
@@ -348,19 +490,16 @@ static bool detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 
 static void attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
-	struct shard *sh = shard_of(c, e->start);
-
 	c->rng ^= c->rng << 13;
 	c->rng ^= c->rng >> 7;
 	c->rng ^= c->rng << 17;
 	e->t_prio = (uint32_t)(c->rng >> 16);
+	atomic_store_explicit(&e->cached, true, memory_order_relaxed);
 	pthread_rwlock_wrlock(&c->tree_lock);
-	pthread_rwlock_wrlock(&sh->lock);
-	htab_insert(&sh->t, &e->hs);
 	c->root = t_insert(c->root, e);
-	pthread_rwlock_unlock(&sh->lock);
 	pthread_rwlock_unlock(&c->tree_lock);
-	htab_insert(&c->cookies, &e->hc);
+	htab_insert(c, &c->byaddr, &e->hs, e->start);	/* publishes e */
+	htab_insert(c, &c->cookies, &e->hc, e->hc.key);
 	/* Behind the hand: the last the CLOCK sweep reaches. */
 	if (c->hand) {
 		e->ring_next = c->hand;
@@ -371,7 +510,6 @@ static void attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 		e->ring_next = e->ring_prev = e;
 		c->hand = e;
 	}
-	e->cached = true;
 	c->nentries++;
 	c->bytes += e->end - e->start;
 }
@@ -381,7 +519,10 @@ static void drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dea
 	while (dead) {
 		struct mapwatch_cache_entry *next = dead->dead_next;
 
-		entry_unref(c, dead);
+		if (dead->claimed)
+			entry_destroy(c, dead);
+		else
+			entry_unref(c, dead);
 		dead = next;
 	}
 }
@@ -407,11 +548,8 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 	struct mapwatch_cache_entry *e, *next;
 
 	if (ev->cookie != MAPWATCH_COOKIE_RANGE) {
-		struct hnode *n;
+		struct hnode *n = htab_find(&c->cookies, ev->cookie);
 
-		for (n = *htab_bucket(&c->cookies, ev->cookie); n; n = n->next)
-			if (n->key == ev->cookie)
-				break;
 		/* Unknown: an entry already gone, or not the cache's watch. */
 		if (n && detach(c, entry_of(n, hc), &x->dead, false))
 			count_invalid(c);
@@ -481,11 +619,12 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 		if (!one_more && !over_limits(c, add_bytes))
 			return true;
 		c->hand = e->ring_next;
-		if (atomic_load(&e->refs) != 1)
+		if (REFS(atomic_load(&e->ru)) != 1)
 			continue;		/* in use */
 		if (atomic_exchange(&e->referenced, false))
 			continue;		/* second chance */
-		if (detach(c, e, dead, true)) {
+		if (claim_idle(e)) {
+			detach(c, e, dead, true);
 			atomic_fetch_add(&c->evict_lru, 1);
 			if (one_more)
 				return true;
@@ -514,17 +653,22 @@ struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
 				const struct mapwatch_cache_config *cfg)
 {
 	struct mapwatch_cache *c;
+	struct harr *a, *b;
 
 	if (!mw || !ops || !ops->reg || !ops->dereg) {
 		errno = EINVAL;
 		return NULL;
 	}
-	c = aligned_alloc(64, sizeof(*c));
-	if (!c) {
+	c = calloc(1, sizeof(*c));
+	a = harr_new(MIN_BUCKETS);
+	b = harr_new(MIN_BUCKETS);
+	if (!c || !a || !b) {
+		free(c);
+		free(a);
+		free(b);
 		errno = ENOMEM;
 		return NULL;
 	}
-	memset(c, 0, sizeof(*c));
 	c->mw = mw;
 	c->ops = *ops;
 	if (cfg)
@@ -532,24 +676,13 @@ struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
 	c->align = c->cfg.align ? c->cfg.align : (uintptr_t)sysconf(_SC_PAGESIZE);
 	if (c->align & (c->align - 1)) {
 		free(c);
+		free(a);
+		free(b);
 		errno = EINVAL;
 		return NULL;
 	}
-	htab_grow(&c->cookies);
-	for (int i = 0; i < SHARDS; i++)
-		htab_grow(&c->shards[i].t);
-	for (int i = 0; i < SHARDS; i++) {
-		if (!c->shards[i].t.b || !c->cookies.b) {
-			for (int j = 0; j < SHARDS; j++)
-				free(c->shards[j].t.b);
-			free(c->cookies.b);
-			free(c);
-			errno = ENOMEM;
-			return NULL;
-		}
-	}
-	for (int i = 0; i < SHARDS; i++)
-		pthread_rwlock_init(&c->shards[i].lock, NULL);
+	atomic_init(&c->byaddr.a, a);
+	atomic_init(&c->cookies.a, b);
 	pthread_rwlock_init(&c->tree_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	c->next_cookie = 1;
@@ -557,37 +690,25 @@ struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
 	return c;
 }
 
-/* The hit path: an unchanged entry starting at s. */
+/* The hit path: an unchanged entry starting at s.  No lock. */
 static struct mapwatch_cache_entry *lookup_exact(struct mapwatch_cache *c,
 						 uintptr_t s, uintptr_t end,
 						 int flags, struct stale *st)
 {
-	struct shard *sh = shard_of(c, s);
-	struct mapwatch_cache_entry *e, *found = NULL;
-	struct hnode *n;
+	struct harr *a = atomic_load_explicit(&c->byaddr.a, memory_order_acquire);
+	struct hnode *n = atomic_load_explicit(&a->b[mix(s) & a->mask],
+					       memory_order_acquire);
 
-	pthread_rwlock_rdlock(&sh->lock);
-	for (n = *htab_bucket(&sh->t, s); n; n = n->next) {
-		if (n->key != s)
-			continue;
-		e = entry_of(n, hs);
-		if (!usable(e, end, flags))
-			continue;
-		if (mapwatch_changed(&e->wh)) {
-			note_stale(st, e);
-			continue;
+	for (int steps = 0; n && steps < MAX_STEPS; steps++) {
+		if (atomic_load_explicit(&n->key, memory_order_relaxed) == s) {
+			struct mapwatch_cache_entry *e = entry_of(n, hs);
+
+			if (ref_get(c, e) && take_hit(c, e, s, true, end, flags, st))
+				return e;
 		}
-		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-		if (!atomic_load_explicit(&e->referenced, memory_order_relaxed))
-			atomic_store_explicit(&e->referenced, true,
-					      memory_order_relaxed);
-		found = e;
-		break;
+		n = atomic_load_explicit(&n->next, memory_order_acquire);
 	}
-	pthread_rwlock_unlock(&sh->lock);
-	if (found)
-		atomic_fetch_add_explicit(&sh->hits, 1, memory_order_relaxed);
-	return found;
+	return NULL;
 }
 
 static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
@@ -597,11 +718,7 @@ static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
 	struct mapwatch_cache_entry *e;
 
 	pthread_rwlock_rdlock(&c->tree_lock);
-	e = t_cover(c->root, s, end, flags, st);
-	if (e) {
-		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-		atomic_store_explicit(&e->referenced, true, memory_order_relaxed);
-	}
+	e = t_cover(c, c->root, s, end, flags, st);
 	pthread_rwlock_unlock(&c->tree_lock);
 	if (e)
 		atomic_fetch_add(&c->covering_hits, 1);
@@ -614,23 +731,27 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 					    uintptr_t s, uintptr_t end,
 					    int flags)
 {
-	struct mapwatch_cache_entry *e = calloc(1, sizeof(*e));
+	struct mapwatch_cache_entry *e = entry_alloc(c);
+	uint64_t cookie;
 	int ret, err;
 
 	if (!e) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	/* A recycled entry may still be looked at by lock-free readers: its
+	 * count is 0, so they read nothing but the atomics. */
 	e->start = s;
 	e->end = end;
 	e->flags = flags;
-	e->hs.key = s;
+	e->claimed = false;
+	atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
 	for (int tries = 0;; tries++) {
-		e->hc.key = atomic_fetch_add(&c->next_cookie, 1);
-		ret = mapwatch_watch(c->mw, (void *)s, end - s, e->hc.key, &e->wh);
+		cookie = atomic_fetch_add(&c->next_cookie, 1);
+		ret = mapwatch_watch(c->mw, (void *)s, end - s, cookie, &e->wh);
 		while (ret == -ENOSPC && make_room(c))
 			ret = mapwatch_watch(c->mw, (void *)s, end - s,
-					     e->hc.key, &e->wh);
+					     cookie, &e->wh);
 		if (ret) {
 			err = -ret;
 			break;
@@ -643,8 +764,10 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 			break;
 		}
 		atomic_fetch_add(&c->registrations, 1);
-		if (!mapwatch_changed(&e->wh))
+		if (!mapwatch_changed(&e->wh)) {
+			atomic_store_explicit(&e->hc.key, cookie, memory_order_relaxed);
 			return e;
+		}
 		/* Changed while being registered: the registration may name
 		 * the old pages.  Try again with a fresh watch. */
 		c->ops.dereg(c->ops.ctx, e->reg);
@@ -655,7 +778,10 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 			break;
 		}
 	}
-	free(e);
+	pthread_mutex_lock(&c->lock);
+	e->dead_next = c->free;
+	c->free = e;
+	pthread_mutex_unlock(&c->lock);
 	errno = err;
 	return NULL;
 }
@@ -666,7 +792,7 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 {
 	uintptr_t s, end;
 	struct mapwatch_cache_entry *e, *dead = NULL;
-	struct stale st = { .n = 0 };
+	struct stale st;
 
 	if (!c || !len || (uintptr_t)addr + len < (uintptr_t)addr) {
 		errno = EINVAL;
@@ -684,9 +810,11 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 	}
 	if (mapwatch_pending(c->mw))
 		process_events(c);
+	st.n = 0;
 	e = lookup_exact(c, s, end, flags, &st);
-	if (!e)
-		e = lookup_cover(c, s, end, flags, &st);
+	if (e)
+		return e;
+	e = lookup_cover(c, s, end, flags, &st);
 	if (st.n)
 		purge_stale(c, &st);
 	if (e)
@@ -696,14 +824,21 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 	e = reg_new(c, s, end, flags);
 	if (!e)
 		return NULL;
-	atomic_store(&e->refs, 2);	/* the cache's and the caller's */
 	pthread_mutex_lock(&c->lock);
+	/* Alive: counted in the stats from now on. */
+	e->all_prev = NULL;
+	e->all_next = c->all;
+	if (c->all)
+		c->all->all_prev = e;
+	c->all = e;
 	if (evict(c, end - s, false, &dead)) {
+		/* The cache's reference and the caller's. */
+		atomic_store_explicit(&e->ru, 2 * REF_ONE, memory_order_release);
 		attach(c, e);
 	} else {
 		/* Every other entry is held: hand this one out uncached
 		 * rather than break the limits; it goes when put. */
-		atomic_store(&e->refs, 1);
+		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
 	}
 	pthread_mutex_unlock(&c->lock);
 	drop_dead(c, dead);
@@ -774,10 +909,7 @@ void mapwatch_cache_get_stats(struct mapwatch_cache *c,
 			      struct mapwatch_cache_stats *s)
 {
 	memset(s, 0, sizeof(*s));
-	for (int i = 0; i < SHARDS; i++)
-		s->hits += atomic_load(&c->shards[i].hits);
 	s->covering_hits = atomic_load(&c->covering_hits);
-	s->hits += s->covering_hits;
 	s->misses = atomic_load(&c->misses);
 	s->evict_lru = atomic_load(&c->evict_lru);
 	s->evict_invalid = atomic_load(&c->evict_invalid);
@@ -786,6 +918,9 @@ void mapwatch_cache_get_stats(struct mapwatch_cache *c,
 	s->registrations = atomic_load(&c->registrations);
 	s->deregistrations = atomic_load(&c->deregistrations);
 	pthread_mutex_lock(&c->lock);
+	s->hits = c->retired_uses + atomic_load(&c->folded_uses);
+	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next)
+		s->hits += USES(atomic_load_explicit(&e->ru, memory_order_relaxed));
 	s->entries = c->nentries;
 	s->bytes_registered = c->bytes;
 	pthread_mutex_unlock(&c->lock);
@@ -798,11 +933,20 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 	mapwatch_cache_flush(c);
 	if (c->ops.release)
 		c->ops.release(c->ops.ctx);
-	for (int i = 0; i < SHARDS; i++) {
-		pthread_rwlock_destroy(&c->shards[i].lock);
-		free(c->shards[i].t.b);
+	while (c->free) {
+		struct mapwatch_cache_entry *e = c->free;
+
+		c->free = e->dead_next;
+		free(e);
 	}
-	free(c->cookies.b);
+	while (c->old_arrays) {
+		struct harr *a = c->old_arrays;
+
+		c->old_arrays = a->older;
+		free(a);
+	}
+	free(atomic_load(&c->byaddr.a));
+	free(atomic_load(&c->cookies.a));
 	pthread_rwlock_destroy(&c->tree_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -861,7 +861,7 @@ struct race {
 	_Atomic unsigned int ver[NBUF];		/* bumped before invalidating */
 	_Atomic unsigned int done[NBUF];	/* set once invalidated */
 	_Atomic bool stop;
-	_Atomic long gets, stale, fails;
+	_Atomic long gets, stale, fails, wrong;
 };
 
 static struct race race;
@@ -882,8 +882,8 @@ static void *race_worker(void *arg)
 		size_t off = (rand_r(&seed) % 4) * PAGE / 2;
 		size_t len = 1 + rand_r(&seed) % (4 * PAGE - off);
 		unsigned int v0 = atomic_load(&race.done[b]);
-		struct mapwatch_cache_entry *e =
-			mapwatch_cache_get(race.c, BASE + b * 4 * PAGE + off, len, 0);
+		char *a = BASE + b * 4 * PAGE + off;
+		struct mapwatch_cache_entry *e = mapwatch_cache_get(race.c, a, len, 0);
 		struct freg *r;
 
 		if (!e) {
@@ -891,6 +891,12 @@ static void *race_worker(void *arg)
 			continue;
 		}
 		r = mapwatch_cache_entry_reg(e);
+		/* Covers the request, and is what was registered for it
+		 * (entries are recycled under lock-free readers). */
+		if (r->addr > (uintptr_t)a || r->addr + r->len < (uintptr_t)a + len ||
+		    (char *)mapwatch_cache_entry_addr(e) != (char *)r->addr ||
+		    mapwatch_cache_entry_len(e) != r->len)
+			atomic_fetch_add(&race.wrong, 1);
 		/* Registered no earlier than the last invalidation that
 		 * finished before this get began, and alive while held. */
 		if (r->tag < v0 || r->dead)
@@ -955,9 +961,11 @@ TEST(eight_threads_with_racing_invalidations)
 	atomic_store(&race.stop, true);
 	for (int i = 0; i < NTHREADS + 2; i++)
 		pthread_join(t[i], NULL);
-	tap_diag("%ld gets, %ld registrations, %ld stale, %ld failed",
-		 (long)race.gets, (long)f.nreg, (long)race.stale, (long)race.fails);
+	tap_diag("%ld gets, %ld registrations, %ld stale, %ld wrong, %ld failed",
+		 (long)race.gets, (long)f.nreg, (long)race.stale,
+		 (long)race.wrong, (long)race.fails);
 	ASSERT_EQ(race.stale, 0);
+	ASSERT_EQ(race.wrong, 0);
 	ASSERT_EQ(race.fails, 0);
 	ASSERT_GT(race.gets, 1000);
 	ASSERT_GT(stats(race.c).invalidations, 0);
