@@ -241,7 +241,9 @@ struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
 				const struct mapwatch_cache_ops *ops,
 				const struct mapwatch_cache_config *cfg);
 /* Evict every entry, call ops.release, free the cache.  Put every entry
- * first: an entry must not outlive its cache. */
+ * first: an entry must not outlive its cache.  In a child after fork()
+ * this frees the child's copy and calls no callback: the registrations are
+ * the parent's. */
 void mapwatch_cache_destroy(struct mapwatch_cache *c);
 /* A referenced, valid entry covering [addr, addr + len), or NULL with
  * errno set: what the reg callback set (EIO if it set none), EINVAL (empty

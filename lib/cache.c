@@ -286,6 +286,10 @@ static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 /* Last reference gone: release the registration, recycle the entry. */
 static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
+	/* A child's copy of the parent's registration: not the child's to
+	 * release (and the locks may be copies held by the parent's threads). */
+	if (mw_forked(c->mw))
+		return;
 	mapwatch_unwatch(c->mw, &e->wh);
 	c->ops.dereg(c->ops.ctx, e->reg);
 	atomic_fetch_add(&c->deregistrations, 1);
@@ -930,9 +934,19 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 {
 	if (!c)
 		return;
-	mapwatch_cache_flush(c);
-	if (c->ops.release)
-		c->ops.release(c->ops.ctx);
+	if (mw_forked(c->mw)) {
+		/* The child's copy: free it, call nothing, take no lock. */
+		while (c->all) {
+			struct mapwatch_cache_entry *e = c->all;
+
+			c->all = e->all_next;
+			free(e);
+		}
+	} else {
+		mapwatch_cache_flush(c);
+		if (c->ops.release)
+			c->ops.release(c->ops.ctx);
+	}
 	while (c->free) {
 		struct mapwatch_cache_entry *e = c->free;
 

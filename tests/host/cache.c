@@ -1072,7 +1072,11 @@ TEST(child_after_fork_gets_eio_and_can_start_over)
 			_exit(5);
 		mapwatch_cache_destroy(c2);
 		mapwatch_close(mw2);
-		mapwatch_close(mw);	/* the copy: the parent is untouched */
+		/* The copies go, without deregistering the parent's. */
+		mapwatch_cache_destroy(c);
+		mapwatch_close(mw);
+		if (f.ndereg != 0)
+			_exit(7);
 		_exit(f2.ndereg == 1 ? 0 : 6);
 	}
 	ASSERT_EQ(waitpid(pid, &st, 0), pid);

@@ -116,6 +116,8 @@ TEST(open_auto_falls_back_then_explains_both)
 
 	if (!stat("/dev/mapwatch", &st))
 		SKIP("the module is loaded here");
+	if (UNDER_VALGRIND())
+		SKIP("valgrind implements neither userfaultfd nor seccomp");
 	if (mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 16, &why) == 0) {
 		ASSERT_EQ(mapwatch_backend(mw), MAPWATCH_BACKEND_USERFAULTFD);
 		mapwatch_close(mw);
@@ -145,6 +147,8 @@ TEST(open_userfaultfd_errors_say_why)
 		{ ENOSYS, "without userfaultfd" },
 	};
 
+	if (UNDER_VALGRIND())
+		SKIP("valgrind implements neither userfaultfd nor seccomp");
 	for (unsigned int i = 0; i < 2; i++) {
 		pid_t pid = fork();
 		int status;
