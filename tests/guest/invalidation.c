@@ -1081,6 +1081,10 @@ TEST(no_window_under_threads)
  * too: if the page still held its old contents after MONITOR returned, the
  * change that follows is a change of the monitored translation.
  *
+ * The contents are read through /proc/self/mem, i.e. through the page
+ * tables as a registration's pinning does, not through a TLB entry the
+ * change has not flushed yet.
+ *
  * To land inside that window on purpose, both threads share one CPU, the
  * changing one at nice 19, the monitoring one at nice -20 waking every
  * 100 us: its wakeup preempts the change at the next cond_resched()
@@ -1119,8 +1123,11 @@ TEST(monitor_during_invalidation_is_caught)
 {
 	static params_t armed[MD_PAGES];
 	uint64_t cookie = 1, checked = 0, bad = 0;
+	int mem = open("/proc/self/mem", O_RDONLY);
 	cpu_set_t one;
 	pthread_t t;
+
+	ASSERT_TRUE(mem >= 0);
 
 	CPU_ZERO(&one);
 	CPU_SET(0, &one);
@@ -1138,11 +1145,12 @@ TEST(monitor_during_invalidation_is_caught)
 		/* The change runs from the start: monitor from the end. */
 		while (i >= 0 && atomic_load(&md_phase) == 1) {
 			for (int k = 0; k < 8 && i >= 0; k++, i--) {
-				char *pg = md_area + i * PAGE;
+				char *pg = md_area + i * PAGE, c = 0;
 				params_t p = watch(pg, PAGE, cookie++);
 
 				/* Old contents after MONITOR: change to come. */
-				if (*(volatile char *)pg == (char)(r + 1))
+				ASSERT_EQ(pread(mem, &c, 1, (uintptr_t)pg), 1);
+				if (c == (char)(r + 1))
 					armed[n++] = p;
 			}
 			usleep(100);
