@@ -1067,10 +1067,14 @@ TEST(no_window_under_threads)
 		 (t1.tv_nsec - t0.tv_nsec) / 1e9, NW_UNMAPPERS, NW_CHURNERS,
 		 atomic_load(&nw_foreign), atomic_load(&nw_churn),
 		 atomic_load(&nw_events), atomic_load(&nw_violations));
-	ASSERT_EQ(atomic_load(&nw_violations), 0);
-	ASSERT_EQ(atomic_load(&nw_rounds), NW_UNMAPPERS * NW_ROUNDS);
+	unsigned long violations = atomic_load(&nw_violations);
+	unsigned long rounds = atomic_load(&nw_rounds);
+	unsigned long events = atomic_load(&nw_events);
+
+	ASSERT_EQ(violations, 0);
+	ASSERT_EQ(rounds, NW_UNMAPPERS * NW_ROUNDS);
 	/* Every retired region was reported, once. */
-	ASSERT_EQ(atomic_load(&nw_events), total());
+	ASSERT_EQ(events, total());
 	ASSERT_GE(total(), NW_UNMAPPERS * NW_ROUNDS * (NW_PAGES + 1));
 	ASSERT_EQ(overflows(), 0);
 }

@@ -408,6 +408,28 @@ TEST(config_data_resize_when_idle)
 	ASSERT_EQ(pending(st), 1);
 }
 
+TEST(config_data_resize_spares_a_foreign_mapping_at_the_old_address)
+{
+	status_t *st;
+	int fd = open_cfg(4, &st);
+	struct kdreg2_config_data c = { .max_regions = 8 };
+	char *mine;
+
+	/* The user unmaps the status area and maps its own memory there. */
+	ASSERT_OK(munmap((void *)st, status_size(4)));
+	mine = mmap((void *)st, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+		    MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ASSERT_TRUE(mine == (char *)st);
+	mine[0] = 42;
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+	ASSERT_TRUE(c.status_data != st);
+	/* The resize unmapped only what was its own. */
+	ASSERT_TRUE(mapped(mine));
+	ASSERT_EQ(mine[0], 42);
+	ASSERT_EQ(c.status_data->max_regions, 8);
+	ASSERT_EQ(device_mappings(), 1);
+}
+
 TEST(config_data_resize_with_region_is_ebusy)
 {
 	status_t *st;
@@ -1232,6 +1254,10 @@ TEST(status_area_mremap_fails)
 	ASSERT_BAD_INPUT("status area", "mremap grow (VM_DONTEXPAND)",
 			 (long)mremap((void *)st, sz, sz + PAGE, MREMAP_MAYMOVE),
 			 EFAULT);
+	ASSERT_BAD_INPUT("status area", "mremap MREMAP_DONTUNMAP",
+			 (long)mremap((void *)st, sz, sz, MREMAP_MAYMOVE |
+				      MREMAP_FIXED | MREMAP_DONTUNMAP, dst),
+			 EINVAL);
 	/* Still where it was, whole, and live. */
 	ASSERT_EQ(st->max_regions, 2000);
 	ASSERT_TRUE(mapped((const char *)st + sz - 1));
