@@ -1781,6 +1781,67 @@ TEST(kill_frees_regions_events_and_blocked_reader)
 	expect_counters_back(ctx0, reg0, pend0);
 }
 
+TEST(owner_exit_while_forked_child_holds_fd_and_status_area)
+{
+	uint64_t ctx0 = sys_counter("contexts");
+	uint64_t reg0 = sys_counter("regions");
+	uint64_t pend0 = sys_counter("pending");
+	int ready[2], go_owner[2], go_child[2];
+	char c;
+	pid_t owner;
+
+	ASSERT_OK(pipe(ready));
+	ASSERT_OK(pipe(go_owner));
+	ASSERT_OK(pipe(go_child));
+	owner = fork();
+	if (owner == 0) {
+		status_t *st;
+		int fd = open_cfg(8, &st);
+		char *p = map_pages(4);
+		params_t a = watch(fd, p, PAGE, 1);
+		pid_t me = getpid();
+
+		watch(fd, p + PAGE, PAGE, 2);
+		if (fork() == 0) {
+			int bad;
+
+			/* Wait until the owner has exited (we are reparented). */
+			if (read(go_child[0], &c, 1) != 1)
+				_exit(2);
+			while (getppid() == me)
+				usleep(1000);
+			/* Its exit retired every region: a changed translation. */
+			bad = !kdreg2_mapping_changed(st, &a);
+			bad += active(st) != 0;
+			bad += pending(st) != 2;
+			bad += foreign_checks(fd, NULL, a, 1);
+			close(fd);
+			if (write(ready[1], bad ? "b" : "g", 1) != 1)
+				_exit(2);
+			/* It still maps the status area, hence the context. */
+			if (read(go_child[0], &c, 1) != 1)
+				_exit(2);
+			_exit(st->max_regions == 8 ? 0 : 1);
+		}
+		if (write(ready[1], "r", 1) != 1 ||
+		    read(go_owner[0], &c, 1) != 1)
+			_exit(2);
+		_exit(0);	/* the owner goes, the child stays */
+	}
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	ASSERT_EQ(sys_counter("contexts"), ctx0 + 1);
+	ASSERT_EQ(write(go_owner[1], "o", 1), 1);	/* the owner exits */
+	ASSERT_EQ(wait_child(owner), 0);
+	ASSERT_EQ(write(go_child[1], "c", 1), 1);	/* the child checks */
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	ASSERT_EQ(c, 'g');
+	/* Closed in the child but mapped there: the context lives on. */
+	ASSERT_EQ(sys_counter("contexts"), ctx0 + 1);
+	ASSERT_EQ(sys_counter("regions"), reg0);
+	ASSERT_EQ(write(go_child[1], "x", 1), 1);	/* the child exits */
+	expect_counters_back(ctx0, reg0, pend0);
+}
+
 TEST(close_and_unmap_free_the_context)
 {
 	uint64_t ctx0 = sys_counter("contexts");
