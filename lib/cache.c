@@ -816,10 +816,9 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 		process_events(c);
 	st.n = 0;
 	e = lookup_exact(c, s, end, flags, &st);
-	if (e)
-		return e;
-	e = lookup_cover(c, s, end, flags, &st);
-	if (st.n)
+	if (!e)
+		e = lookup_cover(c, s, end, flags, &st);
+	if (st.n)	/* changed entries met on the way, hit or miss */
 		purge_stale(c, &st);
 	if (e)
 		return e;

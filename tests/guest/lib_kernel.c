@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #include "host/libtest.h"
 #include "mapwatch_uapi.h"
@@ -468,11 +469,25 @@ static struct {
 	_Atomic long gets, stale, fails;
 } rr;
 
+/*
+ * The fake registration reads the buffer's version the way ibv_reg_mr
+ * reaches its pages: through get_user_pages under the mmap lock
+ * (process_vm_readv), so it waits for a remap in flight, as a real
+ * registration does.  A plain load would not: it can still see the old
+ * page after the module has run its notifier for the remap and before the
+ * kernel has replaced the page (see monitor_during_inflight_invalidation).
+ */
 static uint64_t tag_version(struct fake *f, uintptr_t addr, size_t len)
 {
+	uint64_t v = 0;
+	struct iovec local = { &v, sizeof(v) };
+	struct iovec remote = { (void *)(addr & ~(RPAGES * PAGE - 1)), sizeof(v) };
+
 	(void)f;
 	(void)len;
-	return *(volatile uint64_t *)(addr & ~(RPAGES * PAGE - 1));
+	if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != sizeof(v))
+		abort();
+	return v;
 }
 
 static void *rr_worker(void *arg)
@@ -555,6 +570,77 @@ TEST(threads_race_real_remaps)
 	ASSERT_GT(rr.gets, 100);
 	mapwatch_cache_destroy(rr.c);
 	ASSERT_EQ(f.nreg, f.ndereg);
+	mapwatch_close(mw);
+}
+
+/*
+ * The module's raw contract, from the ABI: a region monitored while an
+ * overlapping invalidation is in flight (between the notifier's start and
+ * the page being replaced, e.g. inside another thread's mremap) is not
+ * retired when the translation then changes: MONITOR returns, a load
+ * still sees the old page, a moment later the new one, and the region's
+ * state never moved.  Registrations that pin through get_user_pages (every
+ * RDMA one) wait for the mmap lock and pin the new page, so they are safe;
+ * a client that looks at the memory without the lock is not.  Known module
+ * issue: runs only with MAPWATCH_KNOWN_BUGS=1.
+ */
+static char *win_dst;
+static _Atomic bool win_stop;
+
+static void *win_remapper(void *arg)
+{
+	uint64_t v = 1;
+
+	(void)arg;
+	while (!atomic_load(&win_stop)) {
+		char *n = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (n == MAP_FAILED)
+			abort();
+		*(uint64_t *)n = ++v;
+		if (mremap(n, 4 * PAGE, 4 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   win_dst) != win_dst)
+			abort();
+	}
+	return NULL;
+}
+
+TEST(monitor_during_inflight_invalidation)
+{
+	struct mapwatch *mw;
+	pthread_t t;
+	long rounds = 0, missed = 0;
+	double end;
+
+	if (!getenv("MAPWATCH_KNOWN_BUGS"))
+		SKIP("known module window (MAPWATCH_KNOWN_BUGS=1 runs it)");
+	mw = kernel(16);
+	win_dst = map_pages(NULL, 4, 0);
+	ASSERT_EQ(pthread_create(&t, NULL, win_remapper, NULL), 0);
+	end = now_s() + 5;
+	while (now_s() < end) {
+		struct mapwatch_handle h;
+		uint64_t t1, t2;
+		struct mapwatch_event ev[8];
+
+		ASSERT_OK(mapwatch_watch(mw, win_dst, 4 * PAGE, rounds + 1, &h));
+		t1 = *(volatile uint64_t *)win_dst;
+		for (volatile int i = 0; i < 2000; i++)
+			;
+		t2 = *(volatile uint64_t *)win_dst;
+		if (t2 != t1 && !mapwatch_changed(&h))
+			missed++;
+		mapwatch_unwatch(mw, &h);
+		while (mapwatch_read_events(mw, ev, 8) > 0)
+			;
+		rounds++;
+	}
+	atomic_store(&win_stop, true);
+	pthread_join(t, NULL);
+	tap_diag("%ld rounds, %ld with the page replaced after MONITOR and the "
+		 "region unchanged", rounds, missed);
+	EXPECT_EQ(missed, 0);
 	mapwatch_close(mw);
 }
 

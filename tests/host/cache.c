@@ -525,6 +525,32 @@ TEST(lost_events_still_no_stale_hit)
 	mapwatch_close(mw);
 }
 
+/* A changed entry met on the way to a hit is purged too (not leaked). */
+TEST(stale_entry_before_a_hit_is_purged)
+{
+	struct mapwatch *mw = manual(64);
+	struct fake f;
+	struct mapwatch_cache *c;
+	struct mapwatch_event ev[8];
+	struct freg *a, *b;
+
+	fake_init(&f);
+	c = fake_cache(mw, &f, 0, 0);
+	a = touch(c, BASE, PAGE);
+	b = touch(c, BASE, 2 * PAGE);		/* same start, newer: met first */
+	ASSERT_TRUE(a != b);
+	ASSERT_OK(mapwatch_invalidate(mw, BASE + PAGE, PAGE));	/* b only */
+	ASSERT_EQ(mapwatch_read_events(mw, ev, 8), 1);		/* lost */
+	ASSERT_TRUE(touch(c, BASE, PAGE) == a);
+	ASSERT_TRUE(b->dead);
+	ASSERT_FALSE(a->dead);
+	ASSERT_EQ(stats(c).invalidations, 1);
+	ASSERT_EQ(stats(c).entries, 1);
+	mapwatch_cache_destroy(c);
+	ASSERT_EQ(f.nreg, f.ndereg);
+	mapwatch_close(mw);
+}
+
 /* The monitor's ring overflows: a range event evicts what changed. */
 TEST(range_event_after_monitor_overflow)
 {
