@@ -1133,6 +1133,7 @@ TEST(monitor_during_invalidation_is_caught)
 	pthread_t t;
 
 	ASSERT_TRUE(mem >= 0);
+	alarm(600);	/* a hang guard, not a timing check */
 
 	CPU_ZERO(&one);
 	CPU_SET(0, &one);
