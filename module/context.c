@@ -73,7 +73,7 @@ static int mw_release_file(struct inode *inode, struct file *file)
 static void mw_dump_stats(struct mw_ctx *ctx)
 {
 	spin_lock(&ctx->lock);
-	pr_info("pid %d: max_regions %zu active %zu pending %zu total_events %llu overflows %llu skipped %llu monitor %llu unmonitor %llu\n",
+	pr_info_ratelimited("pid %d: max_regions %zu active %zu pending %zu total_events %llu overflows %llu skipped %llu monitor %llu unmonitor %llu\n",
 		task_tgid_nr(current),
 		ctx->status ? ctx->status->max_regions : 0, ctx->nr_regions,
 		ctx->nr_queued + ctx->overflowed, ctx->total_events,
