@@ -223,10 +223,10 @@ struct mapwatch_cache_stats {
  *    reference is put (at once if nobody holds it).
  *  - The watch is placed before reg runs and checked after it returns, so
  *    a change racing with the registration is never missed, provided reg
- *    reaches the pages through the kernel's page tables under the mmap
- *    lock (get_user_pages, as ibv_reg_mr does): that waits for an unmap or
- *    remap in flight, whose start the kernel backend may already have
- *    reported before the watch was placed.
+ *    reaches the pages through the kernel's page tables (get_user_pages,
+ *    as ibv_reg_mr does).  A plain load by the CPU may still see the old
+ *    page, through a TLB entry not yet flushed, for a moment after the
+ *    kernel has cleared the mapping and reported the change.
  *  - Idle entries (no reference held) are evicted past max_entries or
  *    max_bytes in CLOCK order (an LRU approximation: an entry hit since the
  *    hand last passed gets a second chance); held entries are never evicted.
