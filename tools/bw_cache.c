@@ -5,7 +5,8 @@
  *   unsafe    a cache keyed by address that nobody tells about munmap: what
  *             a library without a memory monitor has, fast and wrong when
  *             the application frees and re-allocates its buffers;
- *   mapwatch  libmapwatch's registration cache over its verbs adaptor.
+ *   mapwatch  libmapwatch's registration cache; its reg/dereg callbacks are
+ *             plain ibv_reg_mr/ibv_dereg_mr counted like the other modes'.
  */
 #define _GNU_SOURCE
 #include <errno.h>
