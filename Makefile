@@ -59,7 +59,7 @@ HOST_TESTS := $(patsubst tests/host/%.c,build/tests/host/%,$(wildcard tests/host
 HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard tests/host/*.c))
 GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
-TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h)
+TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h)
 
 # libFuzzer harnesses of the library: tests/fuzz/NAME.c, built with clang.
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/*.c))

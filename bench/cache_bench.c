@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "mapwatch.h"
+#include "bench.h"
 
 #define PAGE 4096UL
 #define MAX_THREADS 8
@@ -45,14 +46,6 @@ static int reps = 5;
 static FILE *json;
 static int json_rows;
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 /* This thread's CPU time: with more threads than CPUs, wall time per
  * operation would count the time a thread waits for a CPU. */
 static double cpu_ns(void)
@@ -61,19 +54,6 @@ static double cpu_ns(void)
 
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void die(const char *what, int err)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "mapwatch_uapi.h"
+#include "bench.h"
 
 #define PAGE 4096UL
 #define REPS 5
@@ -29,27 +30,6 @@
 static bool quick;
 static FILE *json;
 static int json_rows;
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void row(const char *fig, const char *what, double value,
 		const char *unit, double ratio, const char *baseline)
