@@ -149,10 +149,20 @@ static int qp_connect(struct bw_conn *c, int port, int gid_index,
 		a.ah_attr.grh.sgid_index = (uint8_t)gid_index;
 		memcpy(a.ah_attr.grh.dgid.raw, peer->gid, 16);
 	}
-	if (ibv_modify_qp(c->qp, &a, IBV_QP_STATE | IBV_QP_AV |
-			  IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-		return -1;
+	/*
+	 * On RoCE this resolves the peer's MAC from its GID; a neighbour
+	 * table still warming up answers ETIMEDOUT: try again a few times.
+	 */
+	for (int tries = 0;; tries++) {
+		if (!ibv_modify_qp(c->qp, &a, IBV_QP_STATE | IBV_QP_AV |
+				   IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+				   IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+				   IBV_QP_MIN_RNR_TIMER))
+			break;
+		if (errno != ETIMEDOUT || tries == 4)
+			return -1;
+		sleep(1);
+	}
 
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_RTS;
