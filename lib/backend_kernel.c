@@ -14,27 +14,39 @@
 
 #include "internal.h"
 
+/* A handle on state word @slot of the module's status area. */
+static void kernel_handle(const struct mapwatch *mw, uint64_t slot,
+			  uint32_t gen, uint64_t cookie,
+			  struct mapwatch_handle *h)
+{
+	h->word = &mw->st->monitoring_state_base[slot].u.raw;
+	h->gen = gen;
+	h->slot = slot;
+	h->cookie = cookie;
+}
+
+static void watch_seterr(struct mapwatch *mw, const char *what, int e)
+{
+	mw_seterr(mw, "%s: %s%s", what, strerror(e),
+		  e == EBUSY ? " (cookie already watched)" :
+		  e == ENOSPC ? " (all watches in use)" : "");
+}
+
 static int kernel_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 			uint64_t cookie, struct mapwatch_handle *h)
 {
 	struct kdreg2_ioctl_monitor m = {
 		.addr = (const void *)addr, .length = len, .cookie = cookie,
 	};
-	const struct kdreg2_monitoring_state *base;
 
 	if (ioctl(mw->fd, KDREG2_IOCTL_MONITOR, &m)) {
 		int e = errno;
 
-		mw_seterr(mw, "watch: %s%s", strerror(e),
-			  e == EBUSY ? " (cookie already watched)" :
-			  e == ENOSPC ? " (all watches in use)" : "");
+		watch_seterr(mw, "watch", e);
 		return -e;
 	}
-	base = mw->st->monitoring_state_base;
-	h->word = &base[m.monitoring_params.location].u.raw;
-	h->gen = m.monitoring_params.generation;
-	h->slot = m.monitoring_params.location;
-	h->cookie = cookie;
+	kernel_handle(mw, m.monitoring_params.location,
+		      m.monitoring_params.generation, cookie, h);
 	return 0;
 }
 
@@ -66,7 +78,6 @@ static int kernel_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *re
 			      size_t n)
 {
 	struct mapwatch_monitor_entry ent[CHUNK];
-	const struct kdreg2_monitoring_state *base = mw->st->monitoring_state_base;
 	int ok = 0;
 
 	for (size_t done = 0; done < n;) {
@@ -80,11 +91,10 @@ static int kernel_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *re
 		for (; done < n && k < CHUNK; done++) {
 			struct mapwatch_watch_req *r = &req[done];
 
-			if (!r->len || r->cookie == MAPWATCH_COOKIE_RANGE ||
-			    (uintptr_t)r->addr + r->len - 1 < (uintptr_t)r->addr) {
-				r->status = -EINVAL;
+			r->status = mw_check_range(mw, r->addr, r->len,
+						   r->cookie);
+			if (r->status)
 				continue;
-			}
 			ent[k] = (struct mapwatch_monitor_entry){
 				.addr = (uintptr_t)r->addr, .length = r->len,
 				.cookie = r->cookie,
@@ -109,16 +119,11 @@ static int kernel_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *re
 
 			r->status = ent[i].status;
 			if (r->status) {
-				mw_seterr(mw, "watch_batch: %s%s",
-					  strerror(-r->status),
-					  r->status == -EBUSY ? " (cookie already watched)" :
-					  r->status == -ENOSPC ? " (all watches in use)" : "");
+				watch_seterr(mw, "watch_batch", -r->status);
 				continue;
 			}
-			r->h.word = &base[ent[i].location].u.raw;
-			r->h.gen = ent[i].generation;
-			r->h.slot = ent[i].location;
-			r->h.cookie = r->cookie;
+			kernel_handle(mw, ent[i].location, ent[i].generation,
+				      r->cookie, &r->h);
 			ok++;
 		}
 	}

@@ -100,6 +100,11 @@ static inline bool mw_forked(const struct mapwatch *mw)
 /* 0, or -EIO (with the reason in mw->err) in a child after fork(). */
 int mw_check_owner(const struct mapwatch *mw);
 
+/* -EINVAL (and the reason) for an empty or wrapping range or the reserved
+ * cookie; what every watch entry point checks first. */
+int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
+		   uint64_t cookie);
+
 int mw_kernel_open(struct mapwatch *mw, const char **why);
 int mw_uffd_open(struct mapwatch *mw, const char **why);
 int mw_manual_open(struct mapwatch *mw, const char **why);

@@ -171,8 +171,8 @@ const char *mapwatch_strerror(const struct mapwatch *mw)
 	return mw->err[0] ? mw->err : "no error";
 }
 
-static int check_range(struct mapwatch *mw, const void *addr, size_t len,
-		       uint64_t cookie)
+int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
+		   uint64_t cookie)
 {
 	if (!len || cookie == MAPWATCH_COOKIE_RANGE ||
 	    (uintptr_t)addr + len - 1 < (uintptr_t)addr) {
@@ -193,7 +193,7 @@ int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
 		mw_seterr(mw, "watch: NULL handle");
 		return -EINVAL;
 	}
-	ret = check_range(mw, addr, len, cookie);
+	ret = mw_check_range(mw, addr, len, cookie);
 	return ret ? ret : mw->ops->watch(mw, (uintptr_t)addr, len, cookie, h);
 }
 
@@ -228,7 +228,7 @@ int mapwatch_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *req,
 	for (size_t i = 0; i < n; i++) {
 		struct mapwatch_watch_req *r = &req[i];
 
-		r->status = check_range(mw, r->addr, r->len, r->cookie);
+		r->status = mw_check_range(mw, r->addr, r->len, r->cookie);
 		if (!r->status)
 			r->status = mw->ops->watch(mw, (uintptr_t)r->addr,
 						   r->len, r->cookie, &r->h);
