@@ -31,14 +31,6 @@ static char *map_pages(void *at, size_t n, int extra)
 	return p;
 }
 
-static bool readable(struct mapwatch *mw, int ms)
-{
-	struct pollfd p = { .fd = mapwatch_fd(mw), .events = POLLIN };
-
-	ASSERT_GE(poll(&p, 1, ms), 0);
-	return p.revents & POLLIN;
-}
-
 static struct mapwatch_stats mstats(struct mapwatch *mw)
 {
 	struct mapwatch_stats s;
@@ -125,20 +117,6 @@ TEST(watch_errors)
 	ASSERT_BAD_INPUT("mapwatch_unwatch", "location beyond max_watches (kernel)",
 			 neg(mapwatch_unwatch(mw, &bogus)), EINVAL);
 	mapwatch_close(mw);
-}
-
-struct seen {
-	int n;
-	struct mapwatch_event ev[8];
-};
-
-static void collect(void *arg, const struct mapwatch_event *ev)
-{
-	struct seen *s = arg;
-
-	if (s->n < 8)
-		s->ev[s->n] = *ev;
-	s->n++;
 }
 
 TEST(events_poll_counters)

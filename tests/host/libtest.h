@@ -9,6 +9,7 @@
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -192,6 +193,31 @@ static inline void deny_syscall(long nr, unsigned long req, int err)
 
 	ASSERT_OK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
 	ASSERT_OK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog));
+}
+
+/* mapwatch_fd() polls readable within ms. */
+static inline bool readable(struct mapwatch *mw, int ms)
+{
+	struct pollfd p = { .fd = mapwatch_fd(mw), .events = POLLIN };
+
+	ASSERT_GE(p.fd, 0);
+	ASSERT_GE(poll(&p, 1, ms), 0);
+	return p.revents & POLLIN;
+}
+
+/* A mapwatch_drain() callback keeping the first 16 events and a count. */
+struct seen {
+	int n;
+	struct mapwatch_event ev[16];
+};
+
+static inline void collect(void *arg, const struct mapwatch_event *ev)
+{
+	struct seen *s = arg;
+
+	if (s->n < 16)
+		s->ev[s->n] = *ev;
+	s->n++;
 }
 
 static inline double now_s(void)

@@ -32,29 +32,6 @@ static char *map_pages(size_t n)
 	return p;
 }
 
-static bool readable(struct mapwatch *mw, int ms)
-{
-	struct pollfd p = { .fd = mapwatch_fd(mw), .events = POLLIN };
-
-	ASSERT_GE(p.fd, 0);
-	ASSERT_GE(poll(&p, 1, ms), 0);
-	return p.revents & POLLIN;
-}
-
-struct seen {
-	int n;
-	struct mapwatch_event ev[16];
-};
-
-static void collect(void *arg, const struct mapwatch_event *ev)
-{
-	struct seen *s = arg;
-
-	if (s->n < 16)
-		s->ev[s->n] = *ev;
-	s->n++;
-}
-
 /* --- opening ---------------------------------------------------------------- */
 
 TEST(open_manual)
