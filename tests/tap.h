@@ -181,6 +181,41 @@ static inline const char *tap_errname(int e)
 		exit(TAP_SKIP_EXIT);					\
 	} while (0)
 
+/*
+ * Is FEATURE one of the facilities the test guest was set up to have?
+ * vm/run lists them in $MAPWATCH_GUEST_HAS (space-separated words: rxe,
+ * numa2, kdreg2, tracefs, failslab, soft_dirty).
+ */
+static inline int tap_guest_has(const char *feature)
+{
+	const char *has = getenv("MAPWATCH_GUEST_HAS");
+	size_t n = strlen(feature);
+
+	for (const char *p = has; p && *p; p += strspn(p, " ")) {
+		size_t w = strcspn(p, " ");
+
+		if (w == n && !strncmp(p, feature, n))
+			return 1;
+		p += w;
+	}
+	return 0;
+}
+
+/*
+ * The case needs FEATURE and it is missing: a skip where nobody promised
+ * it, a failure in a guest that vm/run set up to have it (Soft-RoCE that
+ * did not come up there is a broken test set-up, not a reason to pass).
+ */
+#define NEED(feature, ...)						\
+	do {								\
+		if (tap_guest_has(feature)) {				\
+			tap_diag("FAIL: the guest has " feature	\
+				 " but: " __VA_ARGS__);			\
+			exit(1);					\
+		}							\
+		SKIP(__VA_ARGS__);					\
+	} while (0)
+
 static inline int tap_selected(int argc, char **argv, const char *name)
 {
 	if (argc < 2)

@@ -52,9 +52,9 @@ static void need_rxe(void)
 	find_top();
 	snprintf(tool, sizeof(tool), "%s/build/tools/mapwatch-bw", top);
 	if (!getenv("MAPWATCH_BW") && access(tool, X_OK))
-		SKIP("%s not built (libibverbs-dev missing?)", tool);
+		NEED("rxe", "%s not built (libibverbs-dev missing?)", tool);
 	if (getuid() != 0)
-		SKIP("needs root to bring up Soft-RoCE");
+		NEED("rxe", "needs root to bring up Soft-RoCE");
 	snprintf(cmd, sizeof(cmd), "%s/tools/rxe-up", top);
 	ASSERT_EQ(system(cmd), 0);
 }

@@ -314,7 +314,7 @@ TEST(check_json)
 TEST(check_kdreg2_alias)
 {
 	if (access("/dev/kdreg2", F_OK))
-		SKIP("no /dev/kdreg2 (kdreg2_alias=N or the name is taken)");
+		NEED("kdreg2", "no /dev/kdreg2 (kdreg2_alias=N or the name is taken)");
 	ASSERT_EQ(run(out, sizeof(out), false, "tools/mapwatch",
 		      "check --device /dev/kdreg2"), 0);
 	ASSERT_HAS(out, "PASS: /dev/kdreg2");

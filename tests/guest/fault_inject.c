@@ -36,7 +36,7 @@ static void setup_injection(void)
 	mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
 	failnth_fd = open("/proc/thread-self/fail-nth", O_RDWR);
 	if (failnth_fd < 0 || access("/sys/kernel/debug/failslab", F_OK))
-		SKIP("kernel without fault injection (FAILSLAB, fail-nth)");
+		NEED("failslab", "kernel without fault injection (FAILSLAB, fail-nth)");
 	for (unsigned int i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		int fd = open(knobs[i][0], O_WRONLY);
 

@@ -757,7 +757,7 @@ TEST(soft_dirty_clear_skipped_then_munmap_caught)
 	errno = 0;
 	if (write(cr, "4", 1) != 1) {
 		if (errno == EINVAL)
-			SKIP("kernel without CONFIG_MEM_SOFT_DIRTY");
+			NEED("soft_dirty", "kernel without CONFIG_MEM_SOFT_DIRTY");
 		ASSERT_TRUE(!"write to clear_refs failed");
 	}
 	ASSERT_FALSE(changed(a));

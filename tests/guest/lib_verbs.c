@@ -33,7 +33,7 @@ static void rxe_up(void)
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	if (getuid() != 0)
-		SKIP("needs root to bring up Soft-RoCE");
+		NEED("rxe", "needs root to bring up Soft-RoCE");
 	ASSERT_GT(n, 0);
 	exe[n] = 0;
 	for (int up = 0; up < 4; up++) {
@@ -44,7 +44,7 @@ static void rxe_up(void)
 	}
 	snprintf(cmd, sizeof(cmd), "%s/tools/rxe-up >/dev/null", exe);
 	if (system(cmd))
-		SKIP("tools/rxe-up failed: no Soft-RoCE here");
+		NEED("rxe", "tools/rxe-up failed: no Soft-RoCE here");
 }
 
 static void rdma_open(struct rdma *r)
@@ -56,7 +56,7 @@ static void rdma_open(struct rdma *r)
 	rxe_up();
 	list = ibv_get_device_list(&n);
 	if (!list || !n)
-		SKIP("no RDMA device");
+		NEED("rxe", "no RDMA device");
 	for (int i = 0; i < n && !r->ctx; i++)
 		if (!strcmp(ibv_get_device_name(list[i]), "rxe0"))
 			r->ctx = ibv_open_device(list[i]);

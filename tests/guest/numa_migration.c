@@ -98,7 +98,7 @@ static int online_nodes(void)
 static void need_two_nodes(void)
 {
 	if (online_nodes() < 2)
-		SKIP("one NUMA node: needs a 2-node guest (vm/run --numa)");
+		NEED("numa2", "one NUMA node: needs a 2-node guest (vm/run --numa)");
 }
 
 static long move_pages_(pid_t pid, unsigned long n, void **pages,

@@ -85,7 +85,7 @@ static void trace_start(const char *what)
 	char path[256];
 
 	if (access(TRACEFS "/events/mapwatch", F_OK))
-		SKIP("no tracefs with mapwatch events at " TRACEFS);
+		NEED("tracefs", "no tracefs with mapwatch events at " TRACEFS);
 	snprintf(inst, sizeof(inst), TRACEFS "/instances/mapwatch-test-%d", getpid());
 	if (mkdir(inst, 0755) && errno != EEXIST) {
 		tap_diag("mkdir %s: %s", inst, strerror(errno));
@@ -193,7 +193,7 @@ TEST(events_listed_in_tracefs)
 	char path[256], fmt[4096];
 
 	if (access(TRACEFS "/events/mapwatch", F_OK))
-		SKIP("no tracefs with mapwatch events at " TRACEFS);
+		NEED("tracefs", "no tracefs with mapwatch events at " TRACEFS);
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
 		snprintf(path, sizeof(path), TRACEFS "/events/mapwatch/%s/format", events[i]);
 		ASSERT_GT(read_file(path, fmt, sizeof(fmt)), 0);
