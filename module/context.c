@@ -33,7 +33,6 @@ static int mw_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&ctx->pending);
 	ctx->ranges = RB_ROOT_CACHED;
 	ctx->cookies = RB_ROOT;
-	ctx->file = file;
 	ctx->mm = current->mm;
 	mmgrab(ctx->mm);
 	ctx->mn.ops = &mw_mn_ops;
@@ -57,6 +56,9 @@ static int mw_release_file(struct inode *inode, struct file *file)
 {
 	struct mw_ctx *ctx = file->private_data;
 
+	spin_lock(&ctx->lock);
+	ctx->closing = true;
+	spin_unlock(&ctx->lock);
 	/* Waits for notifier callbacks in flight; none run after this. */
 	mmu_notifier_unregister(&ctx->mn, ctx->mm);
 	mw_stats_del(ctx);
@@ -111,9 +113,10 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
+/* The status area is mapped by CONFIG_DATA only, never through the fd. */
 static int mw_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	return mw_status_mmap(file->private_data, vma);
+	return -EPERM;
 }
 
 const struct file_operations mw_fops = {

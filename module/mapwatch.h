@@ -35,7 +35,8 @@ extern unsigned long mw_max_pending_events;
 
 /* The status area: kdreg2 header, mapwatch extension, state array. */
 struct mw_status {
-	refcount_t ref;			/* context + every vma mapping it */
+	refcount_t ref;			/* context + the mapping's file */
+	struct task_struct *mapper;	/* inside CONFIG_DATA's vm_mmap */
 	void *vaddr;			/* kernel view (vmalloc) */
 	size_t size;			/* bytes, page aligned */
 	size_t max_regions;
@@ -58,7 +59,7 @@ struct mw_ctx {
 	struct mm_struct *mm;		/* mmgrab'd owner */
 	pid_t owner_tgid;
 	struct list_head node;		/* in the global context list */
-	struct file *file;
+	bool closing;			/* notifier callbacks do nothing */
 
 	spinlock_t lock;
 	struct rb_root_cached ranges;
@@ -90,8 +91,6 @@ struct mw_ctx {
 	wait_queue_head_t wq;
 
 	struct mutex mutex;
-	struct task_struct *mapper;	/* inside CONFIG_DATA's vm_mmap */
-	struct mw_status *mapping;	/* what that vm_mmap maps */
 	struct mutex read_mutex;
 	struct kdreg2_event *evbuf;	/* MW_READ_BATCH records */
 };
@@ -116,7 +115,6 @@ static inline void mw_bump_state(u32 *word)
 /* status.c */
 struct mw_status *mw_status_alloc(size_t max_regions);
 void mw_status_put(struct mw_status *st);
-int mw_status_mmap(struct mw_ctx *ctx, struct vm_area_struct *vma);
 long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg);
 
 /* region.c */

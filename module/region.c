@@ -176,6 +176,10 @@ static int mw_invalidate_start(struct mmu_notifier *mn,
 	unsigned int fired = 0;
 
 	spin_lock(&ctx->lock);
+	if (ctx->closing) {
+		spin_unlock(&ctx->lock);
+		return 0;
+	}
 	if (!ctx->inflight++) {
 		ctx->epoch = ctx->epoch + 1 ? : 1;
 		ctx->nr_young = 0;
@@ -200,6 +204,10 @@ static void mw_invalidate_end(struct mmu_notifier *mn,
 	unsigned int fired = 0;
 
 	spin_lock(&ctx->lock);
+	if (ctx->closing) {
+		spin_unlock(&ctx->lock);
+		return;
+	}
 	if (ctx->nr_young)
 		fired = mw_handle(ctx, range, ctx->epoch);
 	ctx->inflight--;
@@ -218,10 +226,12 @@ static void mw_release(struct mmu_notifier *mn, struct mm_struct *mm)
 		.event = MMU_NOTIFY_RELEASE,
 		.mm = mm,
 	};
-	unsigned int fired;
+	unsigned int fired = 0;
 
+	/* Not when the fd's own close unregisters us: nothing changed. */
 	spin_lock(&ctx->lock);
-	fired = mw_handle(ctx, &all, 0);
+	if (!ctx->closing)
+		fired = mw_handle(ctx, &all, 0);
 	spin_unlock(&ctx->lock);
 	if (fired)
 		mw_wake(ctx);
@@ -521,14 +531,28 @@ void mw_unmonitor_all(struct mw_ctx *ctx)
 	} while (n);
 }
 
-/* Final teardown: the notifier is unregistered, nothing else runs. */
+/*
+ * Final teardown: the notifier is unregistered, nothing else runs.  The
+ * status area may outlive the context (still mapped): every region it
+ * described reads changed from now on, and its counters stop, with no
+ * event counted, since closing changes no translation.
+ */
 void mw_free_regions(struct mw_ctx *ctx)
 {
+	struct mw_status *st = ctx->status;
 	struct mw_region *r, *tmp;
 
-	rbtree_postorder_for_each_entry_safe(r, tmp, &ctx->cookies, by_cookie)
+	rbtree_postorder_for_each_entry_safe(r, tmp, &ctx->cookies,
+					     by_cookie) {
+		if (st)
+			mw_bump_state(&st->state[r->slot]);
 		mw_region_free(r);
+	}
 	ctx->cookies = RB_ROOT;
 	ctx->ranges = RB_ROOT_CACHED;
 	ctx->nr_regions = 0;
+	if (st) {
+		mw_publish(&st->hdr->num_active_regions, 0);
+		mw_publish(&st->hdr->pending_events, 0);
+	}
 }

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The read-only status area: allocation, the user mapping made by
- * CONFIG_DATA, and resizing.
+ * CONFIG_DATA, its retirement at close, and resizing.
  *
  * The kernel writes only through its own vmalloc view, so nothing user space
  * does to its mapping can feed a value back into the module.  The mapping is
  * built by faults (so MADV_DONTNEED just refaults the same page), cannot gain
  * write permission (VM_MAYWRITE is cleared), cannot be moved, grown or split.
+ *
+ * The mapping's file is an anonymous inode of its own that holds only the
+ * status object, never the context: closing the device fd frees the context
+ * at once, however many mappings (inherited by fork, say) remain.
  */
 #include "mapwatch.h"
 
+#include <linux/anon_inodes.h>
+#include <linux/file.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/sched/mm.h>
@@ -57,18 +63,6 @@ void mw_status_put(struct mw_status *st)
 	}
 }
 
-static void mw_vma_open(struct vm_area_struct *vma)
-{
-	struct mw_status *st = vma->vm_private_data;
-
-	refcount_inc(&st->ref);
-}
-
-static void mw_vma_close(struct vm_area_struct *vma)
-{
-	mw_status_put(vma->vm_private_data);
-}
-
 static vm_fault_t mw_vma_fault(struct vm_fault *vmf)
 {
 	struct mw_status *st = vmf->vma->vm_private_data;
@@ -92,29 +86,62 @@ static int mw_vma_refuse_split(struct vm_area_struct *vma, unsigned long addr)
 }
 
 static const struct vm_operations_struct mw_status_vm_ops = {
-	.open = mw_vma_open,
-	.close = mw_vma_close,
 	.fault = mw_vma_fault,
 	.mremap = mw_vma_refuse,
 	.may_split = mw_vma_refuse_split,
 };
 
-/* f_op->mmap: only the mapping CONFIG_DATA makes for itself is allowed. */
-int mw_status_mmap(struct mw_ctx *ctx, struct vm_area_struct *vma)
+/* Only the mapping CONFIG_DATA makes for itself is allowed. */
+static int mw_status_file_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	struct mw_status *st = ctx->mapping;
+	struct mw_status *st = file->private_data;
 
-	if (READ_ONCE(ctx->mapper) != current || !st)
+	if (READ_ONCE(st->mapper) != current)
 		return -EPERM;
 	if (vma->vm_pgoff || vma->vm_end - vma->vm_start != st->size ||
-	    (vma->vm_flags & VM_WRITE) || !(vma->vm_flags & VM_MAYSHARE))
+	    (vma->vm_flags & (VM_WRITE | VM_EXEC)) ||
+	    !(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	mw_vm_flags_mod(vma, VM_DONTEXPAND | VM_DONTDUMP,
 			VM_MAYWRITE | VM_MAYEXEC);
 	vma->vm_ops = &mw_status_vm_ops;
 	vma->vm_private_data = st;
-	refcount_inc(&st->ref);
 	return 0;
+}
+
+/* The last mapping of the area is gone (the file had no fd). */
+static int mw_status_file_release(struct inode *inode, struct file *file)
+{
+	mw_status_put(file->private_data);
+	return 0;
+}
+
+static const struct file_operations mw_status_fops = {
+	.owner = THIS_MODULE,
+	.mmap = mw_status_file_mmap,
+	.release = mw_status_file_release,
+	.llseek = noop_llseek,
+};
+
+/*
+ * Map @st read-only into the caller's address space; its anonymous file
+ * holds a reference to @st for as long as any mapping of it exists.
+ */
+static unsigned long mw_status_map(struct mw_status *st)
+{
+	struct file *file;
+	unsigned long uaddr;
+
+	file = anon_inode_getfile("[mapwatch-status]", &mw_status_fops, st,
+				  O_RDONLY);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	refcount_inc(&st->ref);
+	WRITE_ONCE(st->mapper, current);
+	uaddr = vm_mmap(file, 0, st->size, PROT_READ, MAP_SHARED, 0);
+	WRITE_ONCE(st->mapper, NULL);
+	fput(file);
+	return uaddr;
 }
 
 /* Unmap the previous status area if it is still where CONFIG_DATA put it. */
@@ -128,8 +155,8 @@ static void mw_unmap_old(struct mw_ctx *ctx, struct mw_status *old,
 		return;
 	mmap_read_lock(ctx->mm);
 	vma = vma_lookup(ctx->mm, uaddr);
-	ours = vma && vma->vm_start == uaddr && vma->vm_file == ctx->file &&
-	       vma->vm_private_data == old;
+	ours = vma && vma->vm_start == uaddr &&
+	       vma->vm_ops == &mw_status_vm_ops && vma->vm_private_data == old;
 	mmap_read_unlock(ctx->mm);
 	if (ours)
 		vm_munmap(uaddr, old->size);
@@ -175,11 +202,7 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 			slots[i] = cfg.max_regions - 1 - i;
 	}
 
-	ctx->mapping = st;
-	WRITE_ONCE(ctx->mapper, current);
-	uaddr = vm_mmap(ctx->file, 0, st->size, PROT_READ, MAP_SHARED, 0);
-	WRITE_ONCE(ctx->mapper, NULL);
-	ctx->mapping = NULL;
+	uaddr = mw_status_map(st);
 	if (IS_ERR_VALUE(uaddr)) {
 		ret = (long)uaddr;
 		goto out_slots;
