@@ -37,11 +37,12 @@ ifneq ($(wildcard lib/lib.mk),)
 -include tools/cli.mk
 endif
 -include packaging/install.mk
+-include clients/clients.mk
 
 build: lib tools modules tests bench-bin
 
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP): vm/deps vm/kernels
+$(DEPS_STAMP): vm/deps vm/kernels clients/libfabric/build include/kdreg2.h
 	vm/deps
 	@mkdir -p $(dir $@) && touch $@
 
