@@ -38,6 +38,9 @@
  *                kernel releases the unmapping thread as soon as the
  *                library's reader thread has read the event, a moment
  *                before mapwatch_changed() turns true: not synchronous.
+ *                The cache (get, entry_changed) waits out that moment.
+ *                One userfaultfd per process, shared by its monitors;
+ *                memory another library's userfaultfd watches: EBUSY.
  *   manual       only mapwatch_invalidate(): a test double, or for
  *                applications that know when they free memory.
  */

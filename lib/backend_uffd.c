@@ -5,29 +5,49 @@
  * Watched ranges are registered in write-protect mode and never actually
  * write-protected, so page faults are untouched; the registration only makes
  * the kernel send non-cooperative events: UNMAP (munmap, mremap shrink,
- * MAP_FIXED over, brk shrink), REMOVE (madvise DONTNEED/REMOVE) and REMAP
- * (mremap move).  The thread that causes such an event sleeps until it is
- * read, so a dedicated reader thread reads them and takes no lock that any
- * other code holds across anything that can unmap memory.
+ * MAP_FIXED over, brk shrink), REMOVE (madvise DONTNEED/FREE/REMOVE) and
+ * REMAP (mremap move).  The thread that causes such an event sleeps until it
+ * is read, so a dedicated reader thread reads them and takes no lock that
+ * any other code holds across anything that can unmap memory or wait for
+ * the reader.
  *
- * MADV_FREE is seen too: the kernel sends REMOVE for it as for DONTNEED.
+ * One userfaultfd and one reader per process, shared by every monitor of
+ * this library: a range can be registered with one userfaultfd only, so two
+ * monitors (two caches) on the same buffer need the same one.  Another
+ * library's userfaultfd on the same memory (libfabric's uffd monitor) still
+ * makes our watch fail with EBUSY, and says so.
+ *
+ * When the reader has read an event the kernel lets the unmapping thread
+ * go, a moment before the reader marks the watches changed: the reader's
+ * sequence (mw_uffd_seq, internal.h) lets the cache wait out that moment,
+ * so a thread whose munmap returned never gets the old registration.  A bare
+ * mapwatch_changed() may still turn true a moment late.
+ *
+ * A range stays registered while any watch of any monitor covers it, and is
+ * unregistered when the last one goes (a registration splits the VMA, and
+ * every later munmap of it waits for the reader) -- except memory an event
+ * said was unmapped or moved: the address may already belong to a new
+ * mapping, maybe registered by someone else, which unregistering would
+ * strip.
  *
  * What userfaultfd cannot see (the module can): page migration (NUMA,
  * compaction, migrate_pages by another process), copy-on-write after fork,
  * KSM, swap, truncation and hole punching of shared files, changes by other
  * processes (process_madvise).  Memory that cannot be registered (SysV shm,
- * file-backed other than shmem) is refused.  Not synchronous: the kernel
- * wakes the unmapping thread when the reader reads the event, before the
- * reader has bumped the generation (tests/guest/conformance shows "late").
+ * file-backed other than shmem) is refused.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -37,106 +57,430 @@
 #define UFFD_USER_MODE_ONLY 1
 #endif
 
+_Atomic uint32_t mw_uffd_seq;
+static _Atomic uint32_t seq_waiters;
+
+/*
+ * The process's userfaultfd.  lock: open/close, watch/unwatch (the
+ * register ioctls and the slot states they depend on), the list.  The
+ * reader takes mons_lock (read) to hand events to the monitors, and lock
+ * only when it fails: neither is held across anything that waits for it.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_rwlock_t mons_lock;
+	struct mapwatch *mons;
+	int uffd, wakefd;
+	pthread_t reader;
+	unsigned int users;
+} up = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.mons_lock = PTHREAD_RWLOCK_INITIALIZER,
+	.uffd = -1, .wakefd = -1,
+};
+
+static long page_size(void)
+{
+	static long page;
+
+	if (!page)
+		page = sysconf(_SC_PAGESIZE);
+	return page;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+void mw_uffd_settle_wait(uint32_t v)
+{
+	/* The reader applies a batch in microseconds: spin a little, then
+	 * sleep (on one CPU, spinning only delays it). */
+	for (int spin = 0; spin < 64; spin++) {
+		if (atomic_load_explicit(&mw_uffd_seq, memory_order_acquire) != v)
+			return;
+		cpu_relax();
+	}
+	atomic_fetch_add(&seq_waiters, 1);
+	while (atomic_load(&mw_uffd_seq) == v)
+		syscall(SYS_futex, &mw_uffd_seq, FUTEX_WAIT_PRIVATE, v, NULL,
+			NULL, 0);
+	atomic_fetch_sub(&seq_waiters, 1);
+}
+
+static void seq_bump(void)
+{
+	atomic_fetch_add(&mw_uffd_seq, 1);
+	if (atomic_load(&seq_waiters))
+		syscall(SYS_futex, &mw_uffd_seq, FUTEX_WAKE_PRIVATE, INT32_MAX,
+			NULL, NULL, 0);
+}
+
+static void dispatch(const struct uffd_msg *m)
+{
+	uintptr_t start, end;
+	bool unmapped = true;
+
+	switch (m->event) {
+	case UFFD_EVENT_UNMAP:
+		start = m->arg.remove.start;
+		end = m->arg.remove.end;
+		break;
+	case UFFD_EVENT_REMOVE:
+		start = m->arg.remove.start;
+		end = m->arg.remove.end;
+		unmapped = false;	/* the VMA stays, registered */
+		break;
+	case UFFD_EVENT_REMAP:
+		start = m->arg.remap.from;
+		end = m->arg.remap.from + m->arg.remap.len;
+		break;
+	default:
+		return;
+	}
+	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next)
+		mw_user_invalidate_ex(mw, start, end, unmapped);
+}
+
+/*
+ * The reader cannot go on (an error no retry helps): close the userfaultfd,
+ * which releases every thread waiting for an event to be read and drops
+ * every registration, and report every watch of every monitor changed.
+ * Those monitors are dead from now on; a new one starts a new reader.
+ */
+static void reader_failed(int uffd, int wakefd, const char *what, int e)
+{
+	pthread_mutex_lock(&up.lock);
+	if (up.uffd != uffd) {		/* closing: the closer cleans up */
+		pthread_mutex_unlock(&up.lock);
+		return;
+	}
+	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next) {
+		mw->u.dead = true;
+		mw_seterr(mw, "userfaultfd backend: the reader thread failed (%s: %s); every watch reported changed: open a new monitor",
+			  what, strerror(e));
+		mw_user_invalidate(mw, 0, UINTPTR_MAX);
+	}
+	close(uffd);
+	close(wakefd);
+	up.uffd = up.wakefd = -1;
+	pthread_detach(pthread_self());
+	pthread_mutex_unlock(&up.lock);
+}
+
+struct reader_fds {
+	int uffd, wakefd;
+};
+
 static void *uffd_reader(void *arg)
 {
-	struct mapwatch *mw = arg;
-	struct mw_user *u = &mw->u;
+	struct reader_fds fds = *(struct reader_fds *)arg;
+	int uffd = fds.uffd, wakefd = fds.wakefd;
 	struct uffd_msg msg[16];
 
+	free(arg);
 	for (;;) {
-		struct pollfd p[2] = { { .fd = u->uffd, .events = POLLIN },
-				       { .fd = u->wakefd, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = uffd, .events = POLLIN },
+				       { .fd = wakefd, .events = POLLIN } };
 		ssize_t n;
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			reader_failed(uffd, wakefd, "poll", errno);
+			return NULL;
+		}
 		if (p[1].revents)
-			break;
-		n = read(u->uffd, msg, sizeof(msg));
-		if (n < 0)
-			continue;	/* EAGAIN, EINTR */
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++) {
-			const struct uffd_msg *m = &msg[i];
+			return NULL;		/* the last monitor closes */
+		if (p[0].revents & (POLLERR | POLLNVAL)) {
+			reader_failed(uffd, wakefd, "poll", EIO);
+			return NULL;
+		}
+		/* Odd before the read lets the unmapping threads go, even
+		 * once their watches show the change. */
+		seq_bump();
+		n = read(uffd, msg, sizeof(msg));
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			int e = errno;
 
-			switch (m->event) {
-			case UFFD_EVENT_UNMAP:
-				mw_user_invalidate(mw, m->arg.remove.start,
-						   m->arg.remove.end);
-				break;
-			case UFFD_EVENT_REMOVE:
-				mw_user_invalidate(mw, m->arg.remove.start,
-						   m->arg.remove.end);
-				break;
-			case UFFD_EVENT_REMAP:
-				mw_user_invalidate(mw, m->arg.remap.from,
-						   m->arg.remap.from +
-						   m->arg.remap.len);
-				break;
-			default:
-				break;
+			seq_bump();
+			reader_failed(uffd, wakefd, "read", e);
+			return NULL;
+		}
+		pthread_rwlock_rdlock(&up.mons_lock);
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
+			dispatch(&msg[i]);
+		pthread_rwlock_unlock(&up.mons_lock);
+		seq_bump();
+	}
+}
+
+/* Under up.lock: [*s, *e) of page range [ps, pe) not covered by a slot of
+ * any monitor in use, other than mw's slot skip; returns the next gap at or
+ * after ps (empty when *s == *e). */
+static void next_gap(const struct mapwatch *mw, uint32_t skip, uintptr_t ps,
+		     uintptr_t pe, uintptr_t *s, uintptr_t *e)
+{
+	uintptr_t pg = page_size();
+	bool moved = true;
+
+	/* Move ps past every slot covering it, then end the gap at the
+	 * first slot starting inside it.  O(slots) per step: the fallback
+	 * backend scans its slots for every event already. */
+	while (moved && ps < pe) {
+		moved = false;
+		for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
+			if (m->u.dead)
+				continue;
+			for (size_t i = 0; i < m->max; i++) {
+				const struct mw_slot *sl = &m->u.slots[i];
+				uintptr_t a, b;
+
+				if ((m == mw && i == skip) ||
+				    atomic_load(&sl->state) == SLOT_FREE)
+					continue;
+				a = atomic_load(&sl->start) & ~(pg - 1);
+				b = (atomic_load(&sl->last) | (pg - 1)) + 1;
+				if (a <= ps && ps < b) {
+					ps = b;
+					moved = true;
+				}
 			}
 		}
 	}
-	return NULL;
+	*s = ps < pe ? ps : pe;
+	*e = pe;
+	for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
+		if (m->u.dead)
+			continue;
+		for (size_t i = 0; i < m->max; i++) {
+			const struct mw_slot *sl = &m->u.slots[i];
+			uintptr_t a;
+
+			if ((m == mw && i == skip) ||
+			    atomic_load(&sl->state) == SLOT_FREE)
+				continue;
+			a = atomic_load(&sl->start) & ~(pg - 1);
+			if (a > *s && a < *e)
+				*e = a;
+		}
+	}
+}
+
+/* Under up.lock: unregister the pages of slot that no other watch needs. */
+static void unregister_unused(struct mapwatch *mw, uint32_t slot,
+			      uintptr_t start, uintptr_t last)
+{
+	uintptr_t pg = page_size();
+	uintptr_t ps = start & ~(pg - 1), pe = (last | (pg - 1)) + 1;
+
+	while (ps < pe) {
+		uintptr_t s, e;
+
+		next_gap(mw, slot, ps, pe, &s, &e);
+		if (s < e) {
+			struct uffdio_range r = { .start = s, .len = e - s };
+
+			/* Fails only where the memory is gone already. */
+			(void)ioctl(up.uffd, UFFDIO_UNREGISTER, &r);
+		}
+		ps = e;
+	}
 }
 
 static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		      uint64_t cookie, struct mapwatch_handle *h)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	uintptr_t start = addr & ~(uintptr_t)(page - 1);
-	uintptr_t end = (addr + len + page - 1) & ~(uintptr_t)(page - 1);
+	uintptr_t pg = page_size();
+	uintptr_t start = addr & ~(pg - 1);
+	uintptr_t end = (addr + len + pg - 1) & ~(pg - 1);
 	struct uffdio_register reg = {
 		.range = { .start = start, .len = end - start },
 		.mode = UFFDIO_REGISTER_MODE_WP,
 	};
+	int ret, e;
 
-	if (ioctl(mw->u.uffd, UFFDIO_REGISTER, &reg)) {
-		int e = errno;
-
-		mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
-			  (unsigned long)start, (unsigned long)(end - start),
-			  strerror(e), e == EINVAL ?
-			  " (unmapped, or memory userfaultfd cannot watch: use the kernel backend)" : "");
-		return -e;
+	if (end <= start)	/* the last page of the address space */
+		end = 0, reg.range.len = -start;
+	pthread_mutex_lock(&up.lock);
+	if (mw->u.dead) {
+		pthread_mutex_unlock(&up.lock);
+		return -EIO;	/* the reason is in mw->err already */
 	}
-	return mw_user_watch(mw, addr, len, cookie, h);
+	/* Live first: a change landing while the range is being registered
+	 * is then seen, never lost. */
+	ret = mw_user_watch(mw, addr, len, cookie, h);
+	if (ret) {
+		pthread_mutex_unlock(&up.lock);
+		return ret;
+	}
+	if (!ioctl(up.uffd, UFFDIO_REGISTER, &reg)) {
+		pthread_mutex_unlock(&up.lock);
+		return 0;
+	}
+	e = errno;
+	mw_user_unwatch(mw, h);
+	pthread_mutex_unlock(&up.lock);
+	mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
+		  (unsigned long)start, (unsigned long)reg.range.len, strerror(e),
+		  e == EINVAL ? " (unmapped, or memory userfaultfd cannot watch: use the kernel backend)" :
+		  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
+		  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
+	return -e;
+}
+
+static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
+{
+	uintptr_t start = 0, last = 0;
+	bool freed, unmapped = true;
+	int ret;
+
+	pthread_mutex_lock(&up.lock);
+	if (mw->u.dead) {
+		/* Every registration went with the userfaultfd. */
+		ret = mw_user_unwatch(mw, h);
+		pthread_mutex_unlock(&up.lock);
+		return ret;
+	}
+	if (h->slot < mw->max && h->word == &mw->u.gens[h->slot]) {
+		const struct mw_slot *s = &mw->u.slots[h->slot];
+
+		start = atomic_load(&s->start);
+		last = atomic_load(&s->last);
+		unmapped = atomic_load(&s->unmapped);
+	}
+	ret = mw_user_unwatch_freed(mw, h, &freed);
+	if (freed && !unmapped)
+		unregister_unused(mw, h->slot, start, last);
+	pthread_mutex_unlock(&up.lock);
+	return ret;
 }
 
 static void uffd_close(struct mapwatch *mw)
 {
-	struct mw_user *u = &mw->u;
+	int uffd = -1, wakefd = -1;
+	pthread_t reader;
 	uint64_t one = 1;
 
-	if (u->reader_started) {
-		if (write(u->wakefd, &one, sizeof(one)) == sizeof(one))
-			pthread_join(u->reader, NULL);
+	pthread_mutex_lock(&up.lock);
+	pthread_rwlock_wrlock(&up.mons_lock);
+	for (struct mapwatch **pp = &up.mons; *pp; pp = &(*pp)->u.next) {
+		if (*pp == mw) {
+			*pp = mw->u.next;
+			break;
+		}
 	}
-	if (u->uffd >= 0)
-		close(u->uffd);
-	if (u->wakefd >= 0)
-		close(u->wakefd);
+	pthread_rwlock_unlock(&up.mons_lock);
+	/* Out of the list: unregister what no other monitor watches. */
+	for (uint32_t i = 0; i < mw->max && !mw->u.dead; i++) {
+		const struct mw_slot *s = &mw->u.slots[i];
+
+		if (atomic_load(&s->state) != SLOT_FREE &&
+		    !atomic_load(&s->unmapped))
+			unregister_unused(mw, i, atomic_load(&s->start),
+					  atomic_load(&s->last));
+	}
+	if (!--up.users && up.uffd >= 0) {
+		uffd = up.uffd;
+		wakefd = up.wakefd;
+		reader = up.reader;
+		up.uffd = up.wakefd = -1;
+	}
+	pthread_mutex_unlock(&up.lock);
+	if (uffd >= 0) {
+		if (write(wakefd, &one, sizeof(one)) == sizeof(one))
+			pthread_join(reader, NULL);
+		close(uffd);
+		close(wakefd);
+	}
 	mw_user_fini(mw);
 }
 
 static const struct mw_ops uffd_ops = {
 	.watch = uffd_watch,
-	.unwatch = mw_user_unwatch,
+	.unwatch = uffd_unwatch,
 	.read = mw_user_read,
 	.pending = mw_user_pending,
 	.stats = mw_user_stats,
 	.close = uffd_close,
 };
 
-int mw_uffd_open(struct mapwatch *mw, const char **why)
+/* Under up.lock: the process's userfaultfd and its reader, or -errno. */
+static int uffd_start(const char **why)
 {
-	struct mw_user *u = &mw->u;
 	struct uffdio_api api = {
 		.api = UFFD_API,
 		.features = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE |
 			    UFFD_FEATURE_EVENT_REMAP,
 	};
-	int ret, e;
+	struct reader_fds *fds;
+	int uffd, wakefd = -1, e;
+
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK |
+		       UFFD_USER_MODE_ONLY);
+	if (uffd < 0 && errno == EINVAL)	/* kernels before 5.11 */
+		uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0) {
+		e = errno;
+		*why = e == ENOSYS ? "userfaultfd backend: kernel built without userfaultfd" :
+		       e == EPERM ? "userfaultfd backend: not permitted (sysctl vm.unprivileged_userfaultfd=0 without CAP_SYS_PTRACE, or a seccomp filter)" :
+		       "userfaultfd backend: userfaultfd() failed";
+		return -e;
+	}
+	if (ioctl(uffd, UFFDIO_API, &api)) {
+		e = errno;
+		*why = "userfaultfd backend: the kernel lacks the unmap/remove/remap events";
+		goto err;
+	}
+	/* Watches register in write-protect mode: without it (an
+	 * architecture or a kernel lacking userfaultfd-wp) every watch would
+	 * fail. */
+	if (!(api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ||
+	    !(api.ioctls & (1ULL << _UFFDIO_REGISTER))) {
+		e = EOPNOTSUPP;
+		*why = "userfaultfd backend: the kernel lacks userfaultfd write-protect (needed to watch without intercepting faults)";
+		goto err;
+	}
+	wakefd = eventfd(0, EFD_CLOEXEC);
+	if (wakefd < 0) {
+		e = errno;
+		*why = "userfaultfd backend: eventfd failed";
+		goto err;
+	}
+	fds = malloc(sizeof(*fds));
+	if (!fds) {
+		e = ENOMEM;
+		*why = "userfaultfd backend: out of memory";
+		goto err;
+	}
+	*fds = (struct reader_fds){ uffd, wakefd };
+	/* pthread_create returns its error; errno is not set. */
+	e = pthread_create(&up.reader, NULL, uffd_reader, fds);
+	if (e) {
+		free(fds);
+		*why = "userfaultfd backend: cannot start the reader thread";
+		goto err;
+	}
+	pthread_setname_np(up.reader, "mapwatch-uffd");
+	up.uffd = uffd;
+	up.wakefd = wakefd;
+	return 0;
+err:
+	close(uffd);
+	if (wakefd >= 0)
+		close(wakefd);
+	return -e;
+}
+
+int mw_uffd_open(struct mapwatch *mw, const char **why)
+{
+	const char *reason = NULL;
+	int ret;
 
 	ret = mw_user_init(mw);
 	if (ret) {
@@ -145,36 +489,42 @@ int mw_uffd_open(struct mapwatch *mw, const char **why)
 			       "userfaultfd backend: out of memory";
 		return ret;
 	}
-	u->uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK |
-			  UFFD_USER_MODE_ONLY);
-	if (u->uffd < 0 && errno == EINVAL)	/* kernels before 5.11 */
-		u->uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (u->uffd < 0) {
-		e = errno;
-		if (why)
-			*why = e == ENOSYS ? "userfaultfd backend: kernel built without userfaultfd" :
-			       e == EPERM ? "userfaultfd backend: not permitted (sysctl vm.unprivileged_userfaultfd=0 without CAP_SYS_PTRACE, or a seccomp filter)" :
-			       "userfaultfd backend: userfaultfd() failed";
-		goto err;
+	pthread_mutex_lock(&up.lock);
+	if (up.uffd < 0) {
+		ret = uffd_start(&reason);
+		if (ret) {
+			pthread_mutex_unlock(&up.lock);
+			if (why)
+				*why = reason;
+			mw_user_fini(mw);
+			return ret;
+		}
 	}
-	if (ioctl(u->uffd, UFFDIO_API, &api)) {
-		e = errno;
-		if (why)
-			*why = "userfaultfd backend: the kernel lacks the unmap/remove/remap events";
-		goto err;
-	}
-	u->wakefd = eventfd(0, EFD_CLOEXEC);
-	if (u->wakefd < 0 || pthread_create(&u->reader, NULL, uffd_reader, mw)) {
-		e = errno ? errno : EAGAIN;
-		if (why)
-			*why = "userfaultfd backend: cannot start the reader thread";
-		goto err;
-	}
-	u->reader_started = true;
+	up.users++;
+	pthread_rwlock_wrlock(&up.mons_lock);
+	mw->u.next = up.mons;
+	up.mons = mw;
+	pthread_rwlock_unlock(&up.mons_lock);
+	pthread_mutex_unlock(&up.lock);
 	mw->backend = MAPWATCH_BACKEND_USERFAULTFD;
 	mw->ops = &uffd_ops;
 	return 0;
-err:
-	uffd_close(mw);
-	return -e;
+}
+
+/* In the child after fork: the parent's reader did not come along, and the
+ * child's copy of the userfaultfd must not keep the parent's context alive
+ * (the parent's munmaps would wait for a reader that is gone). */
+void mw_uffd_atfork_child(void)
+{
+	if (up.uffd >= 0)
+		close(up.uffd);
+	if (up.wakefd >= 0)
+		close(up.wakefd);
+	pthread_mutex_init(&up.lock, NULL);
+	pthread_rwlock_init(&up.mons_lock, NULL);
+	up.uffd = up.wakefd = -1;
+	up.mons = NULL;
+	up.users = 0;
+	atomic_store(&mw_uffd_seq, 0);
+	atomic_store(&seq_waiters, 0);
 }

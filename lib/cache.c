@@ -768,6 +768,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 			break;
 		}
 		atomic_fetch_add(&c->registrations, 1);
+		mw_settle();
 		if (!mapwatch_changed(&e->wh)) {
 			atomic_store_explicit(&e->hc.key, cookie, memory_order_relaxed);
 			return e;
@@ -812,6 +813,9 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 		errno = EIO;
 		return NULL;
 	}
+	/* A change whose call returned before this get shows now (the
+	 * userfaultfd reader may still be applying it). */
+	mw_settle();
 	if (mapwatch_pending(c->mw))
 		process_events(c);
 	st.n = 0;
@@ -890,6 +894,7 @@ size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e)
 
 bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e)
 {
+	mw_settle();
 	return mapwatch_changed(&e->wh);
 }
 

@@ -36,6 +36,7 @@ enum { SLOT_FREE, SLOT_LIVE, SLOT_CHANGED };
 struct mw_slot {
 	_Atomic uintptr_t start, last;
 	_Atomic int state;
+	_Atomic bool unmapped;		/* userfaultfd: an unmap or move hit it */
 	uint64_t cookie;
 };
 
@@ -58,10 +59,9 @@ struct mw_user {
 	_Atomic uint64_t events, overflows;
 	_Atomic size_t live;
 	int efd;			/* eventfd: readable while pending */
-	/* userfaultfd */
-	int uffd, wakefd;
-	pthread_t reader;
-	bool reader_started;
+	/* userfaultfd: the process's monitors, under the backend's locks */
+	struct mapwatch *next;
+	bool dead;			/* the reader thread failed */
 };
 
 struct mapwatch {
@@ -115,9 +115,36 @@ void mw_user_fini(struct mapwatch *mw);
 int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		  uint64_t cookie, struct mapwatch_handle *h);
 int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
+/* mw_user_unwatch that also says whether this call freed the slot. */
+int mw_user_unwatch_freed(struct mapwatch *mw, const struct mapwatch_handle *h,
+			  bool *freed);
 int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
 bool mw_user_pending(const struct mapwatch *mw);
 void mw_user_stats(const struct mapwatch *mw, struct mapwatch_stats *s);
 void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end);
+void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
+			   bool unmapped);
+
+/*
+ * The userfaultfd reader's sequence: odd from just before it read()s events
+ * until it has applied them, even otherwise.  The kernel lets an unmapping
+ * thread go once its event is read, a moment before the watch changes; a
+ * thread that finds the sequence odd waits for it to move, and then sees
+ * the change of every call that returned before it looked.  One load when
+ * the reader is idle (or there is none).
+ */
+extern _Atomic uint32_t mw_uffd_seq;
+void mw_uffd_settle_wait(uint32_t seq);
+
+static inline void mw_settle(void)
+{
+	uint32_t v = atomic_load_explicit(&mw_uffd_seq, memory_order_acquire);
+
+	if (v & 1)
+		mw_uffd_settle_wait(v);
+}
+
+/* Called in the child after fork(): the child has no reader thread. */
+void mw_uffd_atfork_child(void);
 
 #endif /* MAPWATCH_INTERNAL_H */

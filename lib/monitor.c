@@ -18,6 +18,7 @@ static pthread_once_t mw_once = PTHREAD_ONCE_INIT;
 static void mw_atfork_child(void)
 {
 	atomic_fetch_add_explicit(&mw_fork_gen, 1, memory_order_relaxed);
+	mw_uffd_atfork_child();
 }
 
 static void mw_init_once(void)
@@ -138,10 +139,6 @@ void mapwatch_close(struct mapwatch *mw)
 		 * parent's end of every fd are not ours; close our copies. */
 		if (mw->fd >= 0)
 			close(mw->fd);
-		if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD) {
-			close(mw->u.uffd);
-			close(mw->u.wakefd);
-		}
 		if (mw->backend != MAPWATCH_BACKEND_KERNEL) {
 			free(mw->u.gens);
 			free(mw->u.slots);

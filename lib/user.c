@@ -19,7 +19,6 @@ int mw_user_init(struct mapwatch *mw)
 {
 	struct mw_user *u = &mw->u;
 
-	u->uffd = u->wakefd = -1;
 	u->efd = -1;
 	if (mw->max >= UINT32_MAX)	/* slots are 32-bit */
 		return -EINVAL;
@@ -74,6 +73,7 @@ int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 	slot = u->free_slots[--u->nfree];
 	s = &u->slots[slot];
 	s->cookie = cookie;
+	atomic_store(&s->unmapped, false);
 	atomic_store(&s->start, addr);
 	atomic_store(&s->last, addr + len - 1);
 	/* Odd: in use.  Taken before the slot goes live: from then on an
@@ -92,11 +92,20 @@ int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 
 int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 {
+	bool freed;
+
+	return mw_user_unwatch_freed(mw, h, &freed);
+}
+
+int mw_user_unwatch_freed(struct mapwatch *mw, const struct mapwatch_handle *h,
+			  bool *freed)
+{
 	struct mw_user *u = &mw->u;
 	struct mw_slot *s;
 	uint32_t gen;
 	int state;
 
+	*freed = false;
 	if (h->slot >= mw->max || h->word != &u->gens[h->slot]) {
 		mw_seterr(mw, "unwatch: not a handle of this monitor");
 		return -EINVAL;
@@ -119,6 +128,7 @@ int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 		pthread_mutex_unlock(&u->ev_lock);
 		u->free_slots[u->nfree++] = h->slot;
 		pthread_mutex_unlock(&mw->lock);
+		*freed = true;
 		return 0;
 	}
 	pthread_mutex_unlock(&u->ev_lock);
@@ -159,6 +169,14 @@ static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
 /* Retire every live watch overlapping [start, end).  Never blocks. */
 void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end)
 {
+	mw_user_invalidate_ex(mw, start, end, false);
+}
+
+/* With unmapped, also mark every watch in use there as unmapped: its
+ * memory (and with it the userfaultfd registration) is gone. */
+void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
+			   bool unmapped)
+{
 	struct mw_user *u = &mw->u;
 	uint64_t one = 1;
 	bool any = false;
@@ -166,11 +184,14 @@ void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end)
 	pthread_mutex_lock(&u->ev_lock);
 	for (size_t i = 0; i < mw->max; i++) {
 		struct mw_slot *s = &u->slots[i];
-		int live = SLOT_LIVE;
+		int live = SLOT_LIVE, state = atomic_load(&s->state);
 
-		if (atomic_load(&s->state) != SLOT_LIVE ||
-		    atomic_load(&s->last) < start ||
+		if (state == SLOT_FREE || atomic_load(&s->last) < start ||
 		    atomic_load(&s->start) >= end)
+			continue;
+		if (unmapped)
+			atomic_store(&s->unmapped, true);
+		if (state != SLOT_LIVE)
 			continue;
 		if (!atomic_compare_exchange_strong(&s->state, &live,
 						    SLOT_CHANGED))

@@ -53,25 +53,27 @@ enum cf_claim {
 /*
  * X(id, changes, kernel claim, userfaultfd claim, what)
  * changes: the translation of the watched range really changes (0: a case
- * that must not invalidate).
+ * that must not invalidate).  The cache treats both backends as safe for
+ * what they claim, so both claim CF_SYNC: "late" fails (the userfaultfd
+ * cache waits out its reader, see lib/backend_uffd.c).
  */
 #define CF_CASES(X)							\
-	X(munmap_whole, 1, CF_SYNC, CF_SEEN, "munmap of the whole range")	\
-	X(munmap_middle, 1, CF_SYNC, CF_SEEN, "munmap of a page in the middle") \
-	X(munmap_edge, 1, CF_SYNC, CF_SEEN, "munmap of the last page and beyond") \
-	X(mremap_move, 1, CF_SYNC, CF_SEEN, "mremap MAYMOVE|FIXED elsewhere") \
-	X(mremap_shrink, 1, CF_SYNC, CF_SEEN, "mremap to half the size")	\
-	X(map_fixed_over, 1, CF_SYNC, CF_SEEN, "mmap MAP_FIXED over one page") \
-	X(madv_dontneed, 1, CF_SYNC, CF_SEEN, "madvise MADV_DONTNEED of a page") \
-	X(madv_free, 1, CF_SYNC, CF_SEEN, "madvise MADV_FREE of dirty pages") \
-	X(madv_remove, 1, CF_SYNC, CF_SEEN, "madvise MADV_REMOVE, shared anonymous") \
-	X(brk_shrink, 1, CF_SYNC, CF_SEEN, "brk shrinks over the range")	\
+	X(munmap_whole, 1, CF_SYNC, CF_SYNC, "munmap of the whole range")	\
+	X(munmap_middle, 1, CF_SYNC, CF_SYNC, "munmap of a page in the middle") \
+	X(munmap_edge, 1, CF_SYNC, CF_SYNC, "munmap of the last page and beyond") \
+	X(mremap_move, 1, CF_SYNC, CF_SYNC, "mremap MAYMOVE|FIXED elsewhere") \
+	X(mremap_shrink, 1, CF_SYNC, CF_SYNC, "mremap to half the size")	\
+	X(map_fixed_over, 1, CF_SYNC, CF_SYNC, "mmap MAP_FIXED over one page") \
+	X(madv_dontneed, 1, CF_SYNC, CF_SYNC, "madvise MADV_DONTNEED of a page") \
+	X(madv_free, 1, CF_SYNC, CF_SYNC, "madvise MADV_FREE of dirty pages") \
+	X(madv_remove, 1, CF_SYNC, CF_SYNC, "madvise MADV_REMOVE, shared anonymous") \
+	X(brk_shrink, 1, CF_SYNC, CF_SYNC, "brk shrinks over the range")	\
 	X(shmdt, 1, CF_SYNC, CF_NONE, "shmdt of a SysV segment")		\
 	X(fork_cow_write, 1, CF_SYNC, CF_NONE, "fork, then the parent writes (COW)") \
 	X(migrate_other_process, 1, CF_SYNC, CF_NONE, "another process moves the pages (move_pages)") \
 	X(migrate_soft_offline, 1, CF_SYNC, CF_NONE, "MADV_SOFT_OFFLINE migrates a page") \
-	X(mprotect, 0, CF_SYNC, CF_SEEN, "mprotect read-only and back: must not invalidate") \
-	X(fork_no_write, 0, CF_SYNC, CF_SEEN, "fork (write-protects): must not invalidate")
+	X(mprotect, 0, CF_SYNC, CF_SYNC, "mprotect read-only and back: must not invalidate") \
+	X(fork_no_write, 0, CF_SYNC, CF_SYNC, "fork (write-protects): must not invalidate")
 
 enum cf_id {
 #define CF_ENUM(id, ...) CF_##id,
