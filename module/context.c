@@ -35,8 +35,7 @@ static int mw_open(struct inode *inode, struct file *file)
 	ctx->cookies = RB_ROOT;
 	ctx->mm = current->mm;
 	mmgrab(ctx->mm);
-	ctx->mn.ops = &mw_mn_ops;
-	ret = mmu_notifier_register(&ctx->mn, ctx->mm);
+	ret = mw_mm_attach(ctx);
 	if (ret)
 		goto err_mm;
 	ctx->owner_tgid = task_tgid_nr(current);
@@ -56,14 +55,12 @@ static int mw_release_file(struct inode *inode, struct file *file)
 {
 	struct mw_ctx *ctx = file->private_data;
 
-	spin_lock(&ctx->lock);
-	ctx->closing = true;
-	spin_unlock(&ctx->lock);
-	/* Waits for notifier callbacks in flight; none run after this. */
-	mmu_notifier_unregister(&ctx->mn, ctx->mm);
+	/* No notifier callback sees the context after this. */
+	mw_mm_detach(ctx);
 	mw_stats_del(ctx);
 	mw_free_regions(ctx);
 	mw_free_events(ctx);
+	mw_status_spare(ctx->status);
 	mw_status_put(ctx->status);
 	kvfree(ctx->free_slots);
 	mmdrop(ctx->mm);

@@ -37,9 +37,13 @@ extern unsigned long mw_max_pending_events;
 struct mw_status {
 	refcount_t ref;			/* context + the mapping's file */
 	struct task_struct *mapper;	/* inside CONFIG_DATA's vm_mmap */
+	struct mm_struct *mm;		/* mapped there (no reference) */
+	unsigned long uaddr;		/* at this address */
+	struct hlist_node spare_node;	/* while spare: in the spare hash */
+	bool spare, unmapped;		/* under the spare lock */
 	void *vaddr;			/* kernel view (vmalloc) */
 	size_t size;			/* bytes, page aligned */
-	size_t max_regions;
+	size_t max_regions;		/* of the context using it */
 	struct kdreg2_status_data *hdr;
 	struct mapwatch_status_ext *ext;
 	u32 *state;			/* max_regions + 1 entries */
@@ -51,15 +55,31 @@ struct mw_region {
 	struct list_head event;		/* in ctx->pending once retired */
 	u64 cookie;
 	u32 slot;
-	u32 born;			/* ctx->epoch if monitored mid-invalidation */
+	u32 late;			/* busy period it was monitored in, or 0 */
+};
+
+/*
+ * The mm's one notifier subscription, shared by its contexts.  Invalidations
+ * between their start and end callbacks form a busy period (epoch, bumped
+ * when inflight leaves 0; busy_epoch is it while inflight, else 0): a region
+ * monitored during one missed the start that covered it, so each end checks
+ * it again.
+ */
+struct mw_mm {
+	struct mmu_notifier mn;
+	spinlock_t lock;		/* ctxs, inflight, epoch */
+	struct list_head ctxs;
+	unsigned int inflight;
+	u32 epoch;
+	u32 busy_epoch;			/* read by MONITOR without the lock */
 };
 
 struct mw_ctx {
-	struct mmu_notifier mn;
+	struct mw_mm *mwm;
+	struct list_head mm_node;	/* in mwm->ctxs */
 	struct mm_struct *mm;		/* mmgrab'd owner */
 	pid_t owner_tgid;
 	struct list_head node;		/* in the global context list */
-	bool closing;			/* notifier callbacks do nothing */
 
 	spinlock_t lock;
 	struct rb_root_cached ranges;
@@ -68,7 +88,6 @@ struct mw_ctx {
 	u32 *free_slots;		/* stack of free slot numbers */
 	size_t nr_free;
 	struct mw_status *status;	/* NULL until CONFIG_DATA */
-	unsigned long status_uaddr;	/* where CONFIG_DATA mapped it */
 
 	struct list_head pending;	/* retired regions, oldest first */
 	size_t nr_queued;
@@ -79,15 +98,9 @@ struct mw_ctx {
 	u64 skipped;
 	u64 nr_monitor, nr_unmonitor;
 	u32 policy;			/* MAPWATCH_POLICY_* */
-	/*
-	 * Invalidations between their start and end callbacks, the busy
-	 * period they form (epoch, bumped when inflight leaves 0) and how
-	 * many regions were monitored during it: those are checked again at
-	 * each end, because the start that covered them came first.
-	 */
-	unsigned int inflight;
-	u32 epoch;
-	size_t nr_young;
+	/* How many regions were monitored late in busy period late_epoch. */
+	u32 late_epoch;
+	size_t nr_late;
 	wait_queue_head_t wq;
 
 	struct mutex mutex;
@@ -113,12 +126,18 @@ static inline void mw_bump_state(u32 *word)
 }
 
 /* status.c */
-struct mw_status *mw_status_alloc(size_t max_regions);
 void mw_status_put(struct mw_status *st);
+void mw_status_spare(struct mw_status *st);
 long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg);
 
+/* notifier.c */
+int mw_mm_attach(struct mw_ctx *ctx);
+void mw_mm_detach(struct mw_ctx *ctx);
+void mw_mm_exit(void);
+
 /* region.c */
-extern const struct mmu_notifier_ops mw_mn_ops;
+void mw_ctx_invalidate(struct mw_ctx *ctx,
+		       const struct mmu_notifier_range *range, u32 late);
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg);
 long mw_unmonitor(struct mw_ctx *ctx,
 		  struct kdreg2_ioctl_unmonitor __user *uarg);

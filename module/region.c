@@ -93,8 +93,8 @@ static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
 	rb_erase(&r->by_cookie, &ctx->cookies);
 	mw_slot_release(ctx, r->slot);
 	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
-	if (r->born && r->born == ctx->epoch && ctx->nr_young)
-		ctx->nr_young--;
+	if (r->late && r->late == ctx->late_epoch && ctx->nr_late)
+		ctx->nr_late--;
 }
 
 static bool mw_changes_translation(enum mmu_notifier_event event)
@@ -110,11 +110,12 @@ static bool mw_changes_translation(enum mmu_notifier_event event)
 }
 
 /*
- * Retire every region overlapping [start, last] (only those born in epoch
- * @born, if not 0) and queue their events.  Caller holds ctx->lock.
+ * Retire every region overlapping [start, last] (only those monitored late
+ * in busy period @late, if not 0) and queue their events.  Caller holds
+ * ctx->lock.
  */
 static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
-			      unsigned long last, u32 born)
+			      unsigned long last, u32 late)
 {
 	struct interval_tree_node *it, *next;
 	unsigned int fired = 0;
@@ -124,7 +125,7 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 		struct mw_region *r = container_of(it, struct mw_region, it);
 
 		next = interval_tree_iter_next(it, start, last);
-		if (born && r->born != born)
+		if (late && r->late != late)
 			continue;
 		mw_detach(ctx, r);
 		mw_queue_event(ctx, r);
@@ -135,14 +136,14 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 
 /* Act on one invalidation; returns how many regions it retired. */
 static unsigned int mw_handle(struct mw_ctx *ctx,
-			      const struct mmu_notifier_range *range, u32 born)
+			      const struct mmu_notifier_range *range, u32 late)
 {
 	unsigned long last = range->end - 1;
 	unsigned int fired;
 
 	if (!mw_changes_translation(range->event) &&
 	    !(ctx->policy & MAPWATCH_POLICY_ALL_INVALIDATIONS)) {
-		if (!born && interval_tree_iter_first(&ctx->ranges,
+		if (!late && interval_tree_iter_first(&ctx->ranges,
 						      range->start, last)) {
 			ctx->skipped++;
 			mw_publish_counters(ctx);
@@ -151,7 +152,7 @@ static unsigned int mw_handle(struct mw_ctx *ctx,
 		}
 		return 0;
 	}
-	fired = mw_retire(ctx, range->start, last, born);
+	fired = mw_retire(ctx, range->start, last, late);
 	if (fired) {
 		mw_publish_counters(ctx);
 		trace_mapwatch_invalidate(range->start, range->end,
@@ -160,88 +161,24 @@ static unsigned int mw_handle(struct mw_ctx *ctx,
 	return fired;
 }
 
-static void mw_wake(struct mw_ctx *ctx)
-{
-	wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
-}
-
 /*
- * Called before the translation changes, in the context of whoever changes
- * it, possibly unable to sleep: a spinlock, no allocation, no deferral.
+ * Act on one invalidation of the context's mm: at its start (or at the mm's
+ * release) when @late is 0, else at its end, for the regions monitored
+ * late, during busy period @late.  Called under mm->lock, never sleeps.
  */
-static int mw_invalidate_start(struct mmu_notifier *mn,
-			       const struct mmu_notifier_range *range)
+void mw_ctx_invalidate(struct mw_ctx *ctx,
+		       const struct mmu_notifier_range *range, u32 late)
 {
-	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
 	unsigned int fired = 0;
 
 	spin_lock(&ctx->lock);
-	if (ctx->closing) {
-		spin_unlock(&ctx->lock);
-		return 0;
-	}
-	if (!ctx->inflight++) {
-		ctx->epoch = ctx->epoch + 1 ? : 1;
-		ctx->nr_young = 0;
-	}
-	if (ctx->nr_regions)
-		fired = mw_handle(ctx, range, 0);
+	if (!late ? ctx->nr_regions :
+	    ctx->nr_late && ctx->late_epoch == late)
+		fired = mw_handle(ctx, range, late);
 	spin_unlock(&ctx->lock);
 	if (fired)
-		mw_wake(ctx);
-	return 0;
+		wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
 }
-
-/*
- * The change is done.  A region monitored after the start above (so it
- * missed it) may cover pages the change went on to zap: retire it now,
- * before the call that made the change returns.
- */
-static void mw_invalidate_end(struct mmu_notifier *mn,
-			      const struct mmu_notifier_range *range)
-{
-	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
-	unsigned int fired = 0;
-
-	spin_lock(&ctx->lock);
-	if (ctx->closing) {
-		spin_unlock(&ctx->lock);
-		return;
-	}
-	if (ctx->nr_young)
-		fired = mw_handle(ctx, range, ctx->epoch);
-	ctx->inflight--;
-	spin_unlock(&ctx->lock);
-	if (fired)
-		mw_wake(ctx);
-}
-
-/* The mm is going away: every region's translation is gone with it. */
-static void mw_release(struct mmu_notifier *mn, struct mm_struct *mm)
-{
-	struct mw_ctx *ctx = container_of(mn, struct mw_ctx, mn);
-	struct mmu_notifier_range all = {
-		.start = 0,
-		.end = ULONG_MAX,
-		.event = MMU_NOTIFY_RELEASE,
-		.mm = mm,
-	};
-	unsigned int fired = 0;
-
-	/* Not when the fd's own close unregisters us: nothing changed. */
-	spin_lock(&ctx->lock);
-	if (!ctx->closing)
-		fired = mw_handle(ctx, &all, 0);
-	spin_unlock(&ctx->lock);
-	if (fired)
-		mw_wake(ctx);
-}
-
-const struct mmu_notifier_ops mw_mn_ops = {
-	.release = mw_release,
-	.invalidate_range_start = mw_invalidate_start,
-	.invalidate_range_end = mw_invalidate_end,
-};
 
 /* Validate a MONITOR request; on success *last is its last byte. */
 static int mw_check_range(u64 addr, u64 length, u64 cookie,
@@ -280,8 +217,14 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		r->cookie = cookie;
 		r->slot = mw_slot_take(ctx);
 		/* Inside an invalidation: its end checks this region. */
-		r->born = ctx->inflight ? ctx->epoch : 0;
-		ctx->nr_young += !!r->born;
+		r->late = READ_ONCE(ctx->mwm->busy_epoch);
+		if (r->late) {
+			if (ctx->late_epoch != r->late) {
+				ctx->late_epoch = r->late;
+				ctx->nr_late = 0;
+			}
+			ctx->nr_late++;
+		}
 		interval_tree_insert(&r->it, &ctx->ranges);
 		mw_insert_cookie(ctx, r);
 		WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);

@@ -11,11 +11,20 @@
  * The mapping's file is an anonymous inode of its own that holds only the
  * status object, never the context: closing the device fd frees the context
  * at once, however many mappings (inherited by fork, say) remain.
+ *
+ * The module never unmaps user memory: no exported kernel call unmaps under
+ * a lock held across the check that the range is still ours, so another
+ * thread could have put its own memory there in between.  An area that its
+ * context let go of (closed, resized, or a CONFIG_DATA that failed after
+ * mapping it) stays mapped as a spare instead, every region it described
+ * reading changed, and the next CONFIG_DATA in that mm that fits in it
+ * takes it over at the same address, checked under mmap_lock.
  */
 #include "mapwatch.h"
 
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
+#include <linux/hashtable.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/sched/mm.h>
@@ -25,13 +34,17 @@
 
 #include "compat.h"
 
-struct mw_status *mw_status_alloc(size_t max_regions)
+/* Bytes of the area for @max_regions (header, extension, state array). */
+static size_t mw_status_size(size_t max_regions)
+{
+	return PAGE_ALIGN(MAPWATCH_STATE_ARRAY_OFFSET +
+			  (max_regions + 1) * sizeof(u32));
+}
+
+static struct mw_status *mw_status_alloc(size_t size)
 {
 	struct mw_status *st;
-	size_t size;
 
-	size = PAGE_ALIGN(MAPWATCH_STATE_ARRAY_OFFSET +
-			  (max_regions + 1) * sizeof(u32));
 	st = kzalloc(sizeof(*st), GFP_KERNEL_ACCOUNT);
 	if (!st)
 		return NULL;
@@ -44,16 +57,18 @@ struct mw_status *mw_status_alloc(size_t max_regions)
 	}
 	refcount_set(&st->ref, 1);
 	st->size = size;
-	st->max_regions = max_regions;
 	st->hdr = st->vaddr;
 	st->ext = st->vaddr + MAPWATCH_STATUS_EXT_OFFSET;
 	st->state = st->vaddr + MAPWATCH_STATE_ARRAY_OFFSET;
 	st->hdr->version = MAPWATCH_ABI_VERSION;
-	st->hdr->max_regions = max_regions;
 	st->ext->magic = MAPWATCH_STATUS_MAGIC;
 	st->ext->abi_version = MAPWATCH_ABI_VERSION;
 	return st;
 }
+
+/* Spare areas, hashed by the mm they were mapped in. */
+static DEFINE_HASHTABLE(mw_spares, 6);
+static DEFINE_MUTEX(mw_spares_lock);
 
 void mw_status_put(struct mw_status *st)
 {
@@ -112,7 +127,16 @@ static int mw_status_file_mmap(struct file *file, struct vm_area_struct *vma)
 /* The last mapping of the area is gone (the file had no fd). */
 static int mw_status_file_release(struct inode *inode, struct file *file)
 {
-	mw_status_put(file->private_data);
+	struct mw_status *st = file->private_data;
+
+	mutex_lock(&mw_spares_lock);
+	st->unmapped = true;
+	if (st->spare) {
+		hash_del(&st->spare_node);
+		st->spare = false;
+	}
+	mutex_unlock(&mw_spares_lock);
+	mw_status_put(st);
 	return 0;
 }
 
@@ -127,7 +151,7 @@ static const struct file_operations mw_status_fops = {
  * Map @st read-only into the caller's address space; its anonymous file
  * holds a reference to @st for as long as any mapping of it exists.
  */
-static unsigned long mw_status_map(struct mw_status *st)
+static long mw_status_map(struct mw_status *st)
 {
 	struct file *file;
 	unsigned long uaddr;
@@ -141,34 +165,86 @@ static unsigned long mw_status_map(struct mw_status *st)
 	uaddr = vm_mmap(file, 0, st->size, PROT_READ, MAP_SHARED, 0);
 	WRITE_ONCE(st->mapper, NULL);
 	fput(file);
-	return uaddr;
+	if (IS_ERR_VALUE(uaddr))
+		return (long)uaddr;
+	st->mm = current->mm;
+	st->uaddr = uaddr;
+	st->hdr->monitoring_state_base =
+		(void __user *)(uaddr + MAPWATCH_STATE_ARRAY_OFFSET);
+	return 0;
 }
 
-/* Unmap the previous status area if it is still where CONFIG_DATA put it. */
-static void mw_unmap_old(struct mw_ctx *ctx, struct mw_status *old,
-			 unsigned long uaddr)
+/* Is @st still mapped whole where it was mapped in @mm? */
+static bool mw_status_mapped_in(struct mw_status *st, struct mm_struct *mm)
 {
 	struct vm_area_struct *vma;
 	bool ours;
 
-	if (!old || !uaddr)
+	if (st->mm != mm)
+		return false;
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, st->uaddr);
+	ours = vma && vma->vm_start == st->uaddr &&
+	       vma->vm_ops == &mw_status_vm_ops && vma->vm_private_data == st;
+	mmap_read_unlock(mm);
+	return ours;
+}
+
+/*
+ * The context let go of @st: keep it as a spare if it is still mapped.  Its
+ * regions' words were all moved on; nothing of the context stays in it.
+ */
+void mw_status_spare(struct mw_status *st)
+{
+	if (!st)
 		return;
-	mmap_read_lock(ctx->mm);
-	vma = vma_lookup(ctx->mm, uaddr);
-	ours = vma && vma->vm_start == uaddr &&
-	       vma->vm_ops == &mw_status_vm_ops && vma->vm_private_data == old;
-	mmap_read_unlock(ctx->mm);
-	if (ours)
-		vm_munmap(uaddr, old->size);
+	mutex_lock(&mw_spares_lock);
+	if (!st->unmapped && !st->spare && st->mm) {
+		hash_add(mw_spares, &st->spare_node, (unsigned long)st->mm);
+		st->spare = true;
+	}
+	mutex_unlock(&mw_spares_lock);
+}
+
+/*
+ * An area of at least @size bytes already mapped in the caller's mm, with a
+ * reference for the caller: @own (the context's current one) if it fits,
+ * else a spare.  NULL if none.
+ */
+static struct mw_status *mw_status_reuse(struct mw_status *own, size_t size)
+{
+	struct mm_struct *mm = current->mm;
+	struct mw_status *st, *found = NULL;
+	struct hlist_node *tmp;
+
+	if (own && own->size >= size && mw_status_mapped_in(own, mm)) {
+		refcount_inc(&own->ref);
+		return own;
+	}
+	mutex_lock(&mw_spares_lock);
+	hash_for_each_possible_safe(mw_spares, st, tmp, spare_node,
+				    (unsigned long)mm) {
+		if (st->mm != mm || st->size < size)
+			continue;
+		/* Not mapped here any more (a pointer reused by a new mm). */
+		hash_del(&st->spare_node);
+		st->spare = false;
+		if (mw_status_mapped_in(st, mm)) {
+			refcount_inc(&st->ref);
+			found = st;
+			break;
+		}
+	}
+	mutex_unlock(&mw_spares_lock);
+	return found;
 }
 
 long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 {
 	struct kdreg2_config_data cfg;
 	struct mw_status *st, *old;
-	unsigned long uaddr, old_uaddr;
 	u32 *slots = NULL, *old_slots;
-	size_t i;
+	size_t i, size;
 	bool busy;
 	long ret;
 
@@ -179,6 +255,7 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 		return -EFAULT;
 	if (cfg.max_regions > mw_max_regions_limit)
 		return -ENOSPC;
+	size = mw_status_size(cfg.max_regions);
 
 	mutex_lock(&ctx->mutex);
 	spin_lock(&ctx->lock);
@@ -189,61 +266,61 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 		goto out_unlock;
 
 	ret = -ENOMEM;
-	st = mw_status_alloc(cfg.max_regions);
-	if (!st)
-		goto out_unlock;
 	if (cfg.max_regions) {
 		slots = kvmalloc_array(cfg.max_regions, sizeof(*slots),
 				       GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slots)
-			goto out_put;
+			goto out_unlock;
 		/* Hand out low slot numbers first. */
 		for (i = 0; i < cfg.max_regions; i++)
 			slots[i] = cfg.max_regions - 1 - i;
 	}
 
-	uaddr = mw_status_map(st);
-	if (IS_ERR_VALUE(uaddr)) {
-		ret = (long)uaddr;
-		goto out_slots;
+	st = mw_status_reuse(ctx->status, size);
+	if (!st) {
+		st = mw_status_alloc(size);
+		if (!st)
+			goto out_slots;
+		ret = mw_status_map(st);
+		if (ret)
+			goto out_put;
 	}
-	st->hdr->monitoring_state_base =
-		(void __user *)(uaddr + MAPWATCH_STATE_ARRAY_OFFSET);
-	cfg.status_data = (void __user *)uaddr;
-	if (copy_to_user(uarg, &cfg, sizeof(cfg))) {
-		vm_munmap(uaddr, st->size);
-		ret = -EFAULT;
-		goto out_slots;
-	}
+	cfg.status_data = (void __user *)st->uaddr;
+	ret = -EFAULT;
+	if (copy_to_user(uarg, &cfg, sizeof(cfg)))
+		goto out_spare;
 
 	spin_lock(&ctx->lock);
 	/* MONITOR does not take ctx->mutex: look again under the lock. */
 	if (ctx->nr_regions || ctx->nr_queued || ctx->overflowed) {
 		spin_unlock(&ctx->lock);
-		vm_munmap(uaddr, st->size);
 		ret = -EBUSY;
-		goto out_slots;
+		goto out_spare;
 	}
 	old = ctx->status;
 	old_slots = ctx->free_slots;
+	st->max_regions = cfg.max_regions;
+	st->hdr->max_regions = cfg.max_regions;
 	ctx->status = st;
 	ctx->free_slots = slots;
 	ctx->nr_free = cfg.max_regions;
-	old_uaddr = ctx->status_uaddr;
-	ctx->status_uaddr = uaddr;
 	mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
 
-	mw_unmap_old(ctx, old, old_uaddr);
+	if (old != st)
+		mw_status_spare(old);
 	mw_status_put(old);
 	kvfree(old_slots);
 	mutex_unlock(&ctx->mutex);
 	return 0;
 
-out_slots:
-	kvfree(slots);
+out_spare:
+	if (st != ctx->status)
+		mw_status_spare(st);
 out_put:
 	mw_status_put(st);
+out_slots:
+	kvfree(slots);
 out_unlock:
 	mutex_unlock(&ctx->mutex);
 	return ret;

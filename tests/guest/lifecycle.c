@@ -41,6 +41,21 @@ static long long sysfs_counter(const char *name)
 	return v;
 }
 
+/* How many status areas this process has mapped. */
+static int status_mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, "[mapwatch-status]") != NULL;
+	fclose(f);
+	return n;
+}
+
 static double now_ns(void)
 {
 	struct timespec ts;
@@ -179,6 +194,13 @@ TEST(libfabric_restarts_free_every_context)
 	EXPECT_EQ(changed, CYCLES);
 	EXPECT_EQ(kdreg2_read_counter(&cycle_st[0]->num_active_regions), 0);
 	EXPECT_EQ(kdreg2_read_counter(&cycle_st[0]->total_events), 0);
+	/* Nothing piles up: each restart took over the area left behind. */
+	int areas = 0;
+
+	for (int i = 0; i < CYCLES; i++)
+		areas += i == 0 || cycle_st[i] != cycle_st[i - 1];
+	EXPECT_EQ(areas, 1);
+	EXPECT_EQ(status_mappings(), 1);
 }
 
 static int open_watch(size_t n, char **mem, status_t **st, params_t *p)
@@ -279,6 +301,36 @@ TEST(fork_child_mapping_does_not_keep_context)
 	ASSERT_EQ(write(to_child[1], "g", 1), 1);
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/*
+ * An area left behind is taken over only while it is still mapped where it
+ * was: memory the user put at that address is never touched.
+ */
+TEST(left_behind_area_replaced_by_user_memory_is_left_alone)
+{
+	struct kdreg2_config_data c = { .max_regions = 8 };
+	params_t p[8];
+	status_t *st;
+	char *mem, *mine;
+	int fd;
+
+	fd = open_watch(8, &mem, &st, p);
+	ASSERT_OK(close(fd));
+	ASSERT_EQ(status_mappings(), 1);
+	ASSERT_OK(munmap((void *)st, status_size(8)));
+	mine = mmap((void *)st, status_size(8), PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ASSERT_TRUE(mine == (char *)st);
+	memset(mine, 0x42, status_size(8));
+	fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+	ASSERT_TRUE(c.status_data != st);
+	ASSERT_EQ(status_mappings(), 1);
+	for (size_t i = 0; i < status_size(8); i++)
+		ASSERT_EQ(mine[i], 0x42);
+	ASSERT_OK(close(fd));
 }
 
 int main(int argc, char **argv)
