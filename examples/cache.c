@@ -73,7 +73,7 @@ int main(void)
 	char *buf;
 	int ret;
 
-	ret = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 1024, &why);
+	ret = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO_ANY, 1024, &why);
 	if (ret) {
 		fprintf(stderr, "cache: cannot open a monitor: %s\n", why);
 		return 1;
@@ -84,6 +84,8 @@ int main(void)
 		return 1;
 	}
 	printf("backend: %s\n", mapwatch_backend_name(mapwatch_backend(mw)));
+	if (why)	/* settled for less than the module */
+		printf("note: %s\n", why);
 
 	buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -39,14 +39,16 @@ int main(void)
 	bool changed;
 	char *buf;
 
-	/* The kernel module if it is loaded, else userfaultfd. */
-	ret = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 64, &why);
+	/* The kernel module if it is loaded, else (AUTO_ANY) userfaultfd. */
+	ret = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO_ANY, 64, &why);
 	if (ret) {
 		fprintf(stderr, "watch: cannot open a monitor: %s (%s)\n",
 			strerror(-ret), why ? why : "no reason given");
 		return 1;
 	}
 	printf("backend: %s\n", mapwatch_backend_name(mapwatch_backend(mw)));
+	if (why)	/* settled for less than the module */
+		printf("note: %s\n", why);
 
 	buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -56,10 +56,14 @@ extern "C" {
 #endif
 
 enum mapwatch_backend {
-	MAPWATCH_BACKEND_AUTO = 0,	/* kernel module, else userfaultfd */
+	MAPWATCH_BACKEND_AUTO = 0,	/* the kernel backend with
+					   MAPWATCH_F_SYNC, else an error */
 	MAPWATCH_BACKEND_KERNEL,	/* /dev/mapwatch, else /dev/kdreg2 */
 	MAPWATCH_BACKEND_USERFAULTFD,	/* no module needed; sees less */
 	MAPWATCH_BACKEND_MANUAL,	/* changes only via mapwatch_invalidate() */
+	MAPWATCH_BACKEND_AUTO_ANY,	/* AUTO, else HPE's kdreg2, else
+					   userfaultfd: `why` says which
+					   and what it cannot see */
 };
 
 /* Cookie of an event that covers a range rather than one watch. */
@@ -114,6 +118,8 @@ struct mapwatch_event {
  * Open a monitor for up to max_watches concurrent watches.  On failure
  * returns a negative errno and, when why is not NULL, a sentence saying
  * what to do (module not loaded, permission, userfaultfd disabled...).
+ * On success *why is NULL, unless AUTO_ANY settled for less than
+ * MAPWATCH_F_SYNC: then it says what it fell back to and why.
  */
 int mapwatch_open(struct mapwatch **mw, enum mapwatch_backend backend,
 		  size_t max_watches, const char **why);

@@ -217,9 +217,11 @@ static void kernel_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
 {
 	const struct mapwatch_status_ext *ext = mapwatch_status_ext(mw->st);
 
+	if (mw->plain_kdreg2)	/* its status page ends at 48 bytes */
+		ext = NULL;
 	s->watched = kdreg2_read_counter(&mw->st->num_active_regions);
 	s->events = kdreg2_read_counter(&mw->st->total_events);
-	if (ext->magic == MAPWATCH_STATUS_MAGIC) {
+	if (ext && ext->magic == MAPWATCH_STATUS_MAGIC) {
 		s->overflows = kdreg2_read_counter(&ext->overflows);
 		s->skipped = kdreg2_read_counter(&ext->skipped_invalidations);
 	}
@@ -231,8 +233,11 @@ static void kernel_close(struct mapwatch *mw)
 	long page = sysconf(_SC_PAGESIZE);
 
 	close(mw->fd);
-	/* The status area outlives the fd; give its address space back. */
-	munmap((void *)mw->st, (size + page - 1) / page * page);
+	/* mapwatch.ko's status area (one mapping, its layout) outlives the
+	 * fd: give its address space back.  HPE's kdreg2 maps a status page
+	 * and a separate array and unmaps both itself: nothing of ours. */
+	if (!mw->plain_kdreg2)
+		munmap((void *)mw->st, (size + page - 1) / page * page);
 }
 
 static const struct mw_ops kernel_ops = {
@@ -280,12 +285,16 @@ int mw_kernel_open(struct mapwatch *mw, const char **why)
 	}
 	mw->fd = fd;
 	mw->st = cfg.status_data;
-	mw->batch = !ioctl(fd, MAPWATCH_IOCTL_PROBE, &probe) &&
-		    (probe.features & MAPWATCH_FEATURE_BATCH);
+	/* mapwatch.ko answers PROBE; HPE's kdreg2 does not. */
+	mw->plain_kdreg2 = ioctl(fd, MAPWATCH_IOCTL_PROBE, &probe) != 0;
+	mw->batch = !mw->plain_kdreg2 && (probe.features & MAPWATCH_FEATURE_BATCH);
 	no_batch = getenv("MAPWATCH_NO_BATCH");
 	if (no_batch && *no_batch && strcmp(no_batch, "0"))
 		mw->batch = false;
-	mw->features = MAPWATCH_F_SYNC | MAPWATCH_F_ALL_CHANGES |
+	/* HPE's kdreg2 defers an invalidation when its lock is contended:
+	 * neither synchronous nor, then, complete at return. */
+	mw->features = mw->plain_kdreg2 ? 0 :
+		       MAPWATCH_F_SYNC | MAPWATCH_F_ALL_CHANGES |
 		       (mw->batch ? MAPWATCH_F_BATCH : 0);
 	mw->backend = MAPWATCH_BACKEND_KERNEL;
 	mw->ops = &kernel_ops;

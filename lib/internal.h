@@ -77,6 +77,7 @@ struct mapwatch {
 	/* kernel backend */
 	const struct kdreg2_status_data *st;
 	bool batch;
+	bool plain_kdreg2;		/* no PROBE: HPE's module, its layout */
 	/* user-space backends */
 	struct mw_user u;
 };

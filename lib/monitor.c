@@ -46,20 +46,73 @@ const char *mapwatch_backend_name(enum mapwatch_backend b)
 		return "userfaultfd";
 	case MAPWATCH_BACKEND_MANUAL:
 		return "manual";
+	case MAPWATCH_BACKEND_AUTO_ANY:
+		return "auto-any";
 	}
 	return "unknown";
+}
+
+/* Errors of the kernel backend that mean "no module here". */
+static bool no_module(int ret)
+{
+	return ret == -ENOENT || ret == -ENODEV || ret == -EACCES ||
+	       ret == -EPERM || ret == -ENXIO;
+}
+
+/*
+ * AUTO: the kernel backend when it is synchronous (mapwatch.ko), else an
+ * error that says what is missing.  AUTO_ANY (any): then also HPE's kdreg2
+ * or userfaultfd, and *why says what the caller settled for.
+ */
+static int mw_auto_open(struct mapwatch *mw, bool any, char *reason,
+			size_t size, const char **why)
+{
+	const char *kwhy = NULL, *uwhy = NULL;
+	int ret = mw_kernel_open(mw, &kwhy);
+
+	if (!ret && (mw->features & MAPWATCH_F_SYNC))
+		return 0;
+	if (!ret && any) {
+		snprintf(reason, size, "fell back to HPE's kdreg2 on /dev/kdreg2 (mapwatch.ko not loaded): not synchronous (it may defer an invalidation), so mapwatch_features() lacks MAPWATCH_F_SYNC");
+		*why = reason;
+		return 0;
+	}
+	if (!ret) {
+		mw->ops->close(mw);
+		mw->fd = -1;
+		snprintf(reason, size, "kernel backend: /dev/kdreg2 is HPE's kdreg2, not mapwatch.ko: not synchronous; load mapwatch (modprobe mapwatch), or accept it with MAPWATCH_BACKEND_AUTO_ANY or _KERNEL");
+		*why = reason;
+		return -EOPNOTSUPP;
+	}
+	if (!no_module(ret)) {
+		*why = kwhy;
+		return ret;
+	}
+	if (!any) {
+		snprintf(reason, size, "%s; userfaultfd not tried: it is not synchronous by itself and is blind to copy-on-write, migration and other processes (MAPWATCH_BACKEND_AUTO_ANY accepts it)",
+			 kwhy);
+		*why = reason;
+		return ret;
+	}
+	ret = mw_uffd_open(mw, &uwhy);
+	snprintf(reason, size, ret ? "%s; %s" :
+		 "fell back to userfaultfd (%s): sees only this process's munmap/mremap/madvise, not copy-on-write, migration or other processes; the cache waits for its reader, a bare mapwatch_changed() may be late",
+		 kwhy, uwhy);
+	*why = reason;
+	return ret;
 }
 
 int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 		  size_t max_watches, const char **why)
 {
-	static __thread char reason[400];
+	static __thread char reason[600];
+	const char *dummy;
 	struct mapwatch *mw;
-	const char *kwhy = NULL;
 	int ret;
 
-	if (why)
-		*why = NULL;
+	if (!why)
+		why = &dummy;
+	*why = NULL;
 	if (!out) {
 		if (why)
 			*why = "mapwatch_open: NULL monitor pointer";
@@ -89,20 +142,9 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 		ret = mw_manual_open(mw, why);
 		break;
 	case MAPWATCH_BACKEND_AUTO:
-		ret = mw_kernel_open(mw, &kwhy);
-		if (ret == -ENOENT || ret == -ENODEV || ret == -EACCES ||
-		    ret == -EPERM || ret == -ENXIO) {
-			const char *uwhy = NULL;
-
-			ret = mw_uffd_open(mw, &uwhy);
-			if (ret && why) {
-				snprintf(reason, sizeof(reason), "%s; %s",
-					 kwhy, uwhy);
-				*why = reason;
-			}
-		} else if (ret && why) {
-			*why = kwhy;
-		}
+	case MAPWATCH_BACKEND_AUTO_ANY:
+		ret = mw_auto_open(mw, backend == MAPWATCH_BACKEND_AUTO_ANY,
+				   reason, sizeof(reason), why);
 		break;
 	default:
 		ret = -EINVAL;

@@ -82,32 +82,41 @@ TEST(open_kernel_without_module_says_why)
 	ASSERT_TRUE(strstr(why, "modprobe mapwatch") != NULL);
 }
 
-/* AUTO falls back to userfaultfd; when that fails too, both reasons. */
-TEST(open_auto_falls_back_then_explains_both)
+/* AUTO never settles for less than MAPWATCH_F_SYNC: without the module it
+ * fails and says so; AUTO_ANY falls back to userfaultfd and says why; when
+ * that fails too, both reasons. */
+TEST(open_auto_never_downgrades_silently)
 {
 	struct mapwatch *mw;
 	const char *why = NULL;
 	struct stat st;
 	pid_t pid;
-	int status;
+	int status, r;
 
-	if (!stat("/dev/mapwatch", &st))
-		SKIP("the module is loaded here");
+	if (!stat("/dev/mapwatch", &st) || !stat("/dev/kdreg2", &st))
+		SKIP("a module is loaded here");
 	if (UNDER_VALGRIND())
 		SKIP("valgrind implements neither userfaultfd nor seccomp");
-	if (mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 16, &why) == 0) {
+	r = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 16, &why);
+	tap_diag("auto: %d, why: %s", r, why ? why : "(null)");
+	ASSERT_NE(r, 0);
+	ASSERT_TRUE(why && strstr(why, "modprobe mapwatch") &&
+		    strstr(why, "MAPWATCH_BACKEND_AUTO_ANY"));
+	why = NULL;
+	if (mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO_ANY, 16, &why) == 0) {
+		tap_diag("auto-any: %s", why ? why : "(null)");
 		ASSERT_EQ(mapwatch_backend(mw), MAPWATCH_BACKEND_USERFAULTFD);
+		ASSERT_FALSE(mapwatch_features(mw) & MAPWATCH_F_SYNC);
+		ASSERT_TRUE(why && strstr(why, "fell back to userfaultfd"));
 		mapwatch_close(mw);
 	} else {
-		tap_diag("auto unavailable here: %s", why);
+		tap_diag("auto-any unavailable here: %s", why);
 	}
 	pid = fork();
 	ASSERT_TRUE(pid >= 0);
 	if (pid == 0) {
-		int r;
-
 		deny_syscall(SYS_userfaultfd, 0, EPERM);
-		r = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 16, &why);
+		r = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO_ANY, 16, &why);
 		printf("# why: %s\n", why ? why : "(null)");
 		_exit(r == -EPERM && why && strstr(why, "modprobe") &&
 		      strstr(why, "vm.unprivileged_userfaultfd") ? 0 : 1);

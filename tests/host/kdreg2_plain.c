@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The kernel backend over HPE's plain kdreg2, played by the test: open()
+ * of /dev/kdreg2 gives an eventfd, and ioctl() on it answers the kdreg2
+ * ioctls the way kdreg2 does (a 48-byte status page and a separate state
+ * array, both the module's) and refuses mapwatch's PROBE.  A sentinel page
+ * sits right after the status page: the library must never unmap it (nor
+ * the module's own mappings), must not claim MAPWATCH_F_SYNC or
+ * MAPWATCH_F_ALL_CHANGES, and AUTO must not settle for it silently.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "host/libtest.h"
+#include "kdreg2.h"
+#include "mapwatch_uapi.h"
+
+static int fake_fd = -1;
+static char *status_page, *sentinel, *state_array;
+static size_t next_location;
+
+static int fake_open(const char *path, int flags)
+{
+	if (!strcmp(path, "/dev/mapwatch")) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (!strcmp(path, "/dev/kdreg2")) {
+		fake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		return fake_fd;
+	}
+	return syscall(SYS_openat, AT_FDCWD, path, flags, 0666);
+}
+
+int open(const char *path, int flags, ...)
+{
+	return fake_open(path, flags);
+}
+
+int open64(const char *path, int flags, ...)
+{
+	return fake_open(path, flags);
+}
+
+static int fake_ioctl(unsigned long req, void *arg)
+{
+	if (req == KDREG2_IOCTL_CONFIG_DATA) {
+		struct kdreg2_config_data *cfg = arg;
+		struct kdreg2_status_data *st;
+
+		/* kdreg2: one page of status, the array mapped apart. */
+		status_page = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		state_array = mmap(NULL, (cfg->max_regions + 1) * 4,
+				   PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (status_page == MAP_FAILED || state_array == MAP_FAILED)
+			abort();
+		/* The page after the status page stands for whatever the
+		 * application happens to have mapped there. */
+		sentinel = status_page + PAGE;
+		strcpy(sentinel, "application data");
+		st = (struct kdreg2_status_data *)status_page;
+		st->version = 1;
+		st->max_regions = cfg->max_regions;
+		st->monitoring_state_base = (void *)state_array;
+		cfg->status_data = st;
+		return 0;
+	}
+	if (req == KDREG2_IOCTL_MONITOR) {
+		struct kdreg2_ioctl_monitor *m = arg;
+		uint32_t *w = (uint32_t *)state_array + next_location;
+
+		*w = 0x80000001;	/* in use, generation 1 */
+		m->monitoring_params.location = next_location++;
+		m->monitoring_params.generation = *w;
+		return 0;
+	}
+	if (req == KDREG2_IOCTL_UNMONITOR)
+		return 0;
+	errno = ENOTTY;		/* PROBE and every other extension */
+	return -1;
+}
+
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fd >= 0 && fd == fake_fd)
+		return fake_ioctl(req, arg);
+	return syscall(SYS_ioctl, fd, req, arg);
+}
+
+static bool mapped(const void *p)
+{
+	return msync((void *)((uintptr_t)p & ~(PAGE - 1)), PAGE, MS_ASYNC) == 0;
+}
+
+/* 992 watches and more: mapwatch.ko's layout would span two pages. */
+TEST(close_unmaps_nothing_of_plain_kdreg2)
+{
+	struct mapwatch *mw;
+	const char *why = NULL;
+
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 1000, &why)));
+	ASSERT_EQ(mapwatch_backend(mw), MAPWATCH_BACKEND_KERNEL);
+	mapwatch_close(mw);
+	EXPECT_TRUE(mapped(sentinel));
+	EXPECT_TRUE(mapped(status_page));	/* the module's to unmap */
+	EXPECT_TRUE(mapped(state_array));
+	if (mapped(sentinel))
+		EXPECT_EQ(strcmp(sentinel, "application data"), 0);
+}
+
+TEST(plain_kdreg2_claims_neither_sync_nor_all_changes)
+{
+	struct mapwatch *mw;
+	struct mapwatch_handle h;
+	char buf[64];
+
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	EXPECT_EQ(mapwatch_features(mw) &
+		  (MAPWATCH_F_SYNC | MAPWATCH_F_ALL_CHANGES | MAPWATCH_F_BATCH), 0);
+	/* It still works as a monitor. */
+	ASSERT_OK(neg(mapwatch_watch(mw, buf, sizeof(buf), 7, &h)));
+	EXPECT_FALSE(mapwatch_changed(&h));
+	ASSERT_OK(neg(mapwatch_unwatch(mw, &h)));
+	mapwatch_close(mw);
+}
+
+TEST(auto_refuses_plain_kdreg2_auto_any_says_why)
+{
+	struct mapwatch *mw = NULL;
+	const char *why = NULL;
+	int r;
+
+	r = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 16, &why);
+	tap_diag("auto: %d, why: %s", r, why ? why : "(null)");
+	EXPECT_NE(r, 0);
+	EXPECT_TRUE(why && strstr(why, "kdreg2"));
+	if (!r)
+		mapwatch_close(mw);
+	if (status_page)	/* refused: nothing of the module unmapped */
+		EXPECT_TRUE(mapped(sentinel));
+	why = NULL;
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO_ANY, 16, &why)));
+	tap_diag("auto-any: %s", why ? why : "(null)");
+	EXPECT_EQ(mapwatch_backend(mw), MAPWATCH_BACKEND_KERNEL);
+	EXPECT_TRUE(why && strstr(why, "kdreg2"));
+	mapwatch_close(mw);
+}
+
+int main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}
