@@ -19,6 +19,20 @@
  * cache).  mapwatch_close() in the child releases the copy without
  * disturbing the parent.
  *
+ * ABI: libmapwatch.so.1 exports only the mapwatch_* functions declared here,
+ * each with a symbol version (MAPWATCH_1.0, MAPWATCH_1.1...); a function
+ * whose behaviour changes gets a new version and the old one stays for old
+ * binaries.  The structs that grow (mapwatch_stats, mapwatch_cache_ops,
+ * mapwatch_cache_config, mapwatch_cache_stats) only ever grow at their end
+ * and are passed with their size: the inline wrappers below (for example
+ * mapwatch_cache_create()) pass sizeof() of this header's struct to the
+ * exported *_sized() function, which reads a shorter (older) struct as if
+ * its missing fields were zero, refuses a longer (newer) one whose extra
+ * bytes are not all zero (E2BIG), and fills only the caller's size of an
+ * output struct.  So a program built against an older header keeps working
+ * with a newer library, and one built against a newer header either works
+ * with an older library or fails cleanly.
+ *
  * Threads: every function may be called from any thread at the same time,
  * on the same monitor or cache, except that mapwatch_close() and
  * mapwatch_cache_destroy() must be the last call on their object.  The text
@@ -54,6 +68,29 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The version of this header; mapwatch_version() is the library's. */
+#define MAPWATCH_VERSION_MAJOR	1
+#define MAPWATCH_VERSION_MINOR	1
+#define MAPWATCH_VERSION_PATCH	0
+#define MAPWATCH_VERSION_CODE(major, minor, patch) \
+	(((major) << 16) | ((minor) << 8) | (patch))
+/* True when this header is at least major.minor.patch. */
+#define MAPWATCH_CHECK_VERSION(major, minor, patch)			\
+	(MAPWATCH_VERSION_CODE(MAPWATCH_VERSION_MAJOR, MAPWATCH_VERSION_MINOR, \
+			       MAPWATCH_VERSION_PATCH) >=		\
+	 MAPWATCH_VERSION_CODE(major, minor, patch))
+
+/* What the shared library exports (it is built -fvisibility=hidden). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define MAPWATCH_EXPORT __attribute__((visibility("default")))
+#else
+#define MAPWATCH_EXPORT
+#endif
+
+/* The library's version, MAPWATCH_VERSION_CODE(major, minor, patch): may be
+ * newer than the header a program was built with. */
+MAPWATCH_EXPORT unsigned int mapwatch_version(void);
 
 enum mapwatch_backend {
 	MAPWATCH_BACKEND_AUTO = 0,	/* the kernel backend with
@@ -99,6 +136,7 @@ struct mapwatch_watch_req {
 #define MAPWATCH_F_BATCH	(1ULL << 2)	/* *_batch() make one system
 						   call per batch */
 
+/* Grows at its end (mapwatch_get_stats() passes its size). */
 struct mapwatch_stats {
 	uint64_t watched;	/* watches active now */
 	uint64_t events;	/* changes reported since open */
@@ -121,26 +159,26 @@ struct mapwatch_event {
  * On success *why is NULL, unless AUTO_ANY settled for less than
  * MAPWATCH_F_SYNC: then it says what it fell back to and why.
  */
-int mapwatch_open(struct mapwatch **mw, enum mapwatch_backend backend,
+MAPWATCH_EXPORT int mapwatch_open(struct mapwatch **mw, enum mapwatch_backend backend,
 		  size_t max_watches, const char **why);
-void mapwatch_close(struct mapwatch *mw);
-enum mapwatch_backend mapwatch_backend(const struct mapwatch *mw);
+MAPWATCH_EXPORT void mapwatch_close(struct mapwatch *mw);
+MAPWATCH_EXPORT enum mapwatch_backend mapwatch_backend(const struct mapwatch *mw);
 /* MAPWATCH_F_* of this monitor.  MAPWATCH_F_BATCH is off when the module
  * lacks the batch ioctls or the environment sets MAPWATCH_NO_BATCH=1. */
-uint64_t mapwatch_features(const struct mapwatch *mw);
-const char *mapwatch_backend_name(enum mapwatch_backend backend);
-const char *mapwatch_strerror(const struct mapwatch *mw);
+MAPWATCH_EXPORT uint64_t mapwatch_features(const struct mapwatch *mw);
+MAPWATCH_EXPORT const char *mapwatch_backend_name(enum mapwatch_backend backend);
+MAPWATCH_EXPORT const char *mapwatch_strerror(const struct mapwatch *mw);
 
 /*
  * Watch [addr, addr + len).  The cookie names it in events and must be
  * unique among this monitor's active watches (and not
  * MAPWATCH_COOKIE_RANGE).  -ENOSPC when max_watches are active.
  */
-int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
+MAPWATCH_EXPORT int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
 		   uint64_t cookie, struct mapwatch_handle *h);
 /* Stop watching; a watch that already changed, or was already unwatched,
  * is fine (returns 0).  -EINVAL for a handle no watch ever filled. */
-int mapwatch_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
+MAPWATCH_EXPORT int mapwatch_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
 
 /*
  * Many watches or unwatches at once: one system call per batch on the
@@ -150,9 +188,9 @@ int mapwatch_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
  * Returns how many succeeded, or a negative errno when none could be tried
  * (-EIO after fork, -EINVAL for a NULL array).
  */
-int mapwatch_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *req,
+MAPWATCH_EXPORT int mapwatch_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *req,
 			 size_t n);
-int mapwatch_unwatch_batch(struct mapwatch *mw, const struct mapwatch_handle *h,
+MAPWATCH_EXPORT int mapwatch_unwatch_batch(struct mapwatch *mw, const struct mapwatch_handle *h,
 			   size_t n, int *status);
 
 /* True once the translation of any byte of the watch changed. One load. */
@@ -162,26 +200,36 @@ static inline bool mapwatch_changed(const struct mapwatch_handle *h)
 }
 
 /* Read up to max pending events; returns how many (0: none pending). */
-int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
+MAPWATCH_EXPORT int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
 			 size_t max);
 /* Call fn for every pending event; returns how many. No lock is held
  * while fn runs, so fn may call any mapwatch function. */
-int mapwatch_drain(struct mapwatch *mw,
+MAPWATCH_EXPORT int mapwatch_drain(struct mapwatch *mw,
 		   void (*fn)(void *arg, const struct mapwatch_event *ev),
 		   void *arg);
 /* True when events are pending (one load for the kernel backend). */
-bool mapwatch_pending(const struct mapwatch *mw);
+MAPWATCH_EXPORT bool mapwatch_pending(const struct mapwatch *mw);
 /* Readable (POLLIN) while events are pending; -EIO in a child after fork. */
-int mapwatch_fd(const struct mapwatch *mw);
-void mapwatch_get_stats(const struct mapwatch *mw, struct mapwatch_stats *s);
+MAPWATCH_EXPORT int mapwatch_fd(const struct mapwatch *mw);
+/* Fill the first size bytes of *s (the struct as the caller knows it):
+ * 0, or -EINVAL for a NULL monitor or s. */
+MAPWATCH_EXPORT int mapwatch_get_stats_sized(const struct mapwatch *mw,
+					     struct mapwatch_stats *s,
+					     size_t size);
+static inline int mapwatch_get_stats(const struct mapwatch *mw,
+				     struct mapwatch_stats *s)
+{
+	return mapwatch_get_stats_sized(mw, s, sizeof(*s));
+}
 /* MANUAL backend (and any other): report a change of [addr, addr + len). */
-int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len);
+MAPWATCH_EXPORT int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len);
 
 /* --- registration cache ------------------------------------------------- */
 
 struct mapwatch_cache;
 struct mapwatch_cache_entry;
 
+/* Grows at its end (mapwatch_cache_create() passes its size). */
 struct mapwatch_cache_ops {
 	/* Register [addr, addr + len); return the registration, or NULL
 	 * with errno set. */
@@ -193,12 +241,15 @@ struct mapwatch_cache_ops {
 	void (*release)(void *ctx);
 };
 
+/* Grows at its end (mapwatch_cache_create() passes its size); a field the
+ * caller's struct lacks is 0, the default. */
 struct mapwatch_cache_config {
 	size_t max_entries;	/* 0: no limit but the monitor's */
 	size_t max_bytes;	/* 0: no limit */
 	size_t align;		/* registrations cover whole units; 0: page */
 };
 
+/* Grows at its end (mapwatch_cache_get_stats() passes its size). */
 struct mapwatch_cache_stats {
 	uint64_t hits, misses;
 	uint64_t evict_lru, evict_invalid, evict_flush;
@@ -250,38 +301,58 @@ struct mapwatch_cache_stats {
  * runs in the thread that drops the last reference: mapwatch_cache_put(),
  * mapwatch_cache_get() (evicting), mapwatch_cache_flush() or destroy.
  */
-struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
-				const struct mapwatch_cache_ops *ops,
-				const struct mapwatch_cache_config *cfg);
+MAPWATCH_EXPORT struct mapwatch_cache *
+mapwatch_cache_create_sized(struct mapwatch *mw,
+			    const struct mapwatch_cache_ops *ops, size_t ops_size,
+			    const struct mapwatch_cache_config *cfg,
+			    size_t cfg_size);
+/* NULL with errno set: EINVAL (NULL mw, ops, reg or dereg; align not a
+ * power of two; a size below the 1.0 struct), E2BIG (a newer struct whose
+ * fields this library does not know are not zero), ENOMEM.  cfg may be
+ * NULL: every default. */
+static inline struct mapwatch_cache *
+mapwatch_cache_create(struct mapwatch *mw, const struct mapwatch_cache_ops *ops,
+		      const struct mapwatch_cache_config *cfg)
+{
+	return mapwatch_cache_create_sized(mw, ops, sizeof(*ops), cfg,
+					   sizeof(*cfg));
+}
 /* Evict every entry, call ops.release, free the cache.  Put every entry
  * first: an entry must not outlive its cache.  In a child after fork()
  * this frees the child's copy and calls no callback: the registrations are
  * the parent's. */
-void mapwatch_cache_destroy(struct mapwatch_cache *c);
+MAPWATCH_EXPORT void mapwatch_cache_destroy(struct mapwatch_cache *c);
 /* A referenced, valid entry covering [addr, addr + len), or NULL with
  * errno set: what the reg callback set (EIO if it set none), EINVAL (empty
  * or wrapping range), ENOSPC (monitor full of held entries), ENOMEM, EIO
  * (in a child after fork), EAGAIN (the range kept changing while being
  * registered), or what the monitor's watch failed with (userfaultfd:
  * EINVAL for memory it cannot watch). */
-struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
+MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 						void *addr, size_t len,
 						int flags);
 /* Drop a reference taken by mapwatch_cache_get().  NULL is ignored. */
-void mapwatch_cache_put(struct mapwatch_cache *c,
+MAPWATCH_EXPORT void mapwatch_cache_put(struct mapwatch_cache *c,
 			struct mapwatch_cache_entry *e);
 /* What reg returned, and the range the entry covers (whole align units). */
-void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry *e);
-void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e);
-size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e);
 /* True once the entry's memory changed translation (one load): check it
  * again after holding an entry across a long operation. */
-bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
 /* Take every entry out of the cache: idle ones are deregistered now, held
  * ones when their last reference is put. */
-void mapwatch_cache_flush(struct mapwatch_cache *c);
-void mapwatch_cache_get_stats(struct mapwatch_cache *c,
-			      struct mapwatch_cache_stats *s);
+MAPWATCH_EXPORT void mapwatch_cache_flush(struct mapwatch_cache *c);
+/* Fill the first size bytes of *s: 0, or -EINVAL for a NULL cache or s. */
+MAPWATCH_EXPORT int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
+						   struct mapwatch_cache_stats *s,
+						   size_t size);
+static inline int mapwatch_cache_get_stats(struct mapwatch_cache *c,
+					   struct mapwatch_cache_stats *s)
+{
+	return mapwatch_cache_get_stats_sized(c, s, sizeof(*s));
+}
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,9 @@
  * registered with all of them).  An MR covers at least the request, and may
  * start below it: use the MR's lkey/rkey with the caller's own addresses.
  * Everything in <mapwatch.h> about the cache (policy, threads, callbacks)
- * holds.  Link with -lmapwatch-verbs -lmapwatch -libverbs.
+ * holds, and so does its ABI (symbol versions MAPWATCH_VERBS_1.0, ...; the
+ * config is passed with its size).  Link with -lmapwatch-verbs -lmapwatch
+ * -libverbs.
  */
 #ifndef MAPWATCH_VERBS_H
 #define MAPWATCH_VERBS_H
@@ -36,12 +38,22 @@ extern "C" {
  * The errno of a failed ibv_reg_mr (ENOMEM past RLIMIT_MEMLOCK, EFAULT,
  * EINVAL...) is what mapwatch_cache_get() fails with.
  */
-struct mapwatch_cache *mapwatch_verbs_cache_create(struct mapwatch *mw,
-				struct ibv_pd *pd, int access,
-				const struct mapwatch_cache_config *cfg);
+MAPWATCH_EXPORT struct mapwatch_cache *
+mapwatch_verbs_cache_create_sized(struct mapwatch *mw, struct ibv_pd *pd,
+				  int access,
+				  const struct mapwatch_cache_config *cfg,
+				  size_t cfg_size);
+static inline struct mapwatch_cache *
+mapwatch_verbs_cache_create(struct mapwatch *mw, struct ibv_pd *pd, int access,
+			    const struct mapwatch_cache_config *cfg)
+{
+	return mapwatch_verbs_cache_create_sized(mw, pd, access, cfg,
+						 sizeof(*cfg));
+}
 
 /* The memory region of an entry of such a cache. */
-struct ibv_mr *mapwatch_verbs_mr(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT struct ibv_mr *
+mapwatch_verbs_mr(const struct mapwatch_cache_entry *e);
 
 #ifdef __cplusplus
 }

@@ -652,15 +652,25 @@ static bool make_room(struct mapwatch_cache *c)
 
 /* --- the API -------------------------------------------------------------- */
 
-struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
-				const struct mapwatch_cache_ops *ops,
-				const struct mapwatch_cache_config *cfg)
+struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
+			const struct mapwatch_cache_ops *ops, size_t ops_size,
+			const struct mapwatch_cache_config *cfg, size_t cfg_size)
 {
+	struct mapwatch_cache_config kcfg = { 0 };
+	struct mapwatch_cache_ops kops;
 	struct mapwatch_cache *c;
 	struct harr *a, *b;
+	int ret;
 
-	if (!mw || !ops || !ops->reg || !ops->dereg) {
-		errno = EINVAL;
+	ret = ops ? mw_struct_in(&kops, sizeof(kops), ops, ops_size,
+				 MW_CACHE_OPS_SIZE_1_0) : -EINVAL;
+	if (!ret && cfg)
+		ret = mw_struct_in(&kcfg, sizeof(kcfg), cfg, cfg_size,
+				   MW_CACHE_CONFIG_SIZE_1_0);
+	if (!ret && (!mw || !kops.reg || !kops.dereg))
+		ret = -EINVAL;
+	if (ret) {
+		errno = -ret;
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
@@ -674,9 +684,8 @@ struct mapwatch_cache *mapwatch_cache_create(struct mapwatch *mw,
 		return NULL;
 	}
 	c->mw = mw;
-	c->ops = *ops;
-	if (cfg)
-		c->cfg = *cfg;
+	c->ops = kops;
+	c->cfg = kcfg;
 	c->align = c->cfg.align ? c->cfg.align : (uintptr_t)sysconf(_SC_PAGESIZE);
 	if (c->align & (c->align - 1)) {
 		free(c);
@@ -913,10 +922,13 @@ void mapwatch_cache_flush(struct mapwatch_cache *c)
 	drop_dead(c, dead);
 }
 
-void mapwatch_cache_get_stats(struct mapwatch_cache *c,
-			      struct mapwatch_cache_stats *s)
+int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
+				   struct mapwatch_cache_stats *out, size_t size)
 {
-	memset(s, 0, sizeof(*s));
+	struct mapwatch_cache_stats k = { 0 }, *s = &k;
+
+	if (!c || !out)
+		return -EINVAL;
 	s->covering_hits = atomic_load(&c->covering_hits);
 	s->misses = atomic_load(&c->misses);
 	s->evict_lru = atomic_load(&c->evict_lru);
@@ -932,6 +944,8 @@ void mapwatch_cache_get_stats(struct mapwatch_cache *c,
 	s->entries = c->nentries;
 	s->bytes_registered = c->bytes;
 	pthread_mutex_unlock(&c->lock);
+	mw_struct_out(out, size, &k, sizeof(k));
+	return 0;
 }
 
 void mapwatch_cache_destroy(struct mapwatch_cache *c)

@@ -106,6 +106,24 @@ int mw_check_owner(const struct mapwatch *mw);
 int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
 		   uint64_t cookie);
 
+/*
+ * abi.c: the structs that grow.  A caller's struct of usize bytes is read
+ * as the kernel's copy_struct_from_user() does: a shorter one (an older
+ * header) has its missing fields zeroed, a longer one (a newer header) must
+ * have zeros beyond what the library knows (-E2BIG), and one shorter than
+ * minsize (the first release's struct) is refused (-EINVAL).  Output
+ * structs get min(usize, ksize) bytes and zeros beyond.
+ */
+#define mw_offsetofend(T, f) (offsetof(T, f) + sizeof(((T *)0)->f))
+#define MW_STATS_SIZE_1_0 mw_offsetofend(struct mapwatch_stats, skipped)
+#define MW_CACHE_OPS_SIZE_1_0 mw_offsetofend(struct mapwatch_cache_ops, release)
+#define MW_CACHE_CONFIG_SIZE_1_0 mw_offsetofend(struct mapwatch_cache_config, align)
+#define MW_CACHE_STATS_SIZE_1_0 \
+	mw_offsetofend(struct mapwatch_cache_stats, covering_hits)
+int mw_struct_in(void *dst, size_t ksize, const void *src, size_t usize,
+		 size_t minsize);
+void mw_struct_out(void *dst, size_t usize, const void *src, size_t ksize);
+
 int mw_kernel_open(struct mapwatch *mw, const char **why);
 int mw_uffd_open(struct mapwatch *mw, const char **why);
 int mw_manual_open(struct mapwatch *mw, const char **why);

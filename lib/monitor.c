@@ -346,10 +346,16 @@ int mapwatch_fd(const struct mapwatch *mw)
 	return ret ? ret : mw->fd;
 }
 
-void mapwatch_get_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
+int mapwatch_get_stats_sized(const struct mapwatch *mw,
+			     struct mapwatch_stats *s, size_t size)
 {
-	memset(s, 0, sizeof(*s));
-	mw->ops->stats(mw, s);
+	struct mapwatch_stats k = { 0 };
+
+	if (!mw || !s)
+		return -EINVAL;
+	mw->ops->stats(mw, &k);
+	mw_struct_out(s, size, &k, sizeof(k));
+	return 0;
 }
 
 int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len)

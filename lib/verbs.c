@@ -7,6 +7,7 @@
  */
 #ifdef MAPWATCH_BUILD_VERBS
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mapwatch_verbs.h"
@@ -41,9 +42,9 @@ static void verbs_release(void *ctx)
 	free(ctx);
 }
 
-struct mapwatch_cache *mapwatch_verbs_cache_create(struct mapwatch *mw,
-				struct ibv_pd *pd, int access,
-				const struct mapwatch_cache_config *cfg)
+struct mapwatch_cache *mapwatch_verbs_cache_create_sized(struct mapwatch *mw,
+			struct ibv_pd *pd, int access,
+			const struct mapwatch_cache_config *cfg, size_t cfg_size)
 {
 	struct mapwatch_cache_ops ops = {
 		.reg = verbs_reg, .dereg = verbs_dereg, .release = verbs_release,
@@ -61,7 +62,7 @@ struct mapwatch_cache *mapwatch_verbs_cache_create(struct mapwatch *mw,
 	v->pd = pd;
 	v->access = access;
 	ops.ctx = v;
-	c = mapwatch_cache_create(mw, &ops, cfg);
+	c = mapwatch_cache_create_sized(mw, &ops, sizeof(ops), cfg, cfg_size);
 	if (!c) {
 		int e = errno;
 
@@ -75,4 +76,17 @@ struct ibv_mr *mapwatch_verbs_mr(const struct mapwatch_cache_entry *e)
 {
 	return mapwatch_cache_entry_reg(e);
 }
+
+#ifdef MAPWATCH_BUILD_SHARED
+/* Release 1.0.0 passed no size: its config is the first release's struct. */
+__attribute__((symver("mapwatch_verbs_cache_create@MAPWATCH_VERBS_1.0"),
+	       visibility("default")))
+struct mapwatch_cache *mw_verbs_cache_create_1_0(struct mapwatch *mw,
+			struct ibv_pd *pd, int access,
+			const struct mapwatch_cache_config *cfg)
+{
+	return mapwatch_verbs_cache_create_sized(mw, pd, access, cfg,
+		offsetof(struct mapwatch_cache_config, align) + sizeof(size_t));
+}
+#endif
 #endif /* MAPWATCH_BUILD_VERBS */

@@ -2,7 +2,9 @@
 # Install layout, included by the top-level Makefile.
 #
 #   make install [PREFIX=/usr/local] [DESTDIR=...]   libmapwatch (and
-#        libmapwatch-verbs when lib.mk builds it), headers, mapwatch.pc
+#        libmapwatch-verbs when lib.mk builds it), headers (the ABI headers
+#        kdreg2.h and mapwatch_uapi.h in INCLUDEDIR/mapwatch/, where they
+#        cannot clash with HPE's kdreg2 package), mapwatch.pc
 #        (mapwatch-verbs.pc), man pages, examples, tools, udev rule,
 #        modules-load.d file
 #   make uninstall [same variables]                   removes exactly those
@@ -41,7 +43,8 @@ MAPWATCH_DEV_GROUP ?= root
 INSTALL ?= install
 
 # What gets installed, by source -> destination directory.
-INST_HEADERS := $(sort $(wildcard include/*.h))
+INST_ABI_HEADERS := include/kdreg2.h include/mapwatch_uapi.h
+INST_HEADERS := $(filter-out $(INST_ABI_HEADERS),$(sort $(wildcard include/*.h)))
 INST_MAN := $(sort $(wildcard man/*.[1-8]))
 INST_TOOLS := build/tools/mapwatch build/tools/mapwatch-bw
 INST_EXAMPLES := $(sort $(wildcard examples/*.c) $(wildcard examples/Makefile))
@@ -63,7 +66,7 @@ INSTALLED := \
 	$(addprefix $(LIBDIR)/,$(INST_VERBS)) \
 	$(if $(INST_VERBS),$(PKGCONFIGDIR)/mapwatch-verbs.pc) \
 	$(addprefix $(INCLUDEDIR)/,$(notdir $(INST_HEADERS))) \
-	$(INCLUDEDIR)/linux/kdreg2.h \
+	$(addprefix $(INCLUDEDIR)/mapwatch/,$(notdir $(INST_ABI_HEADERS))) \
 	$(PKGCONFIGDIR)/mapwatch.pc \
 	$(foreach m,$(INST_MAN),$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
 	$(addprefix $(BINDIR)/,$(notdir $(INST_TOOLS))) \
@@ -84,7 +87,7 @@ $(PKG_DIR)/60-mapwatch.rules: packaging/60-mapwatch.rules
 .PHONY: $(PKG_GEN)
 
 install: lib tools $(PKG_GEN)
-	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/linux \
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/mapwatch \
 		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(MODULESLOADDIR)
 	$(INSTALL) -m 0755 build/lib/$(INST_SOREAL) $(DESTDIR)$(LIBDIR)/
@@ -99,7 +102,7 @@ ifneq ($(INST_VERBS),)
 	$(INSTALL) -m 0644 $(PKG_DIR)/mapwatch-verbs.pc $(DESTDIR)$(PKGCONFIGDIR)/
 endif
 	$(INSTALL) -m 0644 $(INST_HEADERS) $(DESTDIR)$(INCLUDEDIR)/
-	ln -sfn ../kdreg2.h $(DESTDIR)$(INCLUDEDIR)/linux/kdreg2.h
+	$(INSTALL) -m 0644 $(INST_ABI_HEADERS) $(DESTDIR)$(INCLUDEDIR)/mapwatch/
 	$(INSTALL) -m 0644 $(PKG_DIR)/mapwatch.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	set -e; for s in $(sort $(subst .,,$(suffix $(INST_MAN)))); do \
 		$(INSTALL) -d $(DESTDIR)$(MANDIR)/man$$s; \
@@ -117,7 +120,7 @@ endif
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(INCLUDEDIR)/mapwatch 2>/dev/null
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig || true; fi
 
 # The DKMS source tree: module/'s sources and Kbuild, the two ABI headers

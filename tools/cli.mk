@@ -11,7 +11,7 @@ mapwatch_cli_goal := $(.DEFAULT_GOAL)
 
 CLI_BIN := build/tools/mapwatch
 CLI_VERSION := $(shell sed -n 's/^MODULE_VERSION("\(.*\)");$$/\1/p' module/main.c)
-CLI_CFLAGS := -O2 -g -Wall -Wextra -Werror -Iinclude -DMAPWATCH_VERSION='"$(CLI_VERSION)"'
+CLI_CFLAGS := -Wall -Wextra $(MAPWATCH_WERROR) -Iinclude -DMAPWATCH_VERSION='"$(CLI_VERSION)"'
 
 EXAMPLE_BINS := $(patsubst examples/%.c,build/examples/%,$(wildcard examples/*.c))
 

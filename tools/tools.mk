@@ -8,7 +8,8 @@ mapwatch_tools_goal := $(.DEFAULT_GOAL)
 MAPWATCH_LIB_A ?= build/lib/libmapwatch.a
 BW_BIN := build/tools/mapwatch-bw
 BW_SRCS := tools/mapwatch-bw.c tools/bw_verbs.c tools/bw_cache.c
-BW_CFLAGS := -O2 -g -Wall -Wextra -Werror -Iinclude
+# CPPFLAGS/CFLAGS/LDFLAGS and MAPWATCH_WERROR: see lib/lib.mk.
+BW_CFLAGS = -Wall -Wextra $(MAPWATCH_WERROR) -Iinclude $(CPPFLAGS) $(CFLAGS)
 BW_LIBS := -libverbs -pthread
 
 .PHONY: tools
@@ -16,6 +17,6 @@ tools: $(BW_BIN)
 
 $(BW_BIN): $(BW_SRCS) tools/bw.h include/mapwatch.h $(MAPWATCH_LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(BW_CFLAGS) -o $@ $(BW_SRCS) $(MAPWATCH_LIB_A) $(BW_LIBS)
+	$(CC) $(BW_CFLAGS) $(LDFLAGS) -o $@ $(BW_SRCS) $(MAPWATCH_LIB_A) $(BW_LIBS)
 
 .DEFAULT_GOAL := $(mapwatch_tools_goal)

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libmapwatch: know the moment registered memory changes its translation,
+ * and a registration cache built on that.
+ *
+ * Monitor:  mapwatch_open() -> mapwatch_watch(addr, len, cookie, &h) ->
+ *           mapwatch_changed(&h) (inline, one load) -> mapwatch_unwatch().
+ *           Events (which cookies changed) come from mapwatch_drain(); put
+ *           mapwatch_fd() in your poll/epoll loop to learn when to drain.
+ * Cache:    mapwatch_cache_create() over your reg/dereg callbacks ->
+ *           mapwatch_cache_get(addr, len) -> use the registration ->
+ *           mapwatch_cache_put().
+ *
+ * Errors: functions returning int return 0 (or a count) on success and a
+ * negative errno on failure; mapwatch_strerror() explains the last failure
+ * of a monitor in words.  After fork() the child's copy of a monitor fails
+ * every call with -EIO (its regions belong to the parent), and a cache over
+ * it returns no entry (errno EIO); the child opens a fresh monitor (and
+ * cache).  mapwatch_close() in the child releases the copy without
+ * disturbing the parent.
+ *
+ * ABI: libmapwatch.so.1 exports only the mapwatch_* functions declared here,
+ * each with a symbol version (MAPWATCH_1.0, MAPWATCH_1.1...); a function
+ * whose behaviour changes gets a new version and the old one stays for old
+ * binaries.  The structs that grow (mapwatch_stats, mapwatch_cache_ops,
+ * mapwatch_cache_config, mapwatch_cache_stats) only ever grow at their end
+ * and are passed with their size: the inline wrappers below (for example
+ * mapwatch_cache_create()) pass sizeof() of this header's struct to the
+ * exported *_sized() function, which reads a shorter (older) struct as if
+ * its missing fields were zero, refuses a longer (newer) one whose extra
+ * bytes are not all zero (E2BIG), and fills only the caller's size of an
+ * output struct.  So a program built against an older header keeps working
+ * with a newer library, and one built against a newer header either works
+ * with an older library or fails cleanly.
+ *
+ * Threads: every function may be called from any thread at the same time,
+ * on the same monitor or cache, except that mapwatch_close() and
+ * mapwatch_cache_destroy() must be the last call on their object.  The text
+ * of mapwatch_strerror() is the last failure of any thread.
+ *
+ * What each backend sees (mapwatch_features() tells at run time):
+ *   kernel       every change of a watched translation, whoever causes it
+ *                (munmap, mremap, MAP_FIXED, madvise DONTNEED/FREE/REMOVE,
+ *                brk, shmdt, copy-on-write, migration, truncation...), before
+ *                the call that causes it returns; never protection-only
+ *                changes (mprotect, fork's write-protect, NUMA hinting).
+ *   userfaultfd  only what the process does to its own address space:
+ *                munmap, mremap, MAP_FIXED, brk, madvise DONTNEED/FREE/
+ *                REMOVE.  Blind to copy-on-write after fork, migration,
+ *                swap, KSM and to other processes; SysV shared memory and
+ *                most file mappings cannot be watched at all (EINVAL).  The
+ *                kernel releases the unmapping thread as soon as the
+ *                library's reader thread has read the event, a moment
+ *                before mapwatch_changed() turns true: not synchronous.
+ *   manual       only mapwatch_invalidate(): a test double, or for
+ *                applications that know when they free memory.
+ */
+#ifndef MAPWATCH_H
+#define MAPWATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The version of this header; mapwatch_version() is the library's. */
+#define MAPWATCH_VERSION_MAJOR	1
+#define MAPWATCH_VERSION_MINOR	1
+#define MAPWATCH_VERSION_PATCH	0
+#define MAPWATCH_VERSION_CODE(major, minor, patch) \
+	(((major) << 16) | ((minor) << 8) | (patch))
+/* True when this header is at least major.minor.patch. */
+#define MAPWATCH_CHECK_VERSION(major, minor, patch)			\
+	(MAPWATCH_VERSION_CODE(MAPWATCH_VERSION_MAJOR, MAPWATCH_VERSION_MINOR, \
+			       MAPWATCH_VERSION_PATCH) >=		\
+	 MAPWATCH_VERSION_CODE(major, minor, patch))
+
+/* What the shared library exports (it is built -fvisibility=hidden). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define MAPWATCH_EXPORT __attribute__((visibility("default")))
+#else
+#define MAPWATCH_EXPORT
+#endif
+
+/* The library's version, MAPWATCH_VERSION_CODE(major, minor, patch): may be
+ * newer than the header a program was built with. */
+MAPWATCH_EXPORT unsigned int mapwatch_version(void);
+
+enum mapwatch_backend {
+	MAPWATCH_BACKEND_AUTO = 0,	/* kernel module, else userfaultfd */
+	MAPWATCH_BACKEND_KERNEL,	/* /dev/mapwatch, else /dev/kdreg2 */
+	MAPWATCH_BACKEND_USERFAULTFD,	/* no module needed; sees less */
+	MAPWATCH_BACKEND_MANUAL,	/* changes only via mapwatch_invalidate() */
+};
+
+/* Cookie of an event that covers a range rather than one watch. */
+#define MAPWATCH_COOKIE_RANGE ((uint64_t)-1)
+
+struct mapwatch;
+
+/*
+ * A watch.  Fill it with mapwatch_watch(); it may be copied.  Only
+ * mapwatch_changed() looks inside.
+ */
+struct mapwatch_handle {
+	const uint32_t *word;	/* the watch's generation word */
+	uint32_t gen;		/* its value while unchanged */
+	uint32_t slot;
+	uint64_t cookie;
+};
+
+/* A watch request of mapwatch_watch_batch(). */
+struct mapwatch_watch_req {
+	const void *addr;		/* in */
+	size_t len;			/* in */
+	uint64_t cookie;		/* in */
+	struct mapwatch_handle h;	/* out, when status is 0 */
+	int status;			/* out: 0 or what mapwatch_watch returns */
+};
+
+/* mapwatch_features() bits. */
+#define MAPWATCH_F_SYNC		(1ULL << 0)	/* changed() is true before the
+						   changing call returns */
+#define MAPWATCH_F_ALL_CHANGES	(1ULL << 1)	/* sees every kind of change,
+						   by any process */
+#define MAPWATCH_F_BATCH	(1ULL << 2)	/* *_batch() make one system
+						   call per batch */
+
+/* Grows at its end (mapwatch_get_stats() passes its size). */
+struct mapwatch_stats {
+	uint64_t watched;	/* watches active now */
+	uint64_t events;	/* changes reported since open */
+	uint64_t overflows;	/* events folded into range events */
+	uint64_t skipped;	/* protection-only invalidations ignored */
+};
+
+/* One change: the watch with this cookie (or every watch overlapping
+ * [addr, addr + len) when cookie is MAPWATCH_COOKIE_RANGE) changed. */
+struct mapwatch_event {
+	uintptr_t addr;
+	size_t len;
+	uint64_t cookie;
+};
+
+/*
+ * Open a monitor for up to max_watches concurrent watches.  On failure
+ * returns a negative errno and, when why is not NULL, a sentence saying
+ * what to do (module not loaded, permission, userfaultfd disabled...).
+ */
+MAPWATCH_EXPORT int mapwatch_open(struct mapwatch **mw, enum mapwatch_backend backend,
+		  size_t max_watches, const char **why);
+MAPWATCH_EXPORT void mapwatch_close(struct mapwatch *mw);
+MAPWATCH_EXPORT enum mapwatch_backend mapwatch_backend(const struct mapwatch *mw);
+/* MAPWATCH_F_* of this monitor.  MAPWATCH_F_BATCH is off when the module
+ * lacks the batch ioctls or the environment sets MAPWATCH_NO_BATCH=1. */
+MAPWATCH_EXPORT uint64_t mapwatch_features(const struct mapwatch *mw);
+MAPWATCH_EXPORT const char *mapwatch_backend_name(enum mapwatch_backend backend);
+MAPWATCH_EXPORT const char *mapwatch_strerror(const struct mapwatch *mw);
+
+/*
+ * Watch [addr, addr + len).  The cookie names it in events and must be
+ * unique among this monitor's active watches (and not
+ * MAPWATCH_COOKIE_RANGE).  -ENOSPC when max_watches are active.
+ */
+MAPWATCH_EXPORT int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
+		   uint64_t cookie, struct mapwatch_handle *h);
+/* Stop watching; a watch that already changed, or was already unwatched,
+ * is fine (returns 0).  -EINVAL for a handle no watch ever filled. */
+MAPWATCH_EXPORT int mapwatch_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
+
+/*
+ * Many watches or unwatches at once: one system call per batch on the
+ * kernel backend when the module offers it (MAPWATCH_F_BATCH), a loop
+ * otherwise.  Each request succeeds or fails on its own (status, or
+ * status[i] when status is not NULL); requests are handled in order.
+ * Returns how many succeeded, or a negative errno when none could be tried
+ * (-EIO after fork, -EINVAL for a NULL array).
+ */
+MAPWATCH_EXPORT int mapwatch_watch_batch(struct mapwatch *mw, struct mapwatch_watch_req *req,
+			 size_t n);
+MAPWATCH_EXPORT int mapwatch_unwatch_batch(struct mapwatch *mw, const struct mapwatch_handle *h,
+			   size_t n, int *status);
+
+/* True once the translation of any byte of the watch changed. One load. */
+static inline bool mapwatch_changed(const struct mapwatch_handle *h)
+{
+	return __atomic_load_n(h->word, __ATOMIC_ACQUIRE) != h->gen;
+}
+
+/* Read up to max pending events; returns how many (0: none pending). */
+MAPWATCH_EXPORT int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
+			 size_t max);
+/* Call fn for every pending event; returns how many. No lock is held
+ * while fn runs, so fn may call any mapwatch function. */
+MAPWATCH_EXPORT int mapwatch_drain(struct mapwatch *mw,
+		   void (*fn)(void *arg, const struct mapwatch_event *ev),
+		   void *arg);
+/* True when events are pending (one load for the kernel backend). */
+MAPWATCH_EXPORT bool mapwatch_pending(const struct mapwatch *mw);
+/* Readable (POLLIN) while events are pending; -EIO in a child after fork. */
+MAPWATCH_EXPORT int mapwatch_fd(const struct mapwatch *mw);
+/* Fill the first size bytes of *s (the struct as the caller knows it):
+ * 0, or -EINVAL for a NULL monitor or s. */
+MAPWATCH_EXPORT int mapwatch_get_stats_sized(const struct mapwatch *mw,
+					     struct mapwatch_stats *s,
+					     size_t size);
+static inline int mapwatch_get_stats(const struct mapwatch *mw,
+				     struct mapwatch_stats *s)
+{
+	return mapwatch_get_stats_sized(mw, s, sizeof(*s));
+}
+/* MANUAL backend (and any other): report a change of [addr, addr + len). */
+MAPWATCH_EXPORT int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len);
+
+/* --- registration cache ------------------------------------------------- */
+
+struct mapwatch_cache;
+struct mapwatch_cache_entry;
+
+/* Grows at its end (mapwatch_cache_create() passes its size). */
+struct mapwatch_cache_ops {
+	/* Register [addr, addr + len); return the registration, or NULL
+	 * with errno set. */
+	void *(*reg)(void *ctx, void *addr, size_t len, int flags);
+	/* Release what reg returned. */
+	void (*dereg)(void *ctx, void *reg);
+	void *ctx;
+	/* Optional: called with ctx by mapwatch_cache_destroy(), last. */
+	void (*release)(void *ctx);
+};
+
+/* Grows at its end (mapwatch_cache_create() passes its size); a field the
+ * caller's struct lacks is 0, the default. */
+struct mapwatch_cache_config {
+	size_t max_entries;	/* 0: no limit but the monitor's */
+	size_t max_bytes;	/* 0: no limit */
+	size_t align;		/* registrations cover whole units; 0: page */
+};
+
+/* Grows at its end (mapwatch_cache_get_stats() passes its size). */
+struct mapwatch_cache_stats {
+	uint64_t hits, misses;
+	uint64_t evict_lru, evict_invalid, evict_flush;
+	uint64_t invalidations;		/* entries found changed */
+	uint64_t registrations, deregistrations;
+	uint64_t entries, bytes_registered;
+	uint64_t covering_hits;		/* hits on an entry that starts below
+					   the request (counted in hits too) */
+};
+
+/*
+ * Create a cache over a monitor.  The cache uses the monitor and reads its
+ * events: keep it open until the cache is destroyed, and give each cache a
+ * monitor of its own (events of watches the cache did not make are
+ * dropped).  The monitor's max_watches bounds the number of entries.
+ *
+ * Policy:
+ *  - A request [addr, addr + len) is widened to whole `align` units.  It
+ *    hits any cached entry that covers the widened range and was registered
+ *    with at least the requested flags (entry flags & flags == flags): an
+ *    entry starting at the same unit (found through a sharded hash), or a
+ *    larger entry starting below it (found through an address-ordered
+ *    index, searched only when the first lookup misses).
+ *  - On a miss the widened range is registered as a new entry.  Entries may
+ *    overlap and are never merged; a smaller entry inside a new larger one
+ *    stays until it is evicted.  Two threads missing on the same range at
+ *    once may both register it.
+ *  - Every hit checks the entry's watch (one load).  A changed entry is
+ *    never returned: it leaves the cache when its event is read or when a
+ *    lookup or a put sees it changed, and it is deregistered when its last
+ *    reference is put (at once if nobody holds it).
+ *  - The watch is placed before reg runs and checked after it returns, so
+ *    a change racing with the registration is never missed, provided reg
+ *    reaches the pages through the kernel's page tables (get_user_pages,
+ *    as ibv_reg_mr does).  A plain load by the CPU may still see the old
+ *    page, through a TLB entry not yet flushed, for a moment after the
+ *    kernel has cleared the mapping and reported the change.
+ *  - Idle entries (no reference held) are evicted past max_entries or
+ *    max_bytes in CLOCK order (an LRU approximation: an entry hit since the
+ *    hand last passed gets a second chance); held entries are never evicted.
+ *    When the monitor is full, an idle entry is evicted to make room.
+ *
+ * Threads and callbacks: thread-safe.  A hit at an entry's start takes no
+ * lock (a few loads, a compare-and-swap on the entry, the one-load check);
+ * a hit inside a larger entry takes the address index's read lock; misses,
+ * eviction, events and flush take the cache mutex.  reg, dereg and release are never called with a cache lock (or a
+ * monitor lock) held, so they may take the application's own locks and may
+ * call back into the cache (get, put, flush, stats; not destroy).  dereg
+ * runs in the thread that drops the last reference: mapwatch_cache_put(),
+ * mapwatch_cache_get() (evicting), mapwatch_cache_flush() or destroy.
+ */
+MAPWATCH_EXPORT struct mapwatch_cache *
+mapwatch_cache_create_sized(struct mapwatch *mw,
+			    const struct mapwatch_cache_ops *ops, size_t ops_size,
+			    const struct mapwatch_cache_config *cfg,
+			    size_t cfg_size);
+/* NULL with errno set: EINVAL (NULL mw, ops, reg or dereg; align not a
+ * power of two; a size below the 1.0 struct), E2BIG (a newer struct whose
+ * fields this library does not know are not zero), ENOMEM.  cfg may be
+ * NULL: every default. */
+static inline struct mapwatch_cache *
+mapwatch_cache_create(struct mapwatch *mw, const struct mapwatch_cache_ops *ops,
+		      const struct mapwatch_cache_config *cfg)
+{
+	return mapwatch_cache_create_sized(mw, ops, sizeof(*ops), cfg,
+					   sizeof(*cfg));
+}
+/* Evict every entry, call ops.release, free the cache.  Put every entry
+ * first: an entry must not outlive its cache.  In a child after fork()
+ * this frees the child's copy and calls no callback: the registrations are
+ * the parent's. */
+MAPWATCH_EXPORT void mapwatch_cache_destroy(struct mapwatch_cache *c);
+/* A referenced, valid entry covering [addr, addr + len), or NULL with
+ * errno set: what the reg callback set (EIO if it set none), EINVAL (empty
+ * or wrapping range), ENOSPC (monitor full of held entries), ENOMEM, EIO
+ * (in a child after fork), EAGAIN (the range kept changing while being
+ * registered), or what the monitor's watch failed with (userfaultfd:
+ * EINVAL for memory it cannot watch). */
+MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
+						void *addr, size_t len,
+						int flags);
+/* Drop a reference taken by mapwatch_cache_get().  NULL is ignored. */
+MAPWATCH_EXPORT void mapwatch_cache_put(struct mapwatch_cache *c,
+			struct mapwatch_cache_entry *e);
+/* What reg returned, and the range the entry covers (whole align units). */
+MAPWATCH_EXPORT void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e);
+/* True once the entry's memory changed translation (one load): check it
+ * again after holding an entry across a long operation. */
+MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
+/* Take every entry out of the cache: idle ones are deregistered now, held
+ * ones when their last reference is put. */
+MAPWATCH_EXPORT void mapwatch_cache_flush(struct mapwatch_cache *c);
+/* Fill the first size bytes of *s: 0, or -EINVAL for a NULL cache or s. */
+MAPWATCH_EXPORT int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
+						   struct mapwatch_cache_stats *s,
+						   size_t size);
+static inline int mapwatch_cache_get_stats(struct mapwatch_cache *c,
+					   struct mapwatch_cache_stats *s)
+{
+	return mapwatch_cache_get_stats_sized(c, s, sizeof(*s));
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAPWATCH_H */
