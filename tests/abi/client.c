@@ -64,6 +64,20 @@ static void guard_intact(const unsigned char *g, size_t n)
 		ASSERT_EQ(g[i], 0xa5);
 }
 
+/* The enum values of the old header still name the same backends. */
+TEST(backend_values_kept)
+{
+	struct mapwatch *mw = manual();
+
+	ASSERT_EQ(strcmp(mapwatch_backend_name(MAPWATCH_BACKEND_AUTO), "auto"), 0);
+	ASSERT_EQ(strcmp(mapwatch_backend_name(MAPWATCH_BACKEND_KERNEL), "kernel"), 0);
+	ASSERT_EQ(strcmp(mapwatch_backend_name(MAPWATCH_BACKEND_USERFAULTFD),
+			 "userfaultfd"), 0);
+	ASSERT_EQ(strcmp(mapwatch_backend_name(MAPWATCH_BACKEND_MANUAL), "manual"), 0);
+	ASSERT_EQ(strcmp(mapwatch_backend_name(mapwatch_backend(mw)), "manual"), 0);
+	mapwatch_close(mw);
+}
+
 TEST(monitor_stats_fill_only_the_old_struct)
 {
 	struct mapwatch *mw = manual();
