@@ -36,7 +36,8 @@
  * Threads: every function may be called from any thread at the same time,
  * on the same monitor or cache, except that mapwatch_close() and
  * mapwatch_cache_destroy() must be the last call on their object.  The text
- * of mapwatch_strerror() is the last failure of any thread.
+ * of mapwatch_strerror() is the calling thread's last failure on that
+ * monitor.
  *
  * What each backend sees (mapwatch_features() tells at run time):
  *   kernel       every change of a watched translation, whoever causes it
@@ -275,8 +276,10 @@ struct mapwatch_cache_stats {
  *    index, searched only when the first lookup misses).
  *  - On a miss the widened range is registered as a new entry.  Entries may
  *    overlap and are never merged; a smaller entry inside a new larger one
- *    stays until it is evicted.  Two threads missing on the same range at
- *    once may both register it.
+ *    stays until it is evicted.  Threads missing on the same range at once
+ *    register it once: the others wait for that registration.  When reg
+ *    fails with ENOMEM, ENOSPC or EAGAIN, idle entries are evicted one at a
+ *    time and reg is tried again.
  *  - Every hit checks the entry's watch (one load).  A changed entry is
  *    never returned: it leaves the cache when its event is read or when a
  *    lookup or a put sees it changed, and it is deregistered when its last

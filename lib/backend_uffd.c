@@ -161,9 +161,9 @@ static void reader_failed(int uffd, int wakefd, const char *what, int e)
 		return;
 	}
 	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next) {
-		mw->u.dead = true;
-		mw_seterr(mw, "userfaultfd backend: the reader thread failed (%s: %s); every watch reported changed: open a new monitor",
-			  what, strerror(e));
+		snprintf(mw->err, sizeof(mw->err), "userfaultfd backend: the reader thread failed (%s: %s); every watch reported changed: open a new monitor",
+			 what, strerror(e));
+		atomic_store(&mw->u.dead, true);
 		mw_user_invalidate(mw, 0, UINTPTR_MAX);
 	}
 	close(uffd);
@@ -310,7 +310,8 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 	pthread_mutex_lock(&up.lock);
 	if (mw->u.dead) {
 		pthread_mutex_unlock(&up.lock);
-		return -EIO;	/* the reason is in mw->err already */
+		mw_seterr(mw, "%s", mw->err);
+		return -EIO;
 	}
 	/* Live first: a change landing while the range is being registered
 	 * is then seen, never lost. */

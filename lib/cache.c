@@ -48,6 +48,7 @@
 #define REG_TRIES 4			/* registrations raced by a change */
 
 #define REF_ONE ((uint64_t)1)
+#define REFS_MAX 0x7fffffffu		/* ref_get refuses beyond: no carry */
 #define USE_ONE ((uint64_t)1 << 32)
 #define REFS(v) ((uint32_t)(v))
 #define USES(v) ((v) >> 32)
@@ -73,6 +74,7 @@ struct htab {
 struct mapwatch_cache_entry {
 	/* What a hit reads, in the first cache line. */
 	_Atomic uint64_t ru;			/* references | hits << 32 */
+	_Atomic uint64_t covers;		/* covering hits (in ru's line) */
 	struct hnode hs;			/* by start */
 	uintptr_t start, end;
 	int flags;
@@ -91,6 +93,16 @@ struct mapwatch_cache_entry {
 	struct mapwatch_cache_entry *dead_next;
 } __attribute__((aligned(64)));
 
+/* A registration in progress (on the registering thread's stack), so that
+ * threads missing on the same range wait for it instead of registering
+ * the range again. */
+struct inflight {
+	uintptr_t start, end;
+	int flags;
+	pthread_t owner;
+	struct inflight *next;
+};
+
 struct mapwatch_cache {
 	struct mapwatch *mw;
 	struct mapwatch_cache_ops ops;
@@ -105,10 +117,13 @@ struct mapwatch_cache {
 	struct mapwatch_cache_entry *all;	/* every entry alive */
 	struct mapwatch_cache_entry *free;	/* dead, for reuse */
 	struct harr *old_arrays;
+	struct inflight *inflight;		/* registrations under way */
+	_Atomic uint64_t attached;		/* attach() calls, ever */
+	pthread_cond_t inflight_done;
 	size_t nentries, bytes;
-	uint64_t rng, retired_uses;
-	_Atomic uint64_t next_cookie, folded_uses;
-	_Atomic uint64_t misses, covering_hits, evict_lru, evict_invalid,
+	uint64_t rng, retired_uses, retired_covers;
+	_Atomic uint64_t folded_uses;
+	_Atomic uint64_t misses, evict_lru, evict_invalid,
 		evict_flush, invalidations, registrations, deregistrations;
 };
 
@@ -219,7 +234,9 @@ static bool ref_get(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 	uint64_t v = atomic_load_explicit(&e->ru, memory_order_relaxed);
 
 	do {
-		if (!REFS(v))
+		/* Dead, or held REFS_MAX times (a miss then, never a carry
+		 * into the hit count). */
+		if (!REFS(v) || REFS(v) >= REFS_MAX)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&e->ru, &v,
 			v + REF_ONE + USE_ONE, memory_order_acquire,
@@ -295,6 +312,7 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 	atomic_fetch_add(&c->deregistrations, 1);
 	pthread_mutex_lock(&c->lock);
 	c->retired_uses += USES(atomic_load(&e->ru));
+	c->retired_covers += atomic_exchange(&e->covers, 0);
 	atomic_store(&e->ru, 0);
 	if (e->all_prev)
 		e->all_prev->all_next = e->all_next;
@@ -516,6 +534,7 @@ static void attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 	}
 	c->nentries++;
 	c->bytes += e->end - e->start;
+	atomic_fetch_add_explicit(&c->attached, 1, memory_order_release);
 }
 
 static void drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dead)
@@ -554,8 +573,12 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 	if (ev->cookie != MAPWATCH_COOKIE_RANGE) {
 		struct hnode *n = htab_find(&c->cookies, ev->cookie);
 
-		/* Unknown: an entry already gone, or not the cache's watch. */
-		if (n && detach(c, entry_of(n, hc), &x->dead, false))
+		/* Unknown: an entry already gone, or not the cache's watch.
+		 * An entry whose watch has not changed is not the one the
+		 * event is about (an event of an earlier user of the
+		 * monitor): it stays. */
+		e = n ? entry_of(n, hc) : NULL;
+		if (e && mapwatch_changed(&e->wh) && detach(c, e, &x->dead, false))
 			count_invalid(c);
 		return;
 	}
@@ -660,6 +683,7 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	struct mapwatch_cache_ops kops;
 	struct mapwatch_cache *c;
 	struct harr *a, *b;
+	pthread_rwlockattr_t ra;
 	int ret;
 
 	ret = ops ? mw_struct_in(&kops, sizeof(kops), ops, ops_size,
@@ -696,9 +720,15 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	}
 	atomic_init(&c->byaddr.a, a);
 	atomic_init(&c->cookies.a, b);
-	pthread_rwlock_init(&c->tree_lock, NULL);
+	/* Writers first: covering hits must not starve the misses and the
+	 * event processing that change the tree (glibc prefers readers). */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra,
+		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->tree_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&c->lock, NULL);
-	c->next_cookie = 1;
+	pthread_cond_init(&c->inflight_done, NULL);
 	c->rng = 0x9e3779b97f4a7c15ULL ^ (uintptr_t)c;
 	return c;
 }
@@ -733,10 +763,12 @@ static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
 	pthread_rwlock_rdlock(&c->tree_lock);
 	e = t_cover(c, c->root, s, end, flags, st);
 	pthread_rwlock_unlock(&c->tree_lock);
-	if (e)
-		atomic_fetch_add(&c->covering_hits, 1);
+	if (e)	/* on the entry's line, written by the hit already */
+		atomic_fetch_add_explicit(&e->covers, 1, memory_order_relaxed);
 	return e;
 }
+
+static _Atomic uint64_t next_cookie = 1;
 
 /* Watch, then register, then check the watch: a change at any moment after
  * the watch is placed is seen. */
@@ -760,7 +792,9 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	e->claimed = false;
 	atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
 	for (int tries = 0;; tries++) {
-		cookie = atomic_fetch_add(&c->next_cookie, 1);
+		/* Unique in the process: an event left over from another cache
+		 * on the same monitor never names one of ours. */
+		cookie = atomic_fetch_add(&next_cookie, 1);
 		ret = mapwatch_watch(c->mw, (void *)s, end - s, cookie, &e->wh);
 		while (ret == -ENOSPC && make_room(c))
 			ret = mapwatch_watch(c->mw, (void *)s, end - s,
@@ -771,6 +805,14 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		}
 		errno = 0;
 		e->reg = c->ops.reg(c->ops.ctx, (void *)s, end - s, flags);
+		/* Out of a resource idle entries hold (RLIMIT_MEMLOCK, the
+		 * NIC's MR limit): give one back and try again. */
+		while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
+				   errno == EAGAIN) && make_room(c)) {
+			errno = 0;
+			e->reg = c->ops.reg(c->ops.ctx, (void *)s, end - s,
+					    flags);
+		}
 		if (!e->reg) {
 			err = errno ? errno : EIO;
 			mapwatch_unwatch(c->mw, &e->wh);
@@ -800,13 +842,62 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	return NULL;
 }
 
+/*
+ * After a miss: returns with c->lock held and false when nobody else is
+ * registering a range that would serve this request and no entry came in
+ * since the lookup began (attached was seen); otherwise waits for that
+ * registration to end and returns true (unlocked: look up again).  A thread
+ * never waits for itself (a reg callback that calls get).
+ */
+static bool wait_inflight(struct mapwatch_cache *c, uintptr_t s, uintptr_t end,
+			  int flags, uint64_t seen)
+{
+	struct inflight *f;
+	bool waited = false;
+
+	pthread_mutex_lock(&c->lock);
+	if (atomic_load_explicit(&c->attached, memory_order_relaxed) != seen) {
+		pthread_mutex_unlock(&c->lock);
+		return true;
+	}
+	for (;;) {
+		for (f = c->inflight; f; f = f->next)
+			if (f->start <= s && f->end >= end &&
+			    (f->flags & flags) == flags &&
+			    !pthread_equal(f->owner, pthread_self()))
+				break;
+		if (!f)
+			break;
+		pthread_cond_wait(&c->inflight_done, &c->lock);
+		waited = true;
+	}
+	if (waited)
+		pthread_mutex_unlock(&c->lock);
+	return waited;
+}
+
+/* Under c->lock. */
+static void inflight_remove(struct mapwatch_cache *c, struct inflight *me)
+{
+	for (struct inflight **pp = &c->inflight; *pp; pp = &(*pp)->next) {
+		if (*pp == me) {
+			*pp = me->next;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&c->inflight_done);
+}
+
 struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 						void *addr, size_t len,
 						int flags)
 {
 	uintptr_t s, end;
 	struct mapwatch_cache_entry *e, *dead = NULL;
+	struct inflight me;
 	struct stale st;
+	uint64_t seen;
+	int rounds = 0;
 
 	if (!c || !len || (uintptr_t)addr + len < (uintptr_t)addr) {
 		errno = EINVAL;
@@ -822,11 +913,13 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 		errno = EIO;
 		return NULL;
 	}
+again:
 	/* A change whose call returned before this get shows now (the
 	 * userfaultfd reader may still be applying it). */
 	mw_settle();
 	if (mapwatch_pending(c->mw))
 		process_events(c);
+	seen = atomic_load_explicit(&c->attached, memory_order_acquire);
 	st.n = 0;
 	e = lookup_exact(c, s, end, flags, &st);
 	if (!e)
@@ -835,12 +928,23 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 		purge_stale(c, &st);
 	if (e)
 		return e;
+	/* After a few rounds of other entries coming in, register anyway:
+	 * a duplicate at worst, never a livelock. */
+	if (wait_inflight(c, s, end, flags, ++rounds > 8 ?
+			  atomic_load(&c->attached) : seen))
+		goto again;
+	me = (struct inflight){ s, end, flags, pthread_self(), c->inflight };
+	c->inflight = &me;
+	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&c->misses, 1);
 
 	e = reg_new(c, s, end, flags);
-	if (!e)
-		return NULL;
 	pthread_mutex_lock(&c->lock);
+	inflight_remove(c, &me);
+	if (!e) {
+		pthread_mutex_unlock(&c->lock);
+		return NULL;
+	}
 	/* Alive: counted in the stats from now on. */
 	e->all_prev = NULL;
 	e->all_next = c->all;
@@ -911,7 +1015,9 @@ void mapwatch_cache_flush(struct mapwatch_cache *c)
 {
 	struct mapwatch_cache_entry *dead = NULL;
 
-	if (!c)
+	/* In a child after fork the entries are the parent's, and the lock
+	 * may be a copy a parent thread held at fork: leave both alone. */
+	if (!c || mw_forked(c->mw))
 		return;
 	pthread_mutex_lock(&c->lock);
 	while (c->hand) {
@@ -926,10 +1032,11 @@ int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
 				   struct mapwatch_cache_stats *out, size_t size)
 {
 	struct mapwatch_cache_stats k = { 0 }, *s = &k;
+	bool child;
 
 	if (!c || !out)
 		return -EINVAL;
-	s->covering_hits = atomic_load(&c->covering_hits);
+	child = mw_forked(c->mw);
 	s->misses = atomic_load(&c->misses);
 	s->evict_lru = atomic_load(&c->evict_lru);
 	s->evict_invalid = atomic_load(&c->evict_invalid);
@@ -937,13 +1044,21 @@ int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
 	s->invalidations = atomic_load(&c->invalidations);
 	s->registrations = atomic_load(&c->registrations);
 	s->deregistrations = atomic_load(&c->deregistrations);
-	pthread_mutex_lock(&c->lock);
+	/* In a child after fork, the lock may be a copy a parent thread
+	 * held at fork; no other thread of the child uses this copy. */
+	if (!child)
+		pthread_mutex_lock(&c->lock);
 	s->hits = c->retired_uses + atomic_load(&c->folded_uses);
-	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next)
+	s->covering_hits = c->retired_covers;
+	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
 		s->hits += USES(atomic_load_explicit(&e->ru, memory_order_relaxed));
+		s->covering_hits += atomic_load_explicit(&e->covers,
+							 memory_order_relaxed);
+	}
 	s->entries = c->nentries;
 	s->bytes_registered = c->bytes;
-	pthread_mutex_unlock(&c->lock);
+	if (!child)
+		pthread_mutex_unlock(&c->lock);
 	mw_struct_out(out, size, &k, sizeof(k));
 	return 0;
 }
@@ -981,5 +1096,6 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 	free(atomic_load(&c->cookies.a));
 	pthread_rwlock_destroy(&c->tree_lock);
 	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->inflight_done);
 	free(c);
 }

@@ -61,7 +61,8 @@ struct mw_user {
 	int efd;			/* eventfd: readable while pending */
 	/* userfaultfd: the process's monitors, under the backend's locks */
 	struct mapwatch *next;
-	bool dead;			/* the reader thread failed */
+	_Atomic bool dead;		/* the reader thread failed (why in
+					   mw->err) */
 };
 
 struct mapwatch {
@@ -73,7 +74,7 @@ struct mapwatch {
 	size_t max;
 	int fd;				/* what mapwatch_fd() returns */
 	pthread_mutex_t lock;		/* watch/unwatch/read */
-	char err[200];
+	char err[200];			/* why it is dead (fork, reader) */
 	/* kernel backend */
 	const struct kdreg2_status_data *st;
 	bool batch;

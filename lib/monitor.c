@@ -26,13 +26,21 @@ static void mw_init_once(void)
 	pthread_atfork(NULL, NULL, mw_atfork_child);
 }
 
+/* The last failure of this thread, and the monitor it was about: two
+ * threads failing at once each read their own. */
+static __thread struct {
+	const struct mapwatch *mw;
+	char text[200];
+} last_err;
+
 void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(mw->err, sizeof(mw->err), fmt, ap);
+	vsnprintf(last_err.text, sizeof(last_err.text), fmt, ap);
 	va_end(ap);
+	last_err.mw = mw;
 }
 
 const char *mapwatch_backend_name(enum mapwatch_backend b)
@@ -165,8 +173,8 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 int mw_check_owner(const struct mapwatch *mw)
 {
 	if (mw_forked(mw) || getpid() != mw->owner) {
-		snprintf(((struct mapwatch *)mw)->err, sizeof(mw->err),
-			 "monitor used in a child after fork(): open a new one");
+		mw_seterr((struct mapwatch *)mw,
+			  "monitor used in a child after fork(): open a new one");
 		return -EIO;
 	}
 	return 0;
@@ -207,7 +215,11 @@ uint64_t mapwatch_features(const struct mapwatch *mw)
 
 const char *mapwatch_strerror(const struct mapwatch *mw)
 {
-	return mw->err[0] ? mw->err : "no error";
+	if (last_err.mw == mw && last_err.text[0])
+		return last_err.text;
+	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD && atomic_load(&mw->u.dead))
+		return mw->err;
+	return "no error";
 }
 
 int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
