@@ -58,6 +58,9 @@ LIB_SRCS := $(wildcard lib/*.c)
 LIB_A := $(if $(MAPWATCH_LIB_A),$(MAPWATCH_VERBS_A) $(MAPWATCH_LIB_A))
 HOST_TESTS := $(patsubst tests/host/%.c,build/tests/host/%,$(wildcard tests/host/*.c))
 HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard tests/host/*.c))
+# ThreadSanitizer lane: the cache's race tests, library compiled in.
+TSANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+HOST_TSAN_TESTS := $(patsubst %,build/tests/host-tsan/%,cache cache_contention cache_uffd)
 GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
 TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h)
@@ -67,7 +70,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/*.c))
 FUZZFLAGS := -g -O1 -Wall -Wextra -Werror -Iinclude -pthread \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(GUEST_TESTS) $(FUZZ_BINS)
+tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(HOST_TSAN_TESTS) $(GUEST_TESTS) $(FUZZ_BINS)
 bench-bin: $(BENCH_BINS)
 
 build/tests/host/%: tests/host/%.c $(TEST_HDRS) $(LIB_A)
@@ -77,6 +80,9 @@ build/tests/host/%: tests/host/%.c $(TEST_HDRS) $(LIB_A)
 build/tests/host-san/%: tests/host/%.c $(TEST_HDRS) $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(SANFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS_TESTS)
+build/tests/host-tsan/%: tests/host/%.c $(TEST_HDRS) $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(TSANFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS_TESTS)
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) lib/internal.h include/mapwatch.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZFLAGS) -o $@ $< $(LIB_SRCS)
