@@ -38,6 +38,7 @@ ifneq ($(wildcard lib/lib.mk),)
 endif
 -include packaging/install.mk
 -include clients/clients.mk
+-include tests/mpi/mpi.mk
 
 build: lib tools modules tests bench-bin
 
@@ -117,7 +118,7 @@ bad-input-table: build/check.log
 	tests/bad-input-table build/check.log > tests/BAD_INPUT.md
 
 demo: all
-	@if [ -x tools/demo ]; then tools/demo; else echo "make demo: not yet implemented" >&2; exit 1; fi
+	@if [ -x tools/demo ]; then tools/demo --mpi; else echo "make demo: not yet implemented" >&2; exit 1; fi
 
 bench: all
 	@if [ -x bench/run ]; then bench/run; else echo "make bench: not yet implemented" >&2; exit 1; fi
