@@ -220,76 +220,64 @@ static void *uffd_reader(void *arg)
 	}
 }
 
-/* Under up.lock: [*s, *e) of page range [ps, pe) not covered by a slot of
- * any monitor in use, other than mw's slot skip; returns the next gap at or
- * after ps (empty when *s == *e). */
-static void next_gap(const struct mapwatch *mw, uint32_t skip, uintptr_t ps,
-		     uintptr_t pe, uintptr_t *s, uintptr_t *e)
-{
-	uintptr_t pg = page_size();
-	bool moved = true;
-
-	/* Move ps past every slot covering it, then end the gap at the
-	 * first slot starting inside it.  O(slots) per step: the fallback
-	 * backend scans its slots for every event already. */
-	while (moved && ps < pe) {
-		moved = false;
-		for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
-			if (m->u.dead)
-				continue;
-			for (size_t i = 0; i < m->max; i++) {
-				const struct mw_slot *sl = &m->u.slots[i];
-				uintptr_t a, b;
-
-				if ((m == mw && i == skip) ||
-				    atomic_load(&sl->state) == SLOT_FREE)
-					continue;
-				a = atomic_load(&sl->start) & ~(pg - 1);
-				b = (atomic_load(&sl->last) | (pg - 1)) + 1;
-				if (a <= ps && ps < b) {
-					ps = b;
-					moved = true;
-				}
-			}
-		}
-	}
-	*s = ps < pe ? ps : pe;
-	*e = pe;
-	for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
-		if (m->u.dead)
-			continue;
-		for (size_t i = 0; i < m->max; i++) {
-			const struct mw_slot *sl = &m->u.slots[i];
-			uintptr_t a;
-
-			if ((m == mw && i == skip) ||
-			    atomic_load(&sl->state) == SLOT_FREE)
-				continue;
-			a = atomic_load(&sl->start) & ~(pg - 1);
-			if (a > *s && a < *e)
-				*e = a;
-		}
-	}
-}
-
-/* Under up.lock: unregister the pages of slot that no other watch needs. */
+/* Under up.lock: unregister the pages of slot that no other watch of any
+ * monitor needs.  One pass over the slots in use (up to each monitor's
+ * high-water mark) collects the few that overlap; the rest is local. */
 static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 			      uintptr_t start, uintptr_t last)
 {
 	uintptr_t pg = page_size();
 	uintptr_t ps = start & ~(pg - 1), pe = (last | (pg - 1)) + 1;
+	struct { uintptr_t a, b; } cover[32];
+	size_t n = 0;
+	bool overflow = false;
 
+	for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
+		if (m->u.dead)
+			continue;
+		for (size_t i = 0, hw = atomic_load(&m->u.hw); i < hw; i++) {
+			const struct mw_slot *sl = &m->u.slots[i];
+			uintptr_t a, b;
+
+			if ((m == mw && i == slot) ||
+			    atomic_load(&sl->state) == SLOT_FREE)
+				continue;
+			a = atomic_load(&sl->start) & ~(pg - 1);
+			b = (atomic_load(&sl->last) | (pg - 1)) + 1;
+			if (b <= ps || a >= pe)
+				continue;
+			if (n == 32) {
+				overflow = true;	/* keep it registered */
+				break;
+			}
+			cover[n].a = a;
+			cover[n++].b = b;
+		}
+	}
+	if (overflow)
+		return;
+	/* Walk [ps, pe) in order: unregister up to the next covered page. */
 	while (ps < pe) {
-		uintptr_t s, e;
+		uintptr_t gap_end = pe;
+		bool moved = false;
 
-		next_gap(mw, slot, ps, pe, &s, &e);
-		if (s < e) {
-			struct uffdio_range r = { .start = s, .len = e - s };
+		for (size_t i = 0; i < n; i++) {
+			if (cover[i].a <= ps && ps < cover[i].b) {
+				ps = cover[i].b;
+				moved = true;
+			} else if (cover[i].a > ps && cover[i].a < gap_end) {
+				gap_end = cover[i].a;
+			}
+		}
+		if (moved)
+			continue;
+		{
+			struct uffdio_range r = { .start = ps, .len = gap_end - ps };
 
 			/* Fails only where the memory is gone already. */
 			(void)ioctl(up.uffd, UFFDIO_UNREGISTER, &r);
 		}
-		ps = e;
+		ps = gap_end;
 	}
 }
 
@@ -378,7 +366,7 @@ static void uffd_close(struct mapwatch *mw)
 	}
 	pthread_rwlock_unlock(&up.mons_lock);
 	/* Out of the list: unregister what no other monitor watches. */
-	for (uint32_t i = 0; i < mw->max && !mw->u.dead; i++) {
+	for (uint32_t i = 0; i < atomic_load(&mw->u.hw) && !mw->u.dead; i++) {
 		const struct mw_slot *s = &mw->u.slots[i];
 
 		if (atomic_load(&s->state) != SLOT_FREE &&

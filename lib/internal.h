@@ -51,6 +51,7 @@ struct mw_user {
 	struct mw_slot *slots;
 	uint32_t *free_slots;
 	size_t nfree;			/* under mw->lock */
+	_Atomic size_t hw;		/* slots ever used: [0, hw) */
 	pthread_mutex_t ev_lock;
 	struct mapwatch_event *ring;
 	size_t ring_size, ring_head, ring_count;

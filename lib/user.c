@@ -71,6 +71,8 @@ int mw_user_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		return -ENOSPC;
 	}
 	slot = u->free_slots[--u->nfree];
+	if (slot >= atomic_load_explicit(&u->hw, memory_order_relaxed))
+		atomic_store(&u->hw, slot + 1);	/* before the slot goes live */
 	s = &u->slots[slot];
 	s->cookie = cookie;
 	atomic_store(&s->unmapped, false);
@@ -179,10 +181,11 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 {
 	struct mw_user *u = &mw->u;
 	uint64_t one = 1;
+	size_t hw = atomic_load(&u->hw);
 	bool any = false;
 
 	pthread_mutex_lock(&u->ev_lock);
-	for (size_t i = 0; i < mw->max; i++) {
+	for (size_t i = 0; i < hw; i++) {
 		struct mw_slot *s = &u->slots[i];
 		int live = SLOT_LIVE, state = atomic_load(&s->state);
 
