@@ -341,8 +341,9 @@ MAPWATCH_EXPORT void mapwatch_cache_put(struct mapwatch_cache *c,
 MAPWATCH_EXPORT void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry *e);
 MAPWATCH_EXPORT void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e);
 MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e);
-/* True once the entry's memory changed translation (one load): check it
- * again after holding an entry across a long operation. */
+/* True once the entry's memory changed translation (one load; with
+ * userfaultfd, a wait of microseconds while its reader applies events):
+ * check it again after holding an entry across a long operation. */
 MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
 /* Take every entry out of the cache: idle ones are deregistered now, held
  * ones when their last reference is put. */
