@@ -63,6 +63,8 @@ HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard te
 TSANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 HOST_TSAN_TESTS := $(patsubst %,build/tests/host-tsan/%,cache cache_contention cache_uffd)
 GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
+# 32-bit guest programs (gcc-multilib): how the module treats a -m32 caller.
+GUEST32_TESTS := $(patsubst tests/guest32/%.c,build/tests/guest/%,$(wildcard tests/guest32/*.c))
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
 TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h)
 
@@ -71,7 +73,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/*.c))
 FUZZFLAGS := -g -O1 -Wall -Wextra -Werror -Iinclude -pthread \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(HOST_TSAN_TESTS) $(GUEST_TESTS) $(FUZZ_BINS)
+tests: $(HOST_TESTS) $(HOST_SAN_TESTS) $(HOST_TSAN_TESTS) $(GUEST_TESTS) $(GUEST32_TESTS) $(FUZZ_BINS)
 bench-bin: $(BENCH_BINS)
 
 build/tests/host/%: tests/host/%.c $(TEST_HDRS) $(LIB_A)
@@ -90,6 +92,9 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) lib/internal.h include/mapwatch.h
 build/tests/guest/%: tests/guest/%.c $(TEST_HDRS) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)
+build/tests/guest/%: tests/guest32/%.c $(TEST_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) -m32 -O2 -g -Wall -Wextra -Werror -Iinclude -Itests -o $@ $<
 build/bench/%: bench/%.c $(TEST_HDRS) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)

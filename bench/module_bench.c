@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Benchmarks of the kernel module's hot paths (figures 1-5 and 9 of
+ * Benchmarks of the kernel module's hot paths (figures 1-5, 9, 10 of
  * bench/README.md).  Every figure is a median over repeated runs and is
  * reported next to its baseline measured in the same process, as a ratio:
  * under QEMU TCG absolute times are emulated, ratios are what to read.
@@ -493,6 +493,53 @@ static void fig9(void)
 	munmap(buf, PAGE);
 }
 
+/*
+ * Figure 10: how long the notifier holds a context's lock when one munmap
+ * retires 1M regions (4 GiB of reserved address space, one page each).
+ * The module keeps the worst hold in /sys/kernel/mapwatch/max_hold_ns
+ * (root resets it by writing 0).
+ */
+static long long max_hold_ns(bool reset)
+{
+	const char *path = "/sys/kernel/mapwatch/max_hold_ns";
+	long long v = -1;
+	FILE *f = fopen(path, reset ? "w" : "r");
+
+	if (!f)
+		return -1;
+	if (reset)
+		v = fputs("0", f) < 0 ? -1 : 0;
+	else if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	if (fclose(f))
+		v = -1;
+	return v;
+}
+
+static void fig10(void)
+{
+	size_t n = quick ? 100000 : 1000000;
+	struct ctx x = open_ctx(n);
+	char what[64];
+	double t;
+
+	fill(&x, n, 1);
+	max_hold_ns(true);
+	t = now_ns();
+	munmap(x.reserved, x.nreserved * PAGE);
+	t = now_ns() - t;
+	x.reserved = NULL;
+	if (kdreg2_read_counter(&x.st->num_active_regions))
+		die("regions left after munmap");
+	snprintf(what, sizeof(what), "munmap retiring %zu regions", n);
+	row("10", what, t / 1e6, "ms", 1.0, "-");
+	snprintf(what, sizeof(what),
+		 "worst notifier lock hold in it (-1: not reported)");
+	row("10", what, max_hold_ns(false) / 1e6, "ms",
+	    max_hold_ns(false) / t, "of the munmap");
+	close_ctx(&x);
+}
+
 int main(int argc, char **argv)
 {
 	const char *json_path = NULL;
@@ -520,7 +567,8 @@ int main(int argc, char **argv)
 	printf("%-4s %-52s %12s %-8s %9s  %s\n", "fig", "what", "median",
 	       "unit", "ratio", "baseline (same run)");
 	static void (*const figs[])(void) = { NULL, fig1, fig2, fig3, fig4,
-					      fig5, NULL, NULL, NULL, fig9 };
+					      fig5, NULL, NULL, NULL, fig9,
+					      fig10 };
 
 	for (int f = 1; f < (int)(sizeof(figs) / sizeof(figs[0])); f++)
 		if (figs[f] && (!only || only == f))

@@ -70,8 +70,9 @@ struct mapwatch_probe {
  * as MONITOR/UNMONITOR); entries are handled in order, so a later entry sees
  * the effect of an earlier one.  The ioctl returns the number of entries
  * that succeeded, or -1 with errno for a bad header (EINVAL), an unreadable
- * or unwritable array (EFAULT: entries handled before the fault keep their
- * effect and their written status), EIO.
+ * or unwritable array (EFAULT: entries whose status was written keep their
+ * effect; a MONITOR_BATCH chunk of up to 64 entries whose statuses could not
+ * be written is undone, as a single MONITOR is), EIO.
  */
 struct mapwatch_batch {
 	uint32_t size;			/* in: sizeof(struct mapwatch_batch) */

@@ -4,8 +4,9 @@
  * Any use from another mm (a forked child, an fd passed over a socket, a
  * process after exec) gets EIO and cannot touch the owner's state.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 
+#include <linux/compat.h>
 #include <linux/fs.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -17,6 +18,13 @@ static int mw_open(struct inode *inode, struct file *file)
 
 	if (!current->mm)
 		return -EINVAL;
+	/*
+	 * The kdreg2 structs hold size_t and pointers, and events are read
+	 * in 64-bit layout: no compat translation, so 32-bit callers are
+	 * refused here, cleanly, rather than half served.
+	 */
+	if (in_compat_syscall())
+		return -EOPNOTSUPP;
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 	if (!ctx)
 		return -ENOMEM;
@@ -33,18 +41,24 @@ static int mw_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&ctx->pending);
 	ctx->ranges = RB_ROOT_CACHED;
 	ctx->cookies = RB_ROOT;
+	ctx->user = mw_user_get();
+	if (!ctx->user) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
 	ctx->mm = current->mm;
 	mmgrab(ctx->mm);
 	ret = mw_mm_attach(ctx);
 	if (ret)
 		goto err_mm;
-	ctx->owner_tgid = task_tgid_nr(current);
+	ctx->owner = get_pid(task_tgid(current));
 	file->private_data = ctx;
 	mw_stats_add(ctx);
 	return 0;
 
 err_mm:
 	mmdrop(ctx->mm);
+	mw_user_put(ctx->user);
 err_free:
 	kfree(ctx->evbuf);
 	kfree(ctx);
@@ -60,6 +74,8 @@ static int mw_release_file(struct inode *inode, struct file *file)
 	mw_stats_del(ctx);
 	mw_free_regions(ctx);
 	mw_free_events(ctx);
+	mw_user_put(ctx->user);
+	put_pid(ctx->owner);
 	mw_status_spare(ctx->status);
 	mw_status_put(ctx->status);
 	kvfree(ctx->free_slots);
@@ -100,8 +116,7 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mw_unmonitor_all(ctx);
 		return 0;
 	case KDREG2_IOCTL_FLUSH:
-		mw_flush(ctx);
-		return 0;
+		return mw_flush(ctx);
 	case KDREG2_IOCTL_DUMP_STATS:
 		mw_dump_stats(ctx);
 		return 0;

@@ -3,7 +3,7 @@
  * The event queue: retired regions waiting to be read, the covering record
  * used past the per-fd cap, and read()/poll()/FLUSH.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 #include "trace.h"
 
 #include <linux/poll.h>
@@ -117,9 +117,13 @@ static void mw_consume(struct mw_ctx *ctx, size_t regions, bool covering,
 static void mw_free_list(struct list_head *dead)
 {
 	struct mw_region *r, *tmp;
+	size_t n = 0;
 
-	list_for_each_entry_safe(r, tmp, dead, event)
+	list_for_each_entry_safe(r, tmp, dead, event) {
 		mw_region_free(r);
+		if (!(++n % MW_RETIRE_BATCH))
+			cond_resched();
+	}
 }
 
 ssize_t mw_read(struct file *file, char __user *buf, size_t count,
@@ -133,6 +137,9 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 
 	if (current->mm != ctx->mm)
 		return -EIO;
+	/* kdreg2: zero bytes asked, zero bytes read. */
+	if (!count)
+		return 0;
 	if (!want)
 		return -EINVAL;
 	want = min_t(size_t, want, MW_READ_BATCH);
@@ -180,11 +187,13 @@ __poll_t mw_poll(struct file *file, struct poll_table_struct *wait)
 	return 0;
 }
 
-void mw_flush(struct mw_ctx *ctx)
+int mw_flush(struct mw_ctx *ctx)
 {
 	LIST_HEAD(dead);
 
-	mutex_lock(&ctx->read_mutex);
+	/* A reader may hold it across a fault on its buffer: never stuck. */
+	if (mutex_lock_killable(&ctx->read_mutex))
+		return -EINTR;
 	spin_lock(&ctx->lock);
 	list_splice_init(&ctx->pending, &dead);
 	ctx->nr_queued = 0;
@@ -193,6 +202,7 @@ void mw_flush(struct mw_ctx *ctx)
 	spin_unlock(&ctx->lock);
 	mutex_unlock(&ctx->read_mutex);
 	mw_free_list(&dead);
+	return 0;
 }
 
 /* Final teardown. */

@@ -5,7 +5,7 @@
  * read with copy_struct_from_user(), which accepts a larger struct from newer
  * user space when its extra bytes are zero.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 
 #include <linux/uaccess.h>
 
@@ -22,6 +22,9 @@ static int mw_get_arg(void *karg, size_t ksize, void __user *uarg)
 		return -EFAULT;
 	if (usize < ksize)
 		return -EINVAL;
+	/* Newer structs grow by a few fields, not by pages of zeroes. */
+	if (usize > PAGE_SIZE)
+		return -E2BIG;
 	ret = copy_struct_from_user(karg, ksize, uarg, usize);
 	return ret;
 }

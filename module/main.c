@@ -4,20 +4,66 @@
  * changes its virtual-to-physical translation.  Serves the kdreg2 user ABI on
  * /dev/mapwatch and, when the name is free, /dev/kdreg2.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 
+/*
+ * Every parameter writable at run time is bounded: a write outside its
+ * range fails with EINVAL and changes nothing.
+ */
+struct mw_bounded {
+	unsigned long *val;
+	unsigned long max;
+};
+
+static int mw_param_set(const char *buf, const struct kernel_param *kp)
+{
+	const struct mw_bounded *b = kp->arg;
+	unsigned long v;
+	int ret;
+
+	ret = kstrtoul(buf, 0, &v);
+	if (ret)
+		return ret;
+	if (v > b->max)
+		return -EINVAL;
+	WRITE_ONCE(*b->val, v);
+	return 0;
+}
+
+static int mw_param_get(char *buf, const struct kernel_param *kp)
+{
+	const struct mw_bounded *b = kp->arg;
+
+	return scnprintf(buf, PAGE_SIZE, "%lu\n", READ_ONCE(*b->val));
+}
+
+static const struct kernel_param_ops mw_bounded_ops = {
+	.set = mw_param_set,
+	.get = mw_param_get,
+};
+
+#define MW_BOUNDED_PARAM(name, var, bound)				\
+	static struct mw_bounded mw_bound_##name = {		\
+		.val = &(var), .max = (bound) };			\
+	module_param_cb(name, &mw_bounded_ops, &mw_bound_##name, 0644)
+
 unsigned long mw_max_regions_limit = 1UL << 22;
-module_param_named(max_regions_limit, mw_max_regions_limit, ulong, 0644);
+MW_BOUNDED_PARAM(max_regions_limit, mw_max_regions_limit, 1UL << 26);
 MODULE_PARM_DESC(max_regions_limit,
-		 "Largest max_regions CONFIG_DATA accepts per fd (ENOSPC above; default 4194304)");
+		 "Largest max_regions CONFIG_DATA accepts per fd (ENOSPC above; default 4194304, at most 67108864)");
 
 unsigned long mw_max_pending_events = 1UL << 20;
-module_param_named(max_pending_events, mw_max_pending_events, ulong, 0644);
+MW_BOUNDED_PARAM(max_pending_events, mw_max_pending_events, 1UL << 24);
 MODULE_PARM_DESC(max_pending_events,
-		 "Unread events kept per fd before further ones are folded into one covering event (default 1048576)");
+		 "Unread events kept per fd before further ones are folded into one covering event (default 1048576, at most 16777216)");
+
+unsigned long mw_max_user_regions = 1UL << 20;
+MW_BOUNDED_PARAM(max_user_regions, mw_max_user_regions, 1UL << 30);
+MODULE_PARM_DESC(max_user_regions,
+		 "Regions one user may have monitored over all its fds (MONITOR gives ENOSPC above; default 1048576, at most 1073741824)");
 
 static bool mw_kdreg2_alias = true;
 module_param_named(kdreg2_alias, mw_kdreg2_alias, bool, 0444);
@@ -76,6 +122,7 @@ static void __exit mw_exit(void)
 		misc_deregister(&mw_kdreg2_dev);
 	misc_deregister(&mw_dev);
 	mw_stats_exit();
+	mw_mm_exit();
 	mw_region_cache_exit();
 }
 

@@ -5,13 +5,16 @@
  * mmu_notifier_register()'s mm_take_all_locks(); no close waits for an SRCU
  * grace period: the subscription is freed after the last one, later.
  *
- * mm->lock guards the list of contexts and the busy period: the notifier
- * walks the list under it, taking each context's lock in turn, so a context
- * taken off the list is never touched by a callback again.
+ * mwm->lock guards the list of contexts and the busy period.  A callback
+ * pins each context in turn (mn_users) and handles it without mwm->lock,
+ * dropping the context's own lock every MW_RETIRE_BATCH regions, so no
+ * spinlock is held across a million retirements; a closing context is
+ * skipped, and its close waits until no callback holds it.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
 
 static struct mmu_notifier *mw_mn_alloc(struct mm_struct *mm)
 {
@@ -30,6 +33,28 @@ static void mw_mn_free(struct mmu_notifier *mn)
 	kfree(container_of(mn, struct mw_mm, mn));
 }
 
+/* Hand @range to every context of @mwm; caller holds mwm->lock. */
+static void mw_mm_each_ctx(struct mw_mm *mwm,
+			   const struct mmu_notifier_range *range, u32 late)
+{
+	struct mw_ctx *ctx;
+
+	list_for_each_entry(ctx, &mwm->ctxs, mm_node) {
+		if (ctx->detaching)
+			continue;
+		ctx->mn_users++;
+		spin_unlock(&mwm->lock);
+		mw_ctx_invalidate(ctx, range, late);
+		spin_lock(&mwm->lock);
+		/* Still on the list: its close waits for mn_users == 0. */
+		if (!--ctx->mn_users && ctx->detaching) {
+			/* Pairs with the barrier in wait_var_event(). */
+			smp_mb();
+			wake_up_var(&ctx->mn_users);
+		}
+	}
+}
+
 /*
  * Before the translation changes, in the context of whoever changes it,
  * possibly unable to sleep: spinlocks, no allocation, no deferral.
@@ -38,15 +63,13 @@ static int mw_mn_invalidate_start(struct mmu_notifier *mn,
 				  const struct mmu_notifier_range *range)
 {
 	struct mw_mm *mwm = container_of(mn, struct mw_mm, mn);
-	struct mw_ctx *ctx;
 
 	spin_lock(&mwm->lock);
 	if (!mwm->inflight++) {
 		mwm->epoch = mwm->epoch + 1 ? : 1;
 		WRITE_ONCE(mwm->busy_epoch, mwm->epoch);
 	}
-	list_for_each_entry(ctx, &mwm->ctxs, mm_node)
-		mw_ctx_invalidate(ctx, range, 0);
+	mw_mm_each_ctx(mwm, range, 0);
 	spin_unlock(&mwm->lock);
 	return 0;
 }
@@ -60,11 +83,10 @@ static void mw_mn_invalidate_end(struct mmu_notifier *mn,
 				 const struct mmu_notifier_range *range)
 {
 	struct mw_mm *mwm = container_of(mn, struct mw_mm, mn);
-	struct mw_ctx *ctx;
 
 	spin_lock(&mwm->lock);
-	list_for_each_entry(ctx, &mwm->ctxs, mm_node)
-		mw_ctx_invalidate(ctx, range, mwm->epoch);
+	/* The busy period cannot end while this invalidation is in it. */
+	mw_mm_each_ctx(mwm, range, mwm->epoch);
 	/* An end without its start (none expected): keep the count sane. */
 	if (mwm->inflight && !--mwm->inflight)
 		WRITE_ONCE(mwm->busy_epoch, 0);
@@ -81,11 +103,9 @@ static void mw_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 		.event = MMU_NOTIFY_RELEASE,
 		.mm = mm,
 	};
-	struct mw_ctx *ctx;
 
 	spin_lock(&mwm->lock);
-	list_for_each_entry(ctx, &mwm->ctxs, mm_node)
-		mw_ctx_invalidate(ctx, &all, 0);
+	mw_mm_each_ctx(mwm, &all, 0);
 	spin_unlock(&mwm->lock);
 }
 
@@ -114,10 +134,16 @@ int mw_mm_attach(struct mw_ctx *ctx)
 /* No callback sees @ctx after this returns; no event is made for it. */
 void mw_mm_detach(struct mw_ctx *ctx)
 {
-	spin_lock(&ctx->mwm->lock);
+	struct mw_mm *mwm = ctx->mwm;
+
+	spin_lock(&mwm->lock);
+	ctx->detaching = true;
+	spin_unlock(&mwm->lock);
+	wait_var_event(&ctx->mn_users, !READ_ONCE(ctx->mn_users));
+	spin_lock(&mwm->lock);
 	list_del(&ctx->mm_node);
-	spin_unlock(&ctx->mwm->lock);
-	mmu_notifier_put(&ctx->mwm->mn);
+	spin_unlock(&mwm->lock);
+	mmu_notifier_put(&mwm->mn);
 }
 
 /* Module exit: wait for the last subscriptions to be freed. */

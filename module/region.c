@@ -8,11 +8,12 @@
  * sleeps or allocates: a region is allocated at MONITOR time and carries its
  * own event record, so retiring it only moves it onto the event queue.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 #include "trace.h"
 
 #include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 
 static struct kmem_cache *mw_region_cache;
@@ -69,21 +70,30 @@ static void mw_insert_cookie(struct mw_ctx *ctx, struct mw_region *new)
 
 /*
  * A slot's state word counts transitions: odd while a region holds it, even
- * while free.  Every retirement changes it, so params taken before never
- * match again (until 2^32 transitions of that one slot).
+ * while free, from a random start per area.  Every retirement changes it,
+ * so params taken before never match again (until 2^32 transitions of that
+ * one slot).  Free slots are reused oldest first, so a slot's word moves
+ * on as rarely as the context's turnover allows.
  */
 static u32 mw_slot_take(struct mw_ctx *ctx)
 {
-	u32 slot = ctx->free_slots[--ctx->nr_free];
+	size_t max = ctx->status->max_regions;
+	u32 slot = ctx->free_slots[ctx->free_head];
 
+	ctx->free_head = ctx->free_head + 1 == max ? 0 : ctx->free_head + 1;
+	ctx->nr_free--;
 	mw_bump_state(&ctx->status->state[slot]);
 	return slot;
 }
 
 static void mw_slot_release(struct mw_ctx *ctx, u32 slot)
 {
+	size_t max = ctx->status->max_regions;
+	size_t tail = ctx->free_head + ctx->nr_free;
+
 	mw_bump_state(&ctx->status->state[slot]);
-	ctx->free_slots[ctx->nr_free++] = slot;
+	ctx->free_slots[tail >= max ? tail - max : tail] = slot;
+	ctx->nr_free++;
 }
 
 /* Take @r out of both indexes and free its slot.  Caller holds ctx->lock. */
@@ -92,6 +102,7 @@ static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
 	interval_tree_remove(&r->it, &ctx->ranges);
 	rb_erase(&r->by_cookie, &ctx->cookies);
 	mw_slot_release(ctx, r->slot);
+	mw_user_uncharge(ctx->user, 1);
 	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
 	if (r->late && r->late == ctx->late_epoch && ctx->nr_late)
 		ctx->nr_late--;
@@ -110,9 +121,9 @@ static bool mw_changes_translation(enum mmu_notifier_event event)
 }
 
 /*
- * Retire every region overlapping [start, last] (only those monitored late
- * in busy period @late, if not 0) and queue their events.  Caller holds
- * ctx->lock.
+ * Retire up to MW_RETIRE_BATCH regions overlapping [start, last] (only those
+ * monitored late in busy period @late, if not 0) and queue their events.
+ * Caller holds ctx->lock.
  */
 static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 			      unsigned long last, u32 late)
@@ -120,8 +131,8 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 	struct interval_tree_node *it, *next;
 	unsigned int fired = 0;
 
-	for (it = interval_tree_iter_first(&ctx->ranges, start, last); it;
-	     it = next) {
+	for (it = interval_tree_iter_first(&ctx->ranges, start, last);
+	     it && fired < MW_RETIRE_BATCH; it = next) {
 		struct mw_region *r = container_of(it, struct mw_region, it);
 
 		next = interval_tree_iter_next(it, start, last);
@@ -164,19 +175,34 @@ static unsigned int mw_handle(struct mw_ctx *ctx,
 /*
  * Act on one invalidation of the context's mm: at its start (or at the mm's
  * release) when @late is 0, else at its end, for the regions monitored
- * late, during busy period @late.  Called under mm->lock, never sleeps.
+ * late, during busy period @late.  Never waits for a lock other than
+ * ctx->lock, held for at most MW_RETIRE_BATCH retirements at a time: the
+ * regions retired meanwhile are all in the range, and one monitored in a
+ * gap is late, so this same pass (or the end's) retires it too, before the
+ * call that made the change returns.
  */
 void mw_ctx_invalidate(struct mw_ctx *ctx,
 		       const struct mmu_notifier_range *range, u32 late)
 {
-	unsigned int fired = 0;
+	unsigned int fired, total = 0;
+	u64 t0;
 
-	spin_lock(&ctx->lock);
-	if (!late ? ctx->nr_regions :
-	    ctx->nr_late && ctx->late_epoch == late)
-		fired = mw_handle(ctx, range, late);
-	spin_unlock(&ctx->lock);
-	if (fired)
+	do {
+		fired = 0;
+		spin_lock(&ctx->lock);
+		t0 = ktime_get_ns();
+		if (!late ? ctx->nr_regions :
+		    ctx->nr_late && ctx->late_epoch == late)
+			fired = mw_handle(ctx, range, late);
+		if (fired)
+			mw_stats_hold(ktime_get_ns() - t0);
+		spin_unlock(&ctx->lock);
+		total += fired;
+		if (fired == MW_RETIRE_BATCH &&
+		    mmu_notifier_range_blockable(range))
+			cond_resched();
+	} while (fired == MW_RETIRE_BATCH);
+	if (total)
 		wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
 }
 
@@ -209,6 +235,9 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 	} else {
 		/* No slot free, or no CONFIG_DATA yet (max_regions 0). */
 		if (!ctx->nr_free)
+			return -ENOSPC;
+		/* The user's budget over all its fds (max_user_regions). */
+		if (!mw_user_charge(ctx->user))
 			return -ENOSPC;
 		r = *rp;
 		*rp = NULL;
@@ -346,14 +375,51 @@ static void mw_free_bulk(struct mw_region **r, u32 n)
  */
 #define MW_CHUNK 64
 
+/*
+ * The results of a chunk could not be written back: the caller cannot know
+ * its new regions, so they go, as a single MONITOR undoes its region (those
+ * an invalidation already retired stay retired, with their event).
+ */
+static void mw_undo_chunk(struct mw_ctx *ctx,
+			  const struct mapwatch_monitor_entry *e, u64 inserted)
+{
+	LIST_HEAD(dead);
+	u32 i;
+
+	spin_lock(&ctx->lock);
+	for (i = 0; i < MW_CHUNK; i++) {
+		struct mw_region *r;
+
+		if (!(inserted & BIT_ULL(i)))
+			continue;
+		r = mw_find_cookie(ctx, e[i].cookie);
+		if (r && r->slot == e[i].location &&
+		    ctx->status->state[r->slot] == e[i].generation) {
+			mw_detach(ctx, r);
+			list_add(&r->event, &dead);
+		}
+	}
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+	while (!list_empty(&dead)) {
+		struct mw_region *r = list_first_entry(&dead, struct mw_region,
+						       event);
+
+		list_del(&r->event);
+		mw_region_free(r);
+	}
+}
+
 long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 {
 	struct mapwatch_monitor_entry __user *ue = u64_to_user_ptr(b->entries);
 	struct mapwatch_monitor_entry *e;
 	struct mw_region *spare[MW_CHUNK];
 	u32 done = 0, i, n, used, ok = 0;
+	u64 inserted;
 	long ret = 0;
 
+	BUILD_BUG_ON(MW_CHUNK > 64);
 	e = kmalloc_array(MW_CHUNK, sizeof(*e), GFP_KERNEL);
 	if (!e)
 		return -ENOMEM;
@@ -367,6 +433,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		used = kmem_cache_alloc_bulk(mw_region_cache,
 					     GFP_KERNEL_ACCOUNT, n,
 					     (void **)spare);
+		inserted = 0;
 		spin_lock(&ctx->lock);
 		for (i = 0; i < n; i++) {
 			unsigned long last;
@@ -384,11 +451,14 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			e[i].location = e[i].status ? (u64)-1 : slot;
 			e[i].generation = gen;
 			ok += !e[i].status;
+			if (i < used && !*rp)
+				inserted |= BIT_ULL(i);
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
 		mw_free_bulk(spare, used);
 		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
+			mw_undo_chunk(ctx, e, inserted);
 			ret = -EFAULT;
 			break;
 		}
@@ -484,13 +554,17 @@ void mw_free_regions(struct mw_ctx *ctx)
 {
 	struct mw_status *st = ctx->status;
 	struct mw_region *r, *tmp;
+	size_t n = 0;
 
 	rbtree_postorder_for_each_entry_safe(r, tmp, &ctx->cookies,
 					     by_cookie) {
 		if (st)
 			mw_bump_state(&st->state[r->slot]);
 		mw_region_free(r);
+		if (!(++n % MW_RETIRE_BATCH))
+			cond_resched();
 	}
+	mw_user_uncharge(ctx->user, n);
 	ctx->cookies = RB_ROOT;
 	ctx->ranges = RB_ROOT_CACHED;
 	ctx->nr_regions = 0;

@@ -5,9 +5,11 @@
  * definitions.  Counters are summed over the live contexts when read, so
  * the hot paths pay nothing for them.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 
 #include <linux/kobject.h>
+#include <linux/pid_namespace.h>
+#include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/sysfs.h>
 
@@ -19,6 +21,21 @@ static DEFINE_MUTEX(mw_contexts_lock);
 /* What closed contexts contributed, so totals never go backwards. */
 static u64 mw_closed_events, mw_closed_overflows, mw_closed_skipped;
 static struct kobject *mw_kobj;
+/* The longest ctx->lock hold of a notifier callback that retired regions. */
+static atomic64_t mw_max_hold_ns;
+
+void mw_stats_hold(u64 ns)
+{
+	s64 old = atomic64_read(&mw_max_hold_ns);
+
+	while ((s64)ns > old) {
+		s64 seen = atomic64_cmpxchg(&mw_max_hold_ns, old, ns);
+
+		if (seen == old)
+			break;
+		old = seen;
+	}
+}
 
 void mw_stats_add(struct mw_ctx *ctx)
 {
@@ -50,15 +67,18 @@ static void mw_sum(struct mw_totals *t)
 	t->events = mw_closed_events;
 	t->overflows = mw_closed_overflows;
 	t->skipped = mw_closed_skipped;
+	/*
+	 * A snapshot without ctx->lock: any reader may look, so it must not
+	 * contend with the notifier; each counter is read once, whole.
+	 */
 	list_for_each_entry(ctx, &mw_contexts, node) {
-		spin_lock(&ctx->lock);
 		t->contexts++;
-		t->regions += ctx->nr_regions;
-		t->pending += ctx->nr_queued + ctx->overflowed;
-		t->events += ctx->total_events;
-		t->overflows += ctx->overflows;
-		t->skipped += ctx->skipped;
-		spin_unlock(&ctx->lock);
+		t->regions += READ_ONCE(ctx->nr_regions);
+		t->pending += READ_ONCE(ctx->nr_queued) +
+			      READ_ONCE(ctx->overflowed);
+		t->events += READ_ONCE(ctx->total_events);
+		t->overflows += READ_ONCE(ctx->overflows);
+		t->skipped += READ_ONCE(ctx->skipped);
 	}
 	mutex_unlock(&mw_contexts_lock);
 }
@@ -88,6 +108,29 @@ static ssize_t abi_version_show(struct kobject *kobj,
 }
 static struct kobj_attribute mw_attr_abi_version = __ATTR_RO(abi_version);
 
+static ssize_t max_hold_ns_show(struct kobject *kobj,
+				struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&mw_max_hold_ns));
+}
+
+/* Root writes 0 to start a new measurement. */
+static ssize_t max_hold_ns_store(struct kobject *kobj,
+				 struct kobj_attribute *attr, const char *buf,
+				 size_t count)
+{
+	u64 v;
+	int ret = kstrtou64(buf, 0, &v);
+
+	if (ret)
+		return ret;
+	if (v)
+		return -EINVAL;
+	atomic64_set(&mw_max_hold_ns, 0);
+	return count;
+}
+static struct kobj_attribute mw_attr_max_hold_ns = __ATTR_RW(max_hold_ns);
+
 static struct attribute *mw_attrs[] = {
 	&mw_attr_contexts.attr,
 	&mw_attr_regions.attr,
@@ -96,6 +139,7 @@ static struct attribute *mw_attrs[] = {
 	&mw_attr_overflows.attr,
 	&mw_attr_skipped.attr,
 	&mw_attr_abi_version.attr,
+	&mw_attr_max_hold_ns.attr,
 	NULL,
 };
 
@@ -127,10 +171,15 @@ void mw_show_fdinfo(struct seq_file *m, struct file *file)
 	struct mw_ctx *ctx = file->private_data;
 
 	spin_lock(&ctx->lock);
-	seq_printf(m, "mapwatch-owner-pid:\t%d\n", ctx->owner_tgid);
+	/* As the reader's /proc numbers it (0: not in its namespace). */
+	seq_printf(m, "mapwatch-owner-pid:\t%d\n",
+		   pid_nr_ns(ctx->owner,
+			     proc_pid_ns(file_inode(m->file)->i_sb)));
 	seq_printf(m, "mapwatch-max-regions:\t%zu\n",
 		   ctx->status ? ctx->status->max_regions : 0);
 	seq_printf(m, "mapwatch-regions:\t%zu\n", ctx->nr_regions);
+	seq_printf(m, "mapwatch-user-regions:\t%ld\n",
+		   mw_user_regions(ctx->user));
 	seq_printf(m, "mapwatch-pending:\t%zu\n",
 		   ctx->nr_queued + ctx->overflowed);
 	seq_printf(m, "mapwatch-events:\t%llu\n", ctx->total_events);

@@ -20,13 +20,14 @@
  * reading changed, and the next CONFIG_DATA in that mm that fits in it
  * takes it over at the same address, checked under mmap_lock.
  */
-#include "mapwatch.h"
+#include "mapwatch_priv.h"
 
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
 #include <linux/hashtable.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
+#include <linux/random.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -41,8 +42,15 @@ static size_t mw_status_size(size_t max_regions)
 			  (max_regions + 1) * sizeof(u32));
 }
 
-static struct mw_status *mw_status_alloc(size_t size)
+/*
+ * A new area of @size bytes.  Its state words start at one random even
+ * value, so a (location, generation) pair from another fd cannot match by
+ * chance; on a resize they continue @prev's, which has no region now, so
+ * no pair taken before the resize matches either.
+ */
+static struct mw_status *mw_status_alloc(size_t size, struct mw_status *prev)
 {
+	size_t n = (size - MAPWATCH_STATE_ARRAY_OFFSET) / sizeof(u32), kept = 0;
 	struct mw_status *st;
 
 	st = kzalloc(sizeof(*st), GFP_KERNEL_ACCOUNT);
@@ -61,6 +69,11 @@ static struct mw_status *mw_status_alloc(size_t size)
 	st->ext = st->vaddr + MAPWATCH_STATUS_EXT_OFFSET;
 	st->state = st->vaddr + MAPWATCH_STATE_ARRAY_OFFSET;
 	st->hdr->version = MAPWATCH_ABI_VERSION;
+	if (prev) {
+		kept = min(n, prev->max_regions + 1);
+		memcpy(st->state, prev->state, kept * sizeof(u32));
+	}
+	memset32(st->state + kept, get_random_u32() & ~1U, n - kept);
 	st->ext->magic = MAPWATCH_STATUS_MAGIC;
 	st->ext->abi_version = MAPWATCH_ABI_VERSION;
 	return st;
@@ -114,11 +127,11 @@ static int mw_status_file_mmap(struct file *file, struct vm_area_struct *vma)
 	if (READ_ONCE(st->mapper) != current)
 		return -EPERM;
 	if (vma->vm_pgoff || vma->vm_end - vma->vm_start != st->size ||
-	    (vma->vm_flags & (VM_WRITE | VM_EXEC)) ||
-	    !(vma->vm_flags & VM_MAYSHARE))
+	    (vma->vm_flags & VM_WRITE) || !(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
+	/* Never executable: READ_IMPLIES_EXEC would have added VM_EXEC. */
 	mw_vm_flags_mod(vma, VM_DONTEXPAND | VM_DONTDUMP,
-			VM_MAYWRITE | VM_MAYEXEC);
+			VM_MAYWRITE | VM_EXEC | VM_MAYEXEC);
 	vma->vm_ops = &mw_status_vm_ops;
 	vma->vm_private_data = st;
 	return 0;
@@ -258,6 +271,12 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	size = mw_status_size(cfg.max_regions);
 
 	mutex_lock(&ctx->mutex);
+	/* kdreg2: the size it already has is no change, busy or not. */
+	if (ctx->status && ctx->status->max_regions == cfg.max_regions) {
+		cfg.status_data = (void __user *)ctx->status->uaddr;
+		ret = copy_to_user(uarg, &cfg, sizeof(cfg)) ? -EFAULT : 0;
+		goto out_unlock;
+	}
 	spin_lock(&ctx->lock);
 	busy = ctx->nr_regions || ctx->nr_queued || ctx->overflowed;
 	spin_unlock(&ctx->lock);
@@ -273,12 +292,12 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 			goto out_unlock;
 		/* Hand out low slot numbers first. */
 		for (i = 0; i < cfg.max_regions; i++)
-			slots[i] = cfg.max_regions - 1 - i;
+			slots[i] = i;
 	}
 
 	st = mw_status_reuse(ctx->status, size);
 	if (!st) {
-		st = mw_status_alloc(size);
+		st = mw_status_alloc(size, ctx->status);
 		if (!st)
 			goto out_slots;
 		ret = mw_status_map(st);
@@ -303,6 +322,7 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	st->hdr->max_regions = cfg.max_regions;
 	ctx->status = st;
 	ctx->free_slots = slots;
+	ctx->free_head = 0;
 	ctx->nr_free = cfg.max_regions;
 	mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);

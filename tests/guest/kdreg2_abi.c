@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -465,6 +467,42 @@ TEST(config_data_resize_with_region_is_ebusy)
 	ASSERT_EQ(c.status_data->max_regions, 8);
 }
 
+/* The area is mapped through its own read-only file: any open mode works. */
+TEST(config_data_on_write_only_fd)
+{
+	struct kdreg2_config_data c = { .max_regions = 4 };
+	int fd = open(MAPWATCH_DEVICE_NAME, O_WRONLY | O_CLOEXEC);
+	char *p = map_pages(1);
+	params_t a;
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+	ASSERT_EQ(c.status_data->max_regions, 4);
+	a = watch(fd, p, PAGE, 1);
+	ASSERT_FALSE(kdreg2_mapping_changed(c.status_data, &a));
+	ASSERT_OK(munmap(p, PAGE));
+	ASSERT_TRUE(kdreg2_mapping_changed(c.status_data, &a));
+}
+
+/* kdreg2: CONFIG_DATA with the size it already has changes nothing, busy or not. */
+TEST(config_data_same_size_is_no_change)
+{
+	status_t *st;
+	int fd = open_cfg(4, &st);
+	char *p = map_pages(2);
+	struct kdreg2_config_data c = { .max_regions = 4 };
+	params_t a = watch(fd, p, PAGE, 1);
+
+	watch(fd, p + PAGE, PAGE, 2);
+	ASSERT_OK(munmap(p + PAGE, PAGE));	/* one event pending */
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+	ASSERT_TRUE(c.status_data == st);
+	ASSERT_EQ(st->max_regions, 4);
+	ASSERT_EQ(pending(st), 1);
+	ASSERT_EQ(device_mappings(), 1);
+	a = expect_intact(fd, st, p, PAGE, 1, a);
+}
+
 TEST(config_data_resize_with_pending_event_is_ebusy)
 {
 	status_t *st;
@@ -725,6 +763,67 @@ TEST(unmonitor_unknown_cookie_is_esrch)
 	ASSERT_OK(unwatch(fd, 1, a));
 	ASSERT_BAD_INPUT("UNMONITOR", "cookie already unmonitored",
 			 unwatch(fd, 1, a), ESRCH);
+}
+
+/*
+ * Every fresh status area starts its generations at a random value, so a
+ * (location, generation) pair kept from another fd does not match by
+ * chance; freed slots are reused oldest first.
+ */
+TEST(generations_start_random_per_area)
+{
+	status_t *st1, *st2;
+	int fd1 = open_cfg(4, &st1), fd2 = open_cfg(4, &st2);
+	char *p = map_pages(1);
+	params_t a = watch(fd1, p, PAGE, 1), b = watch(fd2, p, PAGE, 1);
+
+	ASSERT_TRUE(st1 != st2);
+	ASSERT_EQ(a.location, b.location);
+	/* 1 in 2^31 to fail by chance. */
+	ASSERT_NE(a.generation, b.generation);
+	ASSERT_TRUE(kdreg2_mapping_changed(st2, &a));
+	ASSERT_TRUE(kdreg2_mapping_changed(st1, &b));
+}
+
+TEST(freed_slots_are_reused_oldest_first)
+{
+	status_t *st;
+	int fd = open_cfg(4, &st);
+	char *p = map_pages(1);
+	params_t a = watch(fd, p, PAGE, 1), b = watch(fd, p, PAGE, 2), c, d,
+		 e;
+
+	watch(fd, p, PAGE, 3);
+	ASSERT_OK(unwatch(fd, 1, a));
+	/* The never used slot first, then a's, then b's. */
+	c = watch(fd, p, PAGE, 4);
+	ASSERT_NE(c.location, a.location);
+	ASSERT_OK(unwatch(fd, 2, b));
+	d = watch(fd, p, PAGE, 5);
+	ASSERT_EQ(d.location, a.location);
+	e = watch(fd, p, PAGE, 6);
+	ASSERT_EQ(e.location, b.location);
+}
+
+TEST(resize_carries_generations)
+{
+	status_t *st;
+	int fd = open_cfg(4, &st);
+	char *p = map_pages(1);
+	struct kdreg2_config_data c = { .max_regions = 3000 };
+	params_t a[4];
+
+	for (int i = 0; i < 4; i++)
+		a[i] = watch(fd, p, PAGE, i + 1);
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_UNMONITOR_ALL));
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+	ASSERT_TRUE(c.status_data != st);
+	/* A pair from before the resize does not match in the new area. */
+	for (int i = 0; i < 4; i++) {
+		ASSERT_TRUE(kdreg2_mapping_changed(c.status_data, &a[i]));
+		ASSERT_EQ(state_at(c.status_data, a[i].location),
+			  a[i].generation + 1);
+	}
 }
 
 TEST(unmonitor_stale_generation_is_ebadslt)
@@ -1019,7 +1118,8 @@ TEST(read_short_count_is_einval)
 	ASSERT_BAD_INPUT("read", "count 31", read(fd, &ev, EV_SIZE - 1),
 			 EINVAL);
 	ASSERT_BAD_INPUT("read", "count 1", read(fd, &ev, 1), EINVAL);
-	ASSERT_BAD_INPUT("read", "count 0", read(fd, &ev, 0), EINVAL);
+	/* kdreg2: zero bytes asked, zero read, nothing consumed. */
+	ASSERT_EQ(read(fd, &ev, 0), 0);
 	ASSERT_EQ(pending(st), 1);
 	expect_event(fd, p, PAGE, 1);
 }
@@ -1281,6 +1381,34 @@ TEST(status_area_mremap_fails)
 	ASSERT_OK(munmap(p, PAGE));
 	ASSERT_TRUE(kdreg2_mapping_changed(st, &a));
 	ASSERT_EQ(pending(st), 1);
+}
+
+/* Never executable, even for a READ_IMPLIES_EXEC process. */
+TEST(status_area_not_executable_with_read_implies_exec)
+{
+	char line[512];
+	int found = 0;
+	status_t *st;
+	FILE *f;
+
+	ASSERT_TRUE(personality(0xffffffff) != -1);
+	ASSERT_TRUE(personality(READ_IMPLIES_EXEC) != -1);
+	open_cfg(4, &st);
+	f = fopen("/proc/self/maps", "r");
+	ASSERT_TRUE(f != NULL);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%*x %7s", &lo, perms) != 2 ||
+		    lo != (uintptr_t)st)
+			continue;
+		found = 1;
+		tap_diag("%.*s", (int)strcspn(line, "\n"), line);
+		ASSERT_EQ(perms[2], '-');
+	}
+	fclose(f);
+	ASSERT_TRUE(found);
 }
 
 TEST(status_area_partial_munmap_fails)
@@ -1653,6 +1781,39 @@ static int exec_check(int fd)
 		bad++;
 	}
 	return bad ? 1 : 0;
+}
+
+/* fdinfo numbers the owner as the reader's /proc does (its pid namespace). */
+TEST(fdinfo_owner_pid_in_readers_pid_namespace)
+{
+	int status;
+	pid_t pid;
+
+	ASSERT_OK(unshare(CLONE_NEWPID | CLONE_NEWNS));
+	pid = fork();
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		char path[64], line[256];
+		int fd, owner = -1;
+		FILE *f;
+
+		if (getpid() != 1 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("proc", "/proc", "proc", 0, NULL))
+			_exit(2);
+		fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+		f = fopen(path, "r");
+		if (fd < 0 || !f)
+			_exit(3);
+		while (fgets(line, sizeof(line), f))
+			sscanf(line, "mapwatch-owner-pid: %d", &owner);
+		fclose(f);
+		_exit(owner == 1 ? 0 : 1);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(exec_inherited_fd_gets_eio)

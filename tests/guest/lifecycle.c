@@ -333,6 +333,61 @@ TEST(left_behind_area_replaced_by_user_memory_is_left_alone)
 	ASSERT_OK(close(fd));
 }
 
+/*
+ * close() while another thread's munmap is retiring the context's regions
+ * (a batch per lock hold): the close waits for the notifier to let go of
+ * the context, and nothing is left behind.
+ */
+struct unmapper {
+	char *base;
+	size_t len;
+};
+
+static void *unmap_it(void *arg)
+{
+	struct unmapper *u = arg;
+
+	return (void *)(long)munmap(u->base, u->len);
+}
+
+TEST(close_during_large_invalidation)
+{
+	enum { N = 20000 };
+	static struct mapwatch_monitor_entry e[N];
+	long long base = sysfs_counter("contexts");
+	long long regions = sysfs_counter("regions");
+	struct mapwatch_batch b = { .size = sizeof(b), .count = N,
+				    .entry_size = sizeof(e[0]),
+				    .entries = (uintptr_t)e };
+
+	for (int round = 0; round < 10; round++) {
+		struct kdreg2_config_data c = { .max_regions = N };
+		struct unmapper u = { .len = N * PAGE };
+		pthread_t th;
+		void *ret;
+		int fd;
+
+		u.base = mmap(NULL, u.len, PROT_NONE, MAP_PRIVATE |
+			      MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		ASSERT_TRUE(u.base != MAP_FAILED);
+		fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
+		ASSERT_TRUE(fd >= 0);
+		ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+		for (int i = 0; i < N; i++)
+			e[i] = (struct mapwatch_monitor_entry){
+				.addr = (uintptr_t)u.base + i * PAGE,
+				.length = PAGE, .cookie = i + 1 };
+		ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), N);
+		ASSERT_EQ(pthread_create(&th, NULL, unmap_it, &u), 0);
+		usleep(round * 100);
+		ASSERT_OK(close(fd));
+		ASSERT_EQ(pthread_join(th, &ret), 0);
+		ASSERT_TRUE(ret == NULL);
+		ASSERT_EQ(sysfs_counter("contexts"), base);
+		ASSERT_EQ(sysfs_counter("regions"), regions);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);

@@ -91,6 +91,38 @@ TEST(probe_size_rules)
 			 ioctl(fd, MAPWATCH_IOCTL_PROBE, (void *)8), EFAULT);
 }
 
+/* A struct grows by fields, not by pages: more than a page is E2BIG. */
+TEST(argument_larger_than_a_page_is_e2big)
+{
+	const struct kdreg2_status_data *st;
+	int fd = open_cfg(4, &st);
+	char *big = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct mapwatch_probe *p = (void *)big;
+	struct mapwatch_batch *b = (void *)big;
+	struct mapwatch_policy *pol = (void *)big;
+
+	ASSERT_TRUE(big != MAP_FAILED);
+	/* Zero-filled past the known fields: only the size is wrong. */
+	p->size = PAGE + 8;
+	ASSERT_BAD_INPUT("PROBE", "size PAGE_SIZE + 8 (zero-filled)",
+			 ioctl(fd, MAPWATCH_IOCTL_PROBE, p), E2BIG);
+	memset(big, 0, 2 * PAGE);
+	b->size = PAGE + 8;
+	b->entry_size = sizeof(struct mapwatch_monitor_entry);
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "size PAGE_SIZE + 8 (zero-filled)",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, b), E2BIG);
+	memset(big, 0, 2 * PAGE);
+	pol->size = 0xffffffffu;
+	ASSERT_BAD_INPUT("SET_POLICY", "size 4 GiB - 1",
+			 ioctl(fd, MAPWATCH_IOCTL_SET_POLICY, pol), E2BIG);
+	/* A page exactly is still fine. */
+	memset(big, 0, 2 * PAGE);
+	p->size = PAGE;
+	ASSERT_OK(ioctl(fd, MAPWATCH_IOCTL_PROBE, p));
+	ASSERT_EQ(p->abi_version, MAPWATCH_ABI_VERSION);
+}
+
 TEST(unknown_extension_number_is_enotty)
 {
 	int fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
@@ -164,6 +196,39 @@ TEST(batch_monitor_fills_to_max_regions_then_enospc)
 	ASSERT_OK(munmap(p, PAGE));
 	ASSERT_EQ(kdreg2_read_counter(&st->pending_events), 100);
 	ASSERT_EQ(kdreg2_read_counter(&st->num_active_regions), 0);
+}
+
+/*
+ * The statuses of a chunk cannot be written back (the array is read-only):
+ * EFAULT, and its regions are not left monitored behind the caller's back.
+ */
+TEST(batch_monitor_unwritable_results_are_undone)
+{
+	const struct kdreg2_status_data *st;
+	int fd = open_cfg(64, &st);
+	char *p = map_pages(1);
+	struct mapwatch_monitor_entry *e = mmap(NULL, PAGE,
+			PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0);
+	struct mapwatch_batch b = { .size = sizeof(b), .count = 10,
+				    .entry_size = sizeof(e[0]) };
+
+	ASSERT_TRUE(e != MAP_FAILED);
+	for (int i = 0; i < 10; i++)
+		e[i] = (struct mapwatch_monitor_entry){
+			.addr = (uintptr_t)p, .length = PAGE, .cookie = i + 1 };
+	ASSERT_OK(mprotect(e, PAGE, PROT_READ));
+	b.entries = (uintptr_t)e;
+	ASSERT_BAD_INPUT("MONITOR_BATCH", "entries readable, not writable",
+			 ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), EFAULT);
+	ASSERT_EQ(kdreg2_read_counter(&st->num_active_regions), 0);
+	/* Nothing half-done: every slot and cookie is free again. */
+	ASSERT_OK(mprotect(e, PAGE, PROT_READ | PROT_WRITE));
+	b.count = 64;
+	for (int i = 0; i < 64; i++)
+		e[i] = (struct mapwatch_monitor_entry){
+			.addr = (uintptr_t)p, .length = PAGE, .cookie = i + 1 };
+	ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), 64);
 }
 
 TEST(batch_unmonitor_per_entry_status)

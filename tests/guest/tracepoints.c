@@ -53,6 +53,11 @@ static size_t read_file(const char *path, char *buf, size_t size)
 	return used;
 }
 
+/*
+ * Puts the parameter back and removes the instance.  Every case that
+ * changes them calls it last: a passing case ends in _exit(), which runs no
+ * atexit() handler (those run only for a failing one).
+ */
 static void cleanup(void)
 {
 	char path[256];
@@ -65,6 +70,7 @@ static void cleanup(void)
 				perror(PARAM);
 			close(fd);
 		}
+		saved_param[0] = '\0';
 	}
 	if (inst[0]) {
 		snprintf(path, sizeof(path), "%s/events/mapwatch/enable", inst);
@@ -76,6 +82,7 @@ static void cleanup(void)
 			close(fd);
 		}
 		rmdir(inst);
+		inst[0] = '\0';
 	}
 }
 
@@ -249,6 +256,7 @@ TEST(all_events_in_one_trace)
 	ASSERT_RECORD(trace, "mapwatch_overflow", "cookie=0xc02 overflows=2");
 	ASSERT_RECORD(trace, "mapwatch_overflow", "cookie=0xc03 overflows=3");
 	close(fd);
+	cleanup();
 }
 
 TEST(monitor_records_result)
@@ -272,6 +280,7 @@ TEST(monitor_records_result)
 	/* Only the enabled event. */
 	ASSERT_TRUE(strstr(trace, "mapwatch_invalidate:") == NULL);
 	close(fd);
+	cleanup();
 }
 
 TEST(unmonitor_records_result)
@@ -293,6 +302,7 @@ TEST(unmonitor_records_result)
 	ASSERT_RECORD(trace, "mapwatch_unmonitor", "cookie=0x999");
 	ASSERT_RECORD(trace, "mapwatch_unmonitor", "ret=-3");
 	close(fd);
+	cleanup();
 }
 
 TEST(invalidate_records_skipped_and_retired)
@@ -317,6 +327,7 @@ TEST(invalidate_records_skipped_and_retired)
 	ASSERT_RECORD(trace, "mapwatch_invalidate", "skipped=0 retired=1");
 	show_record(trace, "mapwatch_invalidate", "skipped=0");
 	close(fd);
+	cleanup();
 }
 
 TEST(overflow_records_folded_regions)
@@ -339,6 +350,7 @@ TEST(overflow_records_folded_regions)
 	/* The trace agrees with the status area's overflow counter. */
 	ASSERT_EQ(kdreg2_read_counter(&mapwatch_status_ext(status)->overflows), 2);
 	close(fd);
+	cleanup();
 }
 
 TEST(disabled_events_are_silent)
@@ -357,9 +369,56 @@ TEST(disabled_events_are_silent)
 	trace_stop();
 	ASSERT_TRUE(strstr(trace, "mapwatch_") == NULL);
 	close(fd);
+	cleanup();
+}
+
+/*
+ * One munmap over many regions retires them a bounded batch per hold of
+ * the context's spinlock (one invalidate record per batch), never all in
+ * one hold with preemption off.
+ */
+TEST(large_munmap_retires_in_bounded_batches)
+{
+	enum { N = 3000, BATCH = 512 };
+	static struct mapwatch_monitor_entry e[N];
+	struct mapwatch_batch b = { .size = sizeof(b), .count = N,
+				    .entry_size = sizeof(e[0]),
+				    .entries = (uintptr_t)e };
+	char *base = mmap(NULL, N * PAGE, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	const char *buf, *p;
+	long sum = 0, records = 0, biggest = 0;
+	int fd = dev_open(N);
+
+	ASSERT_TRUE(base != MAP_FAILED);
+	for (int i = 0; i < N; i++)
+		e[i] = (struct mapwatch_monitor_entry){
+			.addr = (uintptr_t)base + i * PAGE, .length = PAGE,
+			.cookie = i + 1 };
+	ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), N);
+	trace_start("mapwatch_invalidate");
+	ASSERT_OK(munmap(base, N * PAGE));
+	buf = trace_stop();
+	ASSERT_EQ(kdreg2_read_counter(&status->num_active_regions), 0);
+	for (p = buf; (p = strstr(p, " mapwatch_invalidate: ")); p++) {
+		const char *r = strstr(p, "retired=");
+		long n;
+
+		ASSERT_TRUE(r != NULL);
+		n = strtol(r + 8, NULL, 10);
+		sum += n;
+		records += n > 0;
+		biggest = n > biggest ? n : biggest;
+	}
+	tap_diag("%ld regions retired in %ld holds, at most %ld per hold",
+		 sum, records, biggest);
+	ASSERT_EQ(sum, N);
+	ASSERT_LE(biggest, BATCH);
+	close(fd);
 }
 
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);
+	cleanup();
 }

@@ -29,9 +29,14 @@
 #include "mapwatch_uapi.h"
 
 #define MW_READ_BATCH 64
+/* Regions retired per hold of ctx->lock by the notifier. */
+#define MW_RETIRE_BATCH 512
 
 extern unsigned long mw_max_regions_limit;
 extern unsigned long mw_max_pending_events;
+extern unsigned long mw_max_user_regions;
+
+struct mw_user;
 
 /* The status area: kdreg2 header, mapwatch extension, state array. */
 struct mw_status {
@@ -77,16 +82,19 @@ struct mw_mm {
 struct mw_ctx {
 	struct mw_mm *mwm;
 	struct list_head mm_node;	/* in mwm->ctxs */
+	unsigned int mn_users;		/* callbacks at work on it */
+	bool detaching;			/* closing: callbacks skip it */
 	struct mm_struct *mm;		/* mmgrab'd owner */
-	pid_t owner_tgid;
+	struct mw_user *user;		/* charged for the regions */
+	struct pid *owner;		/* the opener (thread group) */
 	struct list_head node;		/* in the global context list */
 
 	spinlock_t lock;
 	struct rb_root_cached ranges;
 	struct rb_root cookies;
 	size_t nr_regions;
-	u32 *free_slots;		/* stack of free slot numbers */
-	size_t nr_free;
+	u32 *free_slots;		/* ring of free slot numbers, */
+	size_t free_head, nr_free;	/* oldest first */
 	struct mw_status *status;	/* NULL until CONFIG_DATA */
 
 	struct list_head pending;	/* retired regions, oldest first */
@@ -155,7 +163,7 @@ void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r);
 ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 		loff_t *ppos);
 __poll_t mw_poll(struct file *file, struct poll_table_struct *wait);
-void mw_flush(struct mw_ctx *ctx);
+int mw_flush(struct mw_ctx *ctx);
 void mw_free_events(struct mw_ctx *ctx);
 
 /* ext.c */
@@ -166,7 +174,15 @@ int mw_stats_init(void);
 void mw_stats_exit(void);
 void mw_stats_add(struct mw_ctx *ctx);
 void mw_stats_del(struct mw_ctx *ctx);
+void mw_stats_hold(u64 ns);
 void mw_show_fdinfo(struct seq_file *m, struct file *file);
+
+/* user.c */
+struct mw_user *mw_user_get(void);
+void mw_user_put(struct mw_user *u);
+bool mw_user_charge(struct mw_user *u);
+void mw_user_uncharge(struct mw_user *u, long n);
+long mw_user_regions(struct mw_user *u);
 
 /* context.c */
 extern const struct file_operations mw_fops;
