@@ -127,7 +127,7 @@ static void noop_dereg(void *ctx, void *reg)
 	(void)reg;
 }
 
-static const struct mapwatch_cache_ops noop_ops = { noop_reg, noop_dereg, NULL, NULL };
+static const struct mapwatch_cache_ops noop_ops = { .reg = noop_reg, .dereg = noop_dereg };
 
 /* --- figure 6: the cache ---------------------------------------------------- */
 

@@ -11,13 +11,17 @@
  *           mapwatch_cache_get(addr, len) -> use the registration ->
  *           mapwatch_cache_put().
  *
- * Errors: functions returning int return 0 (or a count) on success and a
- * negative errno on failure; mapwatch_strerror() explains the last failure
- * of a monitor in words.  After fork() the child's copy of a monitor fails
- * every call with -EIO (its regions belong to the parent), and a cache over
- * it returns no entry (errno EIO); the child opens a fresh monitor (and
- * cache).  mapwatch_close() in the child releases the copy without
- * disturbing the parent.
+ * Errors (the whole convention is in mapwatch(7), "Errors"): functions
+ * returning int return 0 (or a count, or an fd) on success and a negative
+ * errno on failure (errno itself is then unspecified); functions returning
+ * a pointer return NULL and set errno; the others cannot fail, and answer
+ * "nothing" (false, 0, NULL; an entry "changed") for a NULL object.  An
+ * errno means the same in every function.  mapwatch_strerror() explains
+ * the last failure of a monitor in words.  After fork() the child's copy
+ * of a monitor fails every call with -EIO (its regions belong to the
+ * parent), and a cache over it returns no entry (errno EIO); the child
+ * opens a fresh monitor (and cache).  mapwatch_close() in the child
+ * releases the copy without disturbing the parent.
  *
  * ABI: libmapwatch.so.1 exports only the mapwatch_* functions declared here,
  * each with a symbol version (MAPWATCH_1.0, MAPWATCH_1.1...); a function
@@ -240,7 +244,33 @@ struct mapwatch_cache_ops {
 	void *ctx;
 	/* Optional: called with ctx by mapwatch_cache_destroy(), last. */
 	void (*release)(void *ctx);
+	/* Since 1.1, optional; used instead of reg when set.  Also gets the
+	 * arg of mapwatch_cache_get_arg() (NULL from mapwatch_cache_get()),
+	 * say a protection domain or access flags of this call, and the
+	 * entry's storage (cfg.entry_size bytes, zeroed; NULL when
+	 * entry_size is 0) to keep keys and handles in without a malloc.
+	 * Returns what reg returns. */
+	void *(*reg_ex)(void *ctx, void *addr, size_t len, int flags,
+			void *arg, void *data);
+	/* Since 1.1, optional: the cache learnt that entry e changed (its
+	 * event, or a lookup or put that saw it) and took it out.  Called
+	 * once per cached entry, with no lock held, before dereg (which
+	 * follows when the last reference is put, at once if none is held):
+	 * revoke remote keys, memory windows, peers' copies.  May call any
+	 * cache function but destroy; must not put a reference it does not
+	 * hold. */
+	void (*invalidate)(void *ctx, struct mapwatch_cache_entry *e);
 };
+
+/* mapwatch_cache_config.flags */
+#define MAPWATCH_CACHE_F_PASSTHROUGH (1ULL << 0) /* memory the monitor cannot
+					watch (EINVAL from mapwatch_watch(): file
+					or SysV shared memory on userfaultfd) is
+					registered for this get alone, uncached and
+					unwatched, and deregistered at its last put,
+					instead of failing get */
+/* The largest mapwatch_cache_config.entry_size. */
+#define MAPWATCH_CACHE_ENTRY_SIZE_MAX 65536
 
 /* Grows at its end (mapwatch_cache_create() passes its size); a field the
  * caller's struct lacks is 0, the default. */
@@ -248,6 +278,9 @@ struct mapwatch_cache_config {
 	size_t max_entries;	/* 0: no limit but the monitor's */
 	size_t max_bytes;	/* 0: no limit */
 	size_t align;		/* registrations cover whole units; 0: page */
+	size_t entry_size;	/* since 1.1: bytes of storage per entry, for
+				   reg_ex (mapwatch_cache_entry_data()) */
+	uint64_t flags;		/* since 1.1: MAPWATCH_CACHE_F_* */
 };
 
 /* Grows at its end (mapwatch_cache_get_stats() passes its size). */
@@ -259,6 +292,12 @@ struct mapwatch_cache_stats {
 	uint64_t entries, bytes_registered;
 	uint64_t covering_hits;		/* hits on an entry that starts below
 					   the request (counted in hits too) */
+	uint64_t uncached;		/* since 1.1: gets served by a
+					   registration of their own, outside
+					   the cache (every entry held, or
+					   pass-through) */
+	uint64_t passthrough;		/* since 1.1: of which memory the
+					   monitor could not watch */
 };
 
 /*
@@ -309,8 +348,9 @@ mapwatch_cache_create_sized(struct mapwatch *mw,
 			    const struct mapwatch_cache_ops *ops, size_t ops_size,
 			    const struct mapwatch_cache_config *cfg,
 			    size_t cfg_size);
-/* NULL with errno set: EINVAL (NULL mw, ops, reg or dereg; align not a
- * power of two; a size below the 1.0 struct), E2BIG (a newer struct whose
+/* NULL with errno set: EINVAL (NULL mw or ops; neither reg nor reg_ex, or
+ * no dereg; align not a power of two; unknown flags; entry_size over
+ * MAPWATCH_CACHE_ENTRY_SIZE_MAX; a size below the 1.0 struct), E2BIG (a newer struct whose
  * fields this library does not know are not zero), ENOMEM.  cfg may be
  * NULL: every default. */
 static inline struct mapwatch_cache *
@@ -334,6 +374,15 @@ MAPWATCH_EXPORT void mapwatch_cache_destroy(struct mapwatch_cache *c);
 MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 						void *addr, size_t len,
 						int flags);
+/* The same, passing arg to ops.reg_ex if this call registers (as UCX's
+ * ucs_rcache_get() passes its arg to mem_reg).  Since 1.1. */
+MAPWATCH_EXPORT struct mapwatch_cache_entry *
+mapwatch_cache_get_arg(struct mapwatch_cache *c, void *addr, size_t len,
+		       int flags, void *arg);
+/* One more reference on an entry the caller already holds (no lookup, no
+ * hit counted); each is dropped by a mapwatch_cache_put().  Since 1.1. */
+MAPWATCH_EXPORT void mapwatch_cache_hold(struct mapwatch_cache *c,
+					 struct mapwatch_cache_entry *e);
 /* Drop a reference taken by mapwatch_cache_get().  NULL is ignored. */
 MAPWATCH_EXPORT void mapwatch_cache_put(struct mapwatch_cache *c,
 			struct mapwatch_cache_entry *e);
@@ -345,6 +394,18 @@ MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entr
  * userfaultfd, a wait of microseconds while its reader applies events):
  * check it again after holding an entry across a long operation. */
 MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
+/* The entry's cfg.entry_size bytes of storage (NULL when 0).  Since 1.1. */
+MAPWATCH_EXPORT void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e);
+/*
+ * Progress without a get: read the monitor's pending events and take the
+ * changed entries out (invalidate, then dereg of the idle ones), so that
+ * memory the application freed is unpinned while it is quiet.  Returns
+ * how many events were read, -EIO in a child after fork, -EINVAL for NULL.
+ * mapwatch_cache_fd() is readable (POLLIN) while events are pending: put
+ * it in a poll/epoll loop and call this when it is.  Since 1.1.
+ */
+MAPWATCH_EXPORT int mapwatch_cache_progress(struct mapwatch_cache *c);
+MAPWATCH_EXPORT int mapwatch_cache_fd(const struct mapwatch_cache *c);
 /* Take every entry out of the cache: idle ones are deregistered now, held
  * ones when their last reference is put. */
 MAPWATCH_EXPORT void mapwatch_cache_flush(struct mapwatch_cache *c);

@@ -81,6 +81,8 @@ struct mapwatch_cache_entry {
 	_Atomic bool cached;			/* in the indexes */
 	_Atomic bool referenced;		/* CLOCK bit */
 	bool claimed;				/* count taken to 0 by eviction */
+	bool invalid;				/* taken out as changed */
+	bool unwatched;				/* pass-through: no watch */
 	struct mapwatch_handle wh;		/* word and gen in line 1 */
 	void *reg;
 	struct hnode hc;			/* by cookie */
@@ -91,6 +93,7 @@ struct mapwatch_cache_entry {
 	uintptr_t t_maxend;
 	uint32_t t_prio;
 	struct mapwatch_cache_entry *dead_next;
+	void *data;				/* cfg.entry_size bytes, or NULL */
 } __attribute__((aligned(64)));
 
 /* A registration in progress (on the registering thread's stack), so that
@@ -108,6 +111,7 @@ struct mapwatch_cache {
 	struct mapwatch_cache_ops ops;
 	struct mapwatch_cache_config cfg;
 	uintptr_t align;
+	size_t entry_bytes;			/* entry + storage, 64-aligned */
 	struct htab byaddr;
 	pthread_rwlock_t tree_lock;
 	struct mapwatch_cache_entry *root;	/* the address-ordered tree */
@@ -124,8 +128,12 @@ struct mapwatch_cache {
 	uint64_t rng, retired_uses, retired_covers;
 	_Atomic uint64_t folded_uses;
 	_Atomic uint64_t misses, evict_lru, evict_invalid,
-		evict_flush, invalidations, registrations, deregistrations;
+		evict_flush, invalidations, registrations, deregistrations,
+		uncached, passthrough;
 };
+
+/* The handle of a pass-through entry: never changed. */
+static const uint32_t never_changes;
 
 #define entry_of(p, field) \
 	((struct mapwatch_cache_entry *)((char *)(p) - \
@@ -293,9 +301,11 @@ static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 		c->free = e->dead_next;
 	pthread_mutex_unlock(&c->lock);
 	if (!e) {
-		e = aligned_alloc(64, sizeof(*e));
-		if (e)
-			memset(e, 0, sizeof(*e));
+		e = aligned_alloc(64, c->entry_bytes);
+		if (e) {
+			memset(e, 0, c->entry_bytes);
+			e->data = c->cfg.entry_size ? e + 1 : NULL;
+		}
 	}
 	return e;
 }
@@ -307,7 +317,8 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 	 * release (and the locks may be copies held by the parent's threads). */
 	if (mw_forked(c->mw))
 		return;
-	mapwatch_unwatch(c->mw, &e->wh);
+	if (!e->unwatched)
+		mapwatch_unwatch(c->mw, &e->wh);
 	c->ops.dereg(c->ops.ctx, e->reg);
 	atomic_fetch_add(&c->deregistrations, 1);
 	pthread_mutex_lock(&c->lock);
@@ -542,6 +553,9 @@ static void drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dea
 	while (dead) {
 		struct mapwatch_cache_entry *next = dead->dead_next;
 
+		/* Still registered: the cache's reference is dropped below. */
+		if (dead->invalid && c->ops.invalidate)
+			c->ops.invalidate(c->ops.ctx, dead);
 		if (dead->claimed)
 			entry_destroy(c, dead);
 		else
@@ -550,8 +564,9 @@ static void drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dea
 	}
 }
 
-static void count_invalid(struct mapwatch_cache *c)
+static void count_invalid(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
+	e->invalid = true;
 	atomic_fetch_add(&c->invalidations, 1);
 	atomic_fetch_add(&c->evict_invalid, 1);
 }
@@ -579,7 +594,7 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 		 * monitor): it stays. */
 		e = n ? entry_of(n, hc) : NULL;
 		if (e && mapwatch_changed(&e->wh) && detach(c, e, &x->dead, false))
-			count_invalid(c);
+			count_invalid(c, e);
 		return;
 	}
 	/* Events were folded into a range: every overlapping entry that
@@ -591,19 +606,21 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 		next = e->ring_next;
 		if (e->start < ev->addr + ev->len && ev->addr < e->end &&
 		    mapwatch_changed(&e->wh) && detach(c, e, &x->dead, false))
-			count_invalid(c);
+			count_invalid(c, e);
 		e = next;
 	}
 }
 
-static void process_events(struct mapwatch_cache *c)
+static int process_events(struct mapwatch_cache *c)
 {
 	struct ev_ctx x = { c, NULL };
+	int n;
 
 	pthread_mutex_lock(&c->lock);
-	mapwatch_drain(c->mw, on_event, &x);
+	n = mapwatch_drain(c->mw, on_event, &x);
 	pthread_mutex_unlock(&c->lock);
 	drop_dead(c, x.dead);
+	return n;
 }
 
 /* Drop the references a lookup took on changed entries, evicting them. */
@@ -614,7 +631,7 @@ static void purge_stale(struct mapwatch_cache *c, struct stale *st)
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < st->n; i++)
 		if (detach(c, st->e[i], &dead, false))
-			count_invalid(c);
+			count_invalid(c, st->e[i]);
 	pthread_mutex_unlock(&c->lock);
 	for (int i = 0; i < st->n; i++)
 		entry_unref(c, st->e[i]);
@@ -691,7 +708,9 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	if (!ret && cfg)
 		ret = mw_struct_in(&kcfg, sizeof(kcfg), cfg, cfg_size,
 				   MW_CACHE_CONFIG_SIZE_1_0);
-	if (!ret && (!mw || !kops.reg || !kops.dereg))
+	if (!ret && (!mw || !(kops.reg || kops.reg_ex) || !kops.dereg ||
+		     (kcfg.flags & ~MAPWATCH_CACHE_F_PASSTHROUGH) ||
+		     kcfg.entry_size > MAPWATCH_CACHE_ENTRY_SIZE_MAX))
 		ret = -EINVAL;
 	if (ret) {
 		errno = -ret;
@@ -710,6 +729,8 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	c->mw = mw;
 	c->ops = kops;
 	c->cfg = kcfg;
+	c->entry_bytes = sizeof(struct mapwatch_cache_entry) +
+			 ((kcfg.entry_size + 63) & ~(size_t)63);
 	c->align = c->cfg.align ? c->cfg.align : (uintptr_t)sysconf(_SC_PAGESIZE);
 	if (c->align & (c->align - 1)) {
 		free(c);
@@ -770,11 +791,26 @@ static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
 
 static _Atomic uint64_t next_cookie = 1;
 
+static void *call_reg(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+		      void *arg)
+{
+	void *addr = (void *)e->start;
+	size_t len = e->end - e->start;
+
+	errno = 0;
+	if (e->data)
+		memset(e->data, 0, c->cfg.entry_size);
+	if (c->ops.reg_ex)
+		return c->ops.reg_ex(c->ops.ctx, addr, len, e->flags, arg, e->data);
+	return c->ops.reg(c->ops.ctx, addr, len, e->flags);
+}
+
 /* Watch, then register, then check the watch: a change at any moment after
- * the watch is placed is seen. */
+ * the watch is placed is seen.  Pass-through: memory the monitor cannot
+ * watch is registered unwatched (the caller hands it out uncached). */
 static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 					    uintptr_t s, uintptr_t end,
-					    int flags)
+					    int flags, void *arg)
 {
 	struct mapwatch_cache_entry *e = entry_alloc(c);
 	uint64_t cookie;
@@ -790,6 +826,8 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	e->end = end;
 	e->flags = flags;
 	e->claimed = false;
+	e->invalid = false;
+	e->unwatched = false;
 	atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
 	for (int tries = 0;; tries++) {
 		/* Unique in the process: an event left over from another cache
@@ -799,20 +837,27 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		while (ret == -ENOSPC && make_room(c))
 			ret = mapwatch_watch(c->mw, (void *)s, end - s,
 					     cookie, &e->wh);
+		if (ret == -EINVAL && (c->cfg.flags & MAPWATCH_CACHE_F_PASSTHROUGH)) {
+			e->unwatched = true;
+			e->wh = (struct mapwatch_handle){ .word = &never_changes };
+			e->reg = call_reg(c, e, arg);
+			if (e->reg) {
+				atomic_fetch_add(&c->registrations, 1);
+				return e;
+			}
+			err = errno ? errno : EIO;
+			break;
+		}
 		if (ret) {
 			err = -ret;
 			break;
 		}
-		errno = 0;
-		e->reg = c->ops.reg(c->ops.ctx, (void *)s, end - s, flags);
+		e->reg = call_reg(c, e, arg);
 		/* Out of a resource idle entries hold (RLIMIT_MEMLOCK, the
 		 * NIC's MR limit): give one back and try again. */
 		while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
-				   errno == EAGAIN) && make_room(c)) {
-			errno = 0;
-			e->reg = c->ops.reg(c->ops.ctx, (void *)s, end - s,
-					    flags);
-		}
+				   errno == EAGAIN) && make_room(c))
+			e->reg = call_reg(c, e, arg);
 		if (!e->reg) {
 			err = errno ? errno : EIO;
 			mapwatch_unwatch(c->mw, &e->wh);
@@ -892,6 +937,13 @@ struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 						void *addr, size_t len,
 						int flags)
 {
+	return mapwatch_cache_get_arg(c, addr, len, flags, NULL);
+}
+
+struct mapwatch_cache_entry *mapwatch_cache_get_arg(struct mapwatch_cache *c,
+						    void *addr, size_t len,
+						    int flags, void *arg)
+{
 	uintptr_t s, end;
 	struct mapwatch_cache_entry *e, *dead = NULL;
 	struct inflight me;
@@ -938,7 +990,7 @@ again:
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&c->misses, 1);
 
-	e = reg_new(c, s, end, flags);
+	e = reg_new(c, s, end, flags, arg);
 	pthread_mutex_lock(&c->lock);
 	inflight_remove(c, &me);
 	if (!e) {
@@ -951,7 +1003,11 @@ again:
 	if (c->all)
 		c->all->all_prev = e;
 	c->all = e;
-	if (evict(c, end - s, false, &dead)) {
+	if (e->unwatched) {
+		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+		atomic_fetch_add(&c->uncached, 1);
+		atomic_fetch_add(&c->passthrough, 1);
+	} else if (evict(c, end - s, false, &dead)) {
 		/* The cache's reference and the caller's. */
 		atomic_store_explicit(&e->ru, 2 * REF_ONE, memory_order_release);
 		attach(c, e);
@@ -959,6 +1015,7 @@ again:
 		/* Every other entry is held: hand this one out uncached
 		 * rather than break the limits; it goes when put. */
 		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+		atomic_fetch_add(&c->uncached, 1);
 	}
 	pthread_mutex_unlock(&c->lock);
 	drop_dead(c, dead);
@@ -973,7 +1030,7 @@ static void put_changed(struct mapwatch_cache *c, struct mapwatch_cache_entry *e
 
 	pthread_mutex_lock(&c->lock);
 	if (detach(c, e, &dead, false))
-		count_invalid(c);
+		count_invalid(c, e);
 	pthread_mutex_unlock(&c->lock);
 	entry_unref(c, e);
 	drop_dead(c, dead);
@@ -990,25 +1047,56 @@ void mapwatch_cache_put(struct mapwatch_cache *c, struct mapwatch_cache_entry *e
 		entry_unref(c, e);
 }
 
+/* The getters answer "nothing" for a NULL entry (a failed get): no
+ * registration, and changed, so that it is never used. */
 void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry *e)
 {
-	return e->reg;
+	return e ? e->reg : NULL;
 }
 
 void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e)
 {
-	return (void *)e->start;
+	return e ? (void *)e->start : NULL;
 }
 
 size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e)
 {
-	return e->end - e->start;
+	return e ? e->end - e->start : 0;
 }
 
 bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e)
 {
+	if (!e)
+		return true;
 	mw_settle();
 	return mapwatch_changed(&e->wh);
+}
+
+void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e)
+{
+	return e ? e->data : NULL;
+}
+
+void mapwatch_cache_hold(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	/* The caller's reference keeps the count above 0: no CAS needed. */
+	if (c && e)
+		atomic_fetch_add_explicit(&e->ru, REF_ONE, memory_order_relaxed);
+}
+
+int mapwatch_cache_progress(struct mapwatch_cache *c)
+{
+	if (!c)
+		return -EINVAL;
+	if (mw_forked(c->mw))
+		return -EIO;
+	mw_settle();
+	return process_events(c);
+}
+
+int mapwatch_cache_fd(const struct mapwatch_cache *c)
+{
+	return c ? mapwatch_fd(c->mw) : -EINVAL;
 }
 
 void mapwatch_cache_flush(struct mapwatch_cache *c)
@@ -1044,6 +1132,8 @@ int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
 	s->invalidations = atomic_load(&c->invalidations);
 	s->registrations = atomic_load(&c->registrations);
 	s->deregistrations = atomic_load(&c->deregistrations);
+	s->uncached = atomic_load(&c->uncached);
+	s->passthrough = atomic_load(&c->passthrough);
 	/* In a child after fork, the lock may be a copy a parent thread
 	 * held at fork; no other thread of the child uses this copy. */
 	if (!child)

@@ -172,6 +172,8 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
  * generation catches fork(); getpid() also catches a raw clone(). */
 int mw_check_owner(const struct mapwatch *mw)
 {
+	if (!mw)
+		return -EINVAL;
 	if (mw_forked(mw) || getpid() != mw->owner) {
 		mw_seterr((struct mapwatch *)mw,
 			  "monitor used in a child after fork(): open a new one");
@@ -203,18 +205,21 @@ void mapwatch_close(struct mapwatch *mw)
 	free(mw);
 }
 
+/* The getters answer "nothing" for a NULL monitor (mapwatch(7), "Errors"). */
 enum mapwatch_backend mapwatch_backend(const struct mapwatch *mw)
 {
-	return mw->backend;
+	return mw ? mw->backend : MAPWATCH_BACKEND_AUTO;
 }
 
 uint64_t mapwatch_features(const struct mapwatch *mw)
 {
-	return mw->features;
+	return mw ? mw->features : 0;
 }
 
 const char *mapwatch_strerror(const struct mapwatch *mw)
 {
+	if (!mw)
+		return "NULL monitor";
 	if (last_err.mw == mw && last_err.text[0])
 		return last_err.text;
 	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD && atomic_load(&mw->u.dead))
@@ -334,6 +339,8 @@ int mapwatch_drain(struct mapwatch *mw,
 	struct mapwatch_event ev[64];
 	int n, total = 0;
 
+	if (!mw)
+		return -EINVAL;
 	if (!fn) {
 		mw_seterr(mw, "drain: NULL callback");
 		return -EINVAL;
@@ -348,7 +355,7 @@ int mapwatch_drain(struct mapwatch *mw,
 
 bool mapwatch_pending(const struct mapwatch *mw)
 {
-	return mw->ops->pending(mw);
+	return mw && mw->ops->pending(mw);
 }
 
 int mapwatch_fd(const struct mapwatch *mw)

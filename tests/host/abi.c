@@ -149,6 +149,59 @@ TEST(output_structs_filled_to_callers_size)
 	mapwatch_close(mw);
 }
 
+/* mapwatch(7), "Errors": int functions return -errno, pointer functions
+ * NULL with errno, the rest answer "nothing"; here for NULL objects. */
+TEST(errno_convention_for_null_objects)
+{
+	struct mapwatch_handle h = { 0 };
+	struct mapwatch_event ev;
+	struct mapwatch_stats ms;
+	struct mapwatch_cache_stats cs;
+	struct mapwatch_watch_req req = { .addr = BASE, .len = 1, .cookie = 1 };
+	struct mapwatch_cache_ops ops = { .reg = reg, .dereg = dereg };
+
+	ASSERT_BAD_INPUT("mapwatch_watch", "NULL monitor",
+			 neg(mapwatch_watch(NULL, BASE, 1, 1, &h)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_unwatch", "NULL monitor",
+			 neg(mapwatch_unwatch(NULL, &h)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_watch_batch", "NULL monitor",
+			 neg(mapwatch_watch_batch(NULL, &req, 1)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_unwatch_batch", "NULL monitor",
+			 neg(mapwatch_unwatch_batch(NULL, &h, 1, NULL)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_read_events", "NULL monitor",
+			 neg(mapwatch_read_events(NULL, &ev, 1)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_drain", "NULL monitor",
+			 neg(mapwatch_drain(NULL, collect, NULL)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_fd", "NULL monitor", neg(mapwatch_fd(NULL)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_invalidate", "NULL monitor",
+			 neg(mapwatch_invalidate(NULL, BASE, 1)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_get_stats", "NULL monitor",
+			 neg(mapwatch_get_stats(NULL, &ms)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_get_stats", "NULL cache",
+			 neg(mapwatch_cache_get_stats(NULL, &cs)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_create", "NULL monitor",
+			 nul(mapwatch_cache_create(NULL, &ops, NULL)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_get", "NULL cache",
+			 nul(mapwatch_cache_get(NULL, BASE, 1, 0)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_get_arg", "NULL cache",
+			 nul(mapwatch_cache_get_arg(NULL, BASE, 1, 0, NULL)), EINVAL);
+	/* Cannot fail: nothing done, "nothing" answered. */
+	mapwatch_close(NULL);
+	mapwatch_cache_put(NULL, NULL);
+	mapwatch_cache_hold(NULL, NULL);
+	mapwatch_cache_flush(NULL);
+	mapwatch_cache_destroy(NULL);
+	EXPECT_FALSE(mapwatch_pending(NULL));
+	EXPECT_EQ(mapwatch_features(NULL), 0);
+	EXPECT_EQ(mapwatch_backend(NULL), MAPWATCH_BACKEND_AUTO);
+	EXPECT_TRUE(strlen(mapwatch_strerror(NULL)) > 0);
+	EXPECT_TRUE(mapwatch_cache_entry_reg(NULL) == NULL);
+	EXPECT_TRUE(mapwatch_cache_entry_addr(NULL) == NULL);
+	EXPECT_EQ(mapwatch_cache_entry_len(NULL), 0);
+	EXPECT_TRUE(mapwatch_cache_entry_data(NULL) == NULL);
+	EXPECT_TRUE(mapwatch_cache_entry_changed(NULL));
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);

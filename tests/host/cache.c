@@ -114,7 +114,7 @@ TEST(custom_alignment)
 {
 	struct mapwatch *mw = manual(64);
 	struct fake f;
-	struct mapwatch_cache_ops ops = { fake_reg, fake_dereg, &f, NULL };
+	struct mapwatch_cache_ops ops = { .reg = fake_reg, .dereg = fake_dereg, .ctx = &f };
 	struct mapwatch_cache_config cfg = { .align = 1 << 16 };
 	struct mapwatch_cache *c;
 	struct mapwatch_cache_entry *e;
@@ -715,7 +715,9 @@ TEST(destroy_deregisters_and_releases)
 {
 	struct mapwatch *mw = manual(64);
 	struct fake f;
-	struct mapwatch_cache_ops ops = { fake_reg, fake_dereg, &f, release };
+	struct mapwatch_cache_ops ops = {
+		.reg = fake_reg, .dereg = fake_dereg, .ctx = &f, .release = release,
+	};
 	struct mapwatch_cache *c;
 
 	fake_init(&f);
@@ -1090,7 +1092,7 @@ TEST(child_after_fork_gets_eio_and_can_start_over)
 			_exit(3);
 		fake_init(&f2);
 		c2 = mapwatch_cache_create(mw2, &(struct mapwatch_cache_ops){
-			fake_reg, fake_dereg, &f2, NULL }, NULL);
+			.reg = fake_reg, .dereg = fake_dereg, .ctx = &f2 }, NULL);
 		if (!c2)
 			_exit(4);
 		mapwatch_cache_put(c2, mapwatch_cache_get(c2, BASE, PAGE, 0));
@@ -1124,9 +1126,9 @@ TEST(bad_arguments)
 {
 	struct mapwatch *mw = manual(8);
 	struct fake f;
-	struct mapwatch_cache_ops ops = { fake_reg, fake_dereg, &f, NULL };
-	struct mapwatch_cache_ops no_reg = { NULL, fake_dereg, &f, NULL };
-	struct mapwatch_cache_ops no_dereg = { fake_reg, NULL, &f, NULL };
+	struct mapwatch_cache_ops ops = { .reg = fake_reg, .dereg = fake_dereg, .ctx = &f };
+	struct mapwatch_cache_ops no_reg = { .dereg = fake_dereg, .ctx = &f };
+	struct mapwatch_cache_ops no_dereg = { .reg = fake_reg, .ctx = &f };
 	struct mapwatch_cache_config odd = { .align = 3 * PAGE };
 	struct mapwatch_cache *c;
 

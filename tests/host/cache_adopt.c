@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * What a communication library needs from the cache beyond get and put
+ * (issue 16 section 2), each case named after the feature and the anchor
+ * it matches in UCX's ucs_rcache or libfabric's ofi_mr_cache: a per-call
+ * argument to the registration, per-entry storage, an invalidation
+ * callback before deregistration, hold(), progress without a get, and
+ * uncached pass-through.  MANUAL monitor (mapwatch_invalidate() plays the
+ * kernel), except pass-through, which needs memory userfaultfd cannot
+ * watch.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include "host/libtest.h"
+
+#define BASE ((char *)0x100000000000UL)
+
+#define ASSERT_STREQ(a, b)						\
+	do {								\
+		if (strcmp((a), (b)))					\
+			tap_diag("%s = \"%s\", want \"%s\"", #a, (a), (b)); \
+		TAP_CHECK(!strcmp((a), (b)), #a " == " #b, 1);		\
+	} while (0)
+
+/* A log of callbacks, in order: 'r'eg, 'i'nvalidate, 'd'ereg. */
+struct rec {
+	struct fake f;
+	char log[64];
+	_Atomic int n;
+	void *last_arg, *last_data;
+	struct mapwatch_cache_entry *invalidated;
+	size_t entry_size;
+	bool data_was_zero;
+};
+
+static void note(struct rec *r, char c)
+{
+	int i = atomic_fetch_add(&r->n, 1);
+
+	if (i < (int)sizeof(r->log) - 1)
+		r->log[i] = c;
+}
+
+static void *rec_reg_ex(void *ctx, void *addr, size_t len, int flags,
+			void *arg, void *data)
+{
+	struct rec *r = ctx;
+
+	r->last_arg = arg;
+	r->last_data = data;
+	r->data_was_zero = true;
+	for (size_t i = 0; data && i < r->entry_size; i++)
+		r->data_was_zero &= !((unsigned char *)data)[i];
+	if (data)
+		memset(data, 0x5a, r->entry_size);	/* "keys" */
+	note(r, 'r');
+	return fake_reg(&r->f, addr, len, flags);
+}
+
+static void rec_dereg(void *ctx, void *reg)
+{
+	struct rec *r = ctx;
+
+	note(r, 'd');
+	fake_dereg(&r->f, reg);
+}
+
+static void rec_invalidate(void *ctx, struct mapwatch_cache_entry *e)
+{
+	struct rec *r = ctx;
+
+	note(r, 'i');
+	r->invalidated = e;
+	/* Still registered when told. */
+	ASSERT_FALSE(atomic_load(&reg_of(e)->dead));
+}
+
+static struct mapwatch_cache *rec_cache(struct mapwatch *mw, struct rec *r,
+					size_t entry_size, uint64_t flags,
+					size_t max_entries)
+{
+	struct mapwatch_cache_ops ops = {
+		.reg_ex = rec_reg_ex, .dereg = rec_dereg,
+		.invalidate = rec_invalidate, .ctx = r,
+	};
+	struct mapwatch_cache_config cfg = {
+		.entry_size = entry_size, .flags = flags,
+		.max_entries = max_entries,
+	};
+	struct mapwatch_cache *c;
+
+	memset(r, 0, sizeof(*r));
+	r->entry_size = entry_size;
+	c = mapwatch_cache_create(mw, &ops, &cfg);
+	ASSERT_TRUE(c != NULL);
+	return c;
+}
+
+static struct mapwatch_cache_stats stats(struct mapwatch_cache *c)
+{
+	struct mapwatch_cache_stats s;
+
+	ASSERT_EQ(mapwatch_cache_get_stats(c, &s), 0);
+	return s;
+}
+
+/* UCX ucs_rcache_get(..., arg, ...) -> mem_reg(..., arg, ...). */
+TEST(get_arg_reaches_reg_ex)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	int pd1, pd2;
+	struct mapwatch_cache_entry *e;
+
+	e = mapwatch_cache_get_arg(c, BASE, PAGE, 0, &pd1);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(r.last_arg == &pd1);
+	ASSERT_TRUE(r.last_data == NULL);	/* no entry_size */
+	ASSERT_TRUE(mapwatch_cache_entry_data(e) == NULL);
+	mapwatch_cache_put(c, e);
+	/* A hit does not register: the arg is not used. */
+	e = mapwatch_cache_get_arg(c, BASE, PAGE, 0, &pd2);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(r.last_arg == &pd1);
+	mapwatch_cache_put(c, e);
+	/* mapwatch_cache_get() passes NULL. */
+	e = mapwatch_cache_get(c, BASE + PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(r.last_arg == NULL);
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&r.f.nreg), 2);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* UCX region_struct_size, libfabric entry_data_size. */
+TEST(entry_storage_given_to_reg_ex)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 100, 0, 0);
+	struct mapwatch_cache_entry *e, *e2;
+	unsigned char *d;
+
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	d = mapwatch_cache_entry_data(e);
+	ASSERT_TRUE(d != NULL);
+	ASSERT_TRUE(d == r.last_data);
+	ASSERT_TRUE(r.data_was_zero);
+	EXPECT_EQ((uintptr_t)d % 16, 0);	/* any type fits */
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ(d[i], 0x5a);
+	/* Another entry has its own storage. */
+	e2 = mapwatch_cache_get(c, BASE + PAGE, PAGE, 0);
+	ASSERT_TRUE(e2 != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_data(e2) != d);
+	mapwatch_cache_put(c, e2);
+	/* Changed and gone: a recycled entry's storage is zeroed for reg. */
+	mapwatch_cache_put(c, e);
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, 2 * PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 2);
+	ASSERT_EQ(atomic_load(&r.f.ndereg), 2);
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(r.data_was_zero);
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+TEST(bad_flags_and_entry_size_refused)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct mapwatch_cache_ops ops = { .reg = fake_reg, .dereg = fake_dereg };
+	struct mapwatch_cache_config big = {
+		.entry_size = MAPWATCH_CACHE_ENTRY_SIZE_MAX + 1,
+	};
+	struct mapwatch_cache_config flag = { .flags = 1ULL << 63 };
+	struct mapwatch_cache_ops noreg = { .dereg = fake_dereg };
+
+	ASSERT_BAD_INPUT("mapwatch_cache_create", "entry_size over the maximum",
+			 nul(mapwatch_cache_create(mw, &ops, &big)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_create", "unknown config flag",
+			 nul(mapwatch_cache_create(mw, &ops, &flag)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_create", "neither reg nor reg_ex",
+			 nul(mapwatch_cache_create(mw, &noreg, NULL)), EINVAL);
+	mapwatch_close(mw);
+}
+
+/* libfabric's delete_region after the monitor's notify; a changed entry
+ * is announced once, before its dereg, also while it is held. */
+TEST(invalidate_before_dereg)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *idle, *held;
+
+	idle = mapwatch_cache_get(c, BASE, PAGE, 0);
+	held = mapwatch_cache_get(c, BASE + 4 * PAGE, PAGE, 0);
+	ASSERT_TRUE(idle && held);
+	mapwatch_cache_put(c, idle);
+	ASSERT_STREQ(r.log, "rr");
+	/* Idle: invalidate, then dereg, in the same progress. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 1);
+	ASSERT_STREQ(r.log, "rrid");
+	ASSERT_TRUE(r.invalidated == idle);
+	/* Held: invalidate now, dereg at the put. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE + 4 * PAGE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 1);
+	ASSERT_STREQ(r.log, "rridi");
+	ASSERT_TRUE(r.invalidated == held);
+	ASSERT_TRUE(mapwatch_cache_entry_changed(held));
+	mapwatch_cache_put(c, held);
+	ASSERT_STREQ(r.log, "rridid");
+	EXPECT_EQ(stats(c).invalidations, 2);
+	/* Flush and destroy are not invalidations. */
+	mapwatch_cache_put(c, mapwatch_cache_get(c, BASE, PAGE, 0));
+	mapwatch_cache_flush(c);
+	ASSERT_STREQ(r.log, "rrididrd");
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* The other two ways the cache learns of a change: a lookup, a put. */
+TEST(invalidate_from_lookup_and_put)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *e, *held;
+	struct mapwatch_event ev[4];
+
+	mapwatch_cache_put(c, mapwatch_cache_get(c, BASE, PAGE, 0));
+	held = mapwatch_cache_get(c, BASE + PAGE, PAGE, 0);
+	ASSERT_TRUE(held != NULL);
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, 2 * PAGE), 0);
+	/* Take the events away, so only the one-load checks see it. */
+	ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 2);
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);	/* sees it changed */
+	ASSERT_TRUE(e != NULL);
+	ASSERT_STREQ(r.log, "rridr");
+	mapwatch_cache_put(c, held);			/* sees it changed */
+	ASSERT_STREQ(r.log, "rridrid");
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* UCX ucs_rcache_region_hold(). */
+TEST(hold_takes_another_reference)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *e = mapwatch_cache_get(c, BASE, PAGE, 0);
+
+	ASSERT_TRUE(e != NULL);
+	mapwatch_cache_hold(c, e);
+	mapwatch_cache_hold(c, e);
+	EXPECT_EQ(stats(c).hits, 0);		/* not a lookup */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 1);
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_put(c, e);
+	ASSERT_STREQ(r.log, "ri");		/* one reference left */
+	ASSERT_EQ(atomic_load(&r.f.ndereg), 0);
+	mapwatch_cache_put(c, e);
+	ASSERT_STREQ(r.log, "rid");
+	mapwatch_cache_hold(NULL, e);		/* ignored */
+	mapwatch_cache_hold(c, NULL);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* libfabric's monitor thread / UCX's rcache cleanup while the application
+ * makes no get: the cache's fd says when. */
+TEST(progress_releases_idle_memory_without_get)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct pollfd p = { .fd = mapwatch_cache_fd(c), .events = POLLIN };
+
+	ASSERT_GE(p.fd, 0);
+	ASSERT_EQ(p.fd, mapwatch_fd(mw));
+	for (int i = 0; i < 3; i++)
+		mapwatch_cache_put(c, mapwatch_cache_get(c, BASE + i * PAGE, PAGE, 0));
+	ASSERT_EQ(poll(&p, 1, 0), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 0);	/* nothing pending */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, 2 * PAGE), 0);
+	ASSERT_EQ(poll(&p, 1, 1000), 1);
+	ASSERT_EQ(atomic_load(&r.f.ndereg), 0);		/* nobody called get */
+	ASSERT_EQ(mapwatch_cache_progress(c), 2);
+	ASSERT_EQ(atomic_load(&r.f.ndereg), 2);
+	ASSERT_EQ(stats(c).entries, 1);
+	ASSERT_EQ(poll(&p, 1, 0), 0);
+	ASSERT_BAD_INPUT("mapwatch_cache_progress", "NULL cache",
+			 neg(mapwatch_cache_progress(NULL)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_fd", "NULL cache",
+			 neg(mapwatch_cache_fd(NULL)), EINVAL);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+TEST(progress_in_child_after_fork)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	pid_t pid;
+	int st;
+
+	mapwatch_cache_put(c, mapwatch_cache_get(c, BASE, PAGE, 0));
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(mapwatch_cache_progress(c) == -EIO &&
+		      atomic_load(&r.f.ndereg) == 0 ? 0 : 1);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 1);	/* the parent's */
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* libfabric's uncached_cnt: every entry held, max_entries reached. */
+TEST(uncached_when_every_entry_is_held)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 1);
+	struct mapwatch_cache_entry *a = mapwatch_cache_get(c, BASE, PAGE, 0);
+	struct mapwatch_cache_entry *b = mapwatch_cache_get(c, BASE + PAGE, PAGE, 0);
+	struct mapwatch_cache_stats s;
+
+	ASSERT_TRUE(a && b);
+	s = stats(c);
+	EXPECT_EQ(s.entries, 1);
+	EXPECT_EQ(s.uncached, 1);
+	EXPECT_EQ(s.passthrough, 0);
+	mapwatch_cache_put(c, b);
+	ASSERT_EQ(atomic_load(&r.f.ndereg), 1);		/* gone at its put */
+	mapwatch_cache_put(c, a);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* libfabric registers memory its monitor cannot cover uncached
+ * (ofi_mr_cache_search -> uncached); UCX memory types without a rcache. */
+TEST(passthrough_for_memory_the_monitor_cannot_watch)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_USERFAULTFD, 16);
+	struct mapwatch_cache_ops ops = { .reg = fake_reg, .dereg = fake_dereg };
+	struct mapwatch_cache_config pass = { .flags = MAPWATCH_CACHE_F_PASSTHROUGH };
+	struct mapwatch_cache *strict, *c;
+	struct mapwatch_cache_entry *e, *e2;
+	struct mapwatch_cache_stats s;
+	struct fake f;
+	char path[] = "/var/tmp/mapwatch-passthrough.XXXXXX";
+	int fd = mkstemp(path);
+	char *file;
+
+	ASSERT_GE(fd, 0);
+	unlink(path);
+	ASSERT_OK(ftruncate(fd, 2 * PAGE));
+	file = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_TRUE(file != MAP_FAILED);
+	fake_init(&f);
+	ops.ctx = &f;
+	strict = mapwatch_cache_create(mw, &ops, NULL);
+	ASSERT_TRUE(strict != NULL);
+	e = mapwatch_cache_get(strict, file, PAGE, 0);
+	if (e || errno != EINVAL) {
+		mapwatch_cache_put(strict, e);
+		SKIP("userfaultfd watches this file mapping here (errno %d)", errno);
+	}
+	mapwatch_cache_destroy(strict);
+
+	c = mapwatch_cache_create(mw, &ops, &pass);
+	ASSERT_TRUE(c != NULL);
+	e = mapwatch_cache_get(c, file, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(reg_of(e)->addr, (uintptr_t)file);
+	ASSERT_FALSE(mapwatch_cache_entry_changed(e));
+	e2 = mapwatch_cache_get(c, file, PAGE, 0);	/* not cached: again */
+	ASSERT_TRUE(e2 != NULL && e2 != e);
+	s = stats(c);
+	EXPECT_EQ(s.uncached, 2);
+	EXPECT_EQ(s.passthrough, 2);
+	EXPECT_EQ(s.entries, 0);
+	EXPECT_EQ(s.registrations, 2);
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_put(c, e2);
+	EXPECT_EQ(atomic_load(&f.ndereg), 2);		/* at the last put */
+	/* Watchable memory is still cached. */
+	char *anon = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(anon != MAP_FAILED);
+	mapwatch_cache_put(c, mapwatch_cache_get(c, anon, PAGE, 0));
+	EXPECT_EQ(stats(c).entries, 1);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+int main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}
