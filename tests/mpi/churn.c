@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Two MPI ranks: rank 0 sends, rank 1 receives and checks every byte.
- * For each buffer variant the sender takes a fresh buffer for every
- * message, fills it with a pattern derived from (variant, iteration, size)
- * and gives the buffer back after the send, so new memory keeps landing at
- * addresses a registration cache has seen before:
+ * Pairs of MPI ranks: in each pair the first sends and the second receives
+ * and checks every byte.  For each buffer variant the sender takes a fresh
+ * buffer for every message, fills it with a pattern derived from (variant,
+ * iteration, size) and gives the buffer back after the send, so new memory
+ * keeps landing at addresses a registration cache has seen before:
  *
  *   static   one buffer for the whole run (the cache's good case)
  *   malloc   malloc/free (large sizes: glibc's mmap/munmap, or its heap)
@@ -14,14 +14,21 @@
  *            patch, as language runtimes and some allocators do it
  *
  * A message whose bytes differ from the pattern of its own iteration is
- * corrupt (a stale registration delivers an older iteration's data).  Rank 0
- * prints one JSON line per variant and a last "done" line:
- *   {"variant": "mmap", "messages": 50, "corrupt": 0, "bytes": ...,
- *    "send_seconds": ..., "mb_per_s": ...}
+ * corrupt (a stale registration delivers an older iteration's data).
+ *
+ * One pair per mpirun app context (MPMD: `mpirun -np 2 A : -np 2 B`), so
+ * that each pair can run under its own environment in one job; the pairs
+ * take turns, the others waiting without spinning.  Each pair's sender
+ * prints one JSON line about itself, one per variant, and a last one:
+ *   {"row": "mapwatch", "ranks": [0, 1], "hosts": [...], "libfabric": ...}
+ *   {"row": "mapwatch", "variant": "mmap", "messages": 50, "corrupt": 0,
+ *    "bytes": ..., "send_seconds": ..., "mb_per_s": ...}
+ *   {"row": "mapwatch", "done": true}
  * send_seconds sums the time spent in MPI_Send only (registration or cache
  * lookup, and the transfer), not the filling or the checking.
  *
- * usage: mpirun -np 2 churn [--iters N] [--sizes 4K,64K,...] [--variants a,b]
+ * usage: mpirun -np 2 churn [--row NAME] [--iters N] [--sizes 4K,64K,...]
+ *                           [--variants a,b] [: -np 2 churn --row NAME2 ...]
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -42,12 +49,15 @@
 #define TAG_READY 1
 #define TAG_DATA 2
 #define TAG_COUNT 3
+#define TAG_TURN 4
 
 enum variant { V_STATIC, V_MALLOC, V_MMAP, V_BRK, V_SYSCALL, V_COUNT };
 static const char *const variant_names[V_COUNT] = {
 	"static", "malloc", "mmap", "brk", "syscall"
 };
 
+static MPI_Comm pair;	/* this pair: rank 0 sends, rank 1 receives */
+static const char *row = "";
 static size_t sizes[MAX_SIZES];
 static int nsizes;
 static size_t max_size;
@@ -205,7 +215,7 @@ static int find_fabric(struct dl_phdr_info *info, size_t size, void *data)
 }
 
 /* Which libfabric this rank really runs, and its version: the runner checks it. */
-static void report_fabric(double init_seconds)
+static void report_fabric(int world_rank, const char *hosts, double init_seconds)
 {
 	const char *path = NULL;
 	uint32_t (*version)(void) = NULL;
@@ -220,9 +230,10 @@ static void report_fabric(double init_seconds)
 		if (version)
 			ver = version();
 	}
-	printf("{\"libfabric\": \"%s\", \"fi_version\": \"%u.%u\", "
-	       "\"init_seconds\": %.3f}\n",
-	       path ? path : "", ver >> 16, ver & 0xffff, init_seconds);
+	printf("{\"row\": \"%s\", \"ranks\": [%d, %d], \"hosts\": [%s], "
+	       "\"libfabric\": \"%s\", \"fi_version\": \"%u.%u\", \"init_seconds\": %.3f}\n",
+	       row, world_rank, world_rank + 1, hosts, path ? path : "", ver >> 16,
+	       ver & 0xffff, init_seconds);
 	fflush(stdout);
 }
 
@@ -240,19 +251,19 @@ static void sender(const int *variants, int nvariants, int iters)
 				if (!buf)
 					die("cannot allocate a %s buffer", variant_names[v]);
 				fill(buf, sizes[s], v, it, s);
-				MPI_Recv(&ready, 1, MPI_INT, 1, TAG_READY, MPI_COMM_WORLD,
+				MPI_Recv(&ready, 1, MPI_INT, 1, TAG_READY, pair,
 					 MPI_STATUS_IGNORE);
 				t0 = now();
-				MPI_Send(buf, (int)sizes[s], MPI_BYTE, 1, TAG_DATA, MPI_COMM_WORLD);
+				MPI_Send(buf, (int)sizes[s], MPI_BYTE, 1, TAG_DATA, pair);
 				t += now() - t0;
 				bytes += sizes[s];
 				give_back(v, buf, sizes[s]);
 			}
 		}
-		MPI_Recv(&corrupt, 1, MPI_INT, 1, TAG_COUNT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-		printf("{\"variant\": \"%s\", \"messages\": %d, \"corrupt\": %d, "
+		MPI_Recv(&corrupt, 1, MPI_INT, 1, TAG_COUNT, pair, MPI_STATUS_IGNORE);
+		printf("{\"row\": \"%s\", \"variant\": \"%s\", \"messages\": %d, \"corrupt\": %d, "
 		       "\"bytes\": %llu, \"send_seconds\": %.6f, \"mb_per_s\": %.2f}\n",
-		       variant_names[v], iters * nsizes, corrupt, bytes, t,
+		       row, variant_names[v], iters * nsizes, corrupt, bytes, t,
 		       t > 0 ? bytes / t / 1e6 : 0.0);
 		fflush(stdout);
 	}
@@ -272,22 +283,41 @@ static void receiver(const int *variants, int nvariants, int iters)
 			for (int s = 0; s < nsizes; s++) {
 				/* Poison first: a message that never lands is corrupt too. */
 				memset(buf, 0xa5, sizes[s]);
-				MPI_Send(&ready, 1, MPI_INT, 0, TAG_READY, MPI_COMM_WORLD);
-				MPI_Recv(buf, (int)sizes[s], MPI_BYTE, 0, TAG_DATA, MPI_COMM_WORLD,
+				MPI_Send(&ready, 1, MPI_INT, 0, TAG_READY, pair);
+				MPI_Recv(buf, (int)sizes[s], MPI_BYTE, 0, TAG_DATA, pair,
 					 MPI_STATUS_IGNORE);
 				corrupt += check(buf, sizes[s], v, it, s);
 			}
 		}
-		MPI_Send(&corrupt, 1, MPI_INT, 0, TAG_COUNT, MPI_COMM_WORLD);
+		MPI_Send(&corrupt, 1, MPI_INT, 0, TAG_COUNT, pair);
 	}
 	free(buf);
 }
 
+/* Wait for a message without spinning: idle pairs leave the CPUs to the busy one. */
+static void wait_turn(int from)
+{
+	struct timespec nap = { 0, 20 * 1000 * 1000 };
+	MPI_Request req;
+	int token, done = 0;
+
+	MPI_Irecv(&token, 1, MPI_INT, from, TAG_TURN, MPI_COMM_WORLD, &req);
+	for (;;) {
+		MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+		if (done)
+			return;
+		nanosleep(&nap, NULL);
+	}
+}
+
 int main(int argc, char **argv)
 {
-	int rank, nranks, iters = 10, variants[V_COUNT], nvariants = 0;
+	int world_rank, world_size, rank, nranks, iters = 10, variants[V_COUNT], nvariants = 0;
+	int *appnum, flag, npairs, p;
 	double init_seconds;
 	const char *vlist = "static,malloc,mmap,brk,syscall";
+	char host[64] = "", hosts[2][64];
+	MPI_Group world_group, pair_group;
 
 	/*
 	 * A big top pad keeps glibc from growing the heap while the brk
@@ -297,8 +327,8 @@ int main(int argc, char **argv)
 	init_seconds = now();
 	MPI_Init(&argc, &argv);
 	init_seconds = now() - init_seconds;
-	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+	MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &world_size);
 	parse_sizes("4K,64K,256K,1M,4M");
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
@@ -310,45 +340,82 @@ int main(int argc, char **argv)
 			parse_sizes(argv[++i]);
 		} else if (!strcmp(argv[i], "--variants") && i + 1 < argc) {
 			vlist = argv[++i];
+		} else if (!strcmp(argv[i], "--row") && i + 1 < argc) {
+			row = argv[++i];
+			if (strpbrk(row, "\"\\"))
+				die("bad --row '%s'", row);
 		} else {
-			die("usage: churn [--iters N] [--sizes 4K,64K,...] [--variants %s]",
+			die("usage: churn [--row NAME] [--iters N] [--sizes 4K,64K,...] [--variants %s]",
 			    "static,malloc,mmap,brk,syscall");
 		}
 	}
-	for (const char *p = vlist; *p;) {
-		size_t len = strcspn(p, ",");
-		int v = variant_index(p, len);
+	for (const char *q = vlist; *q;) {
+		size_t len = strcspn(q, ",");
+		int v = variant_index(q, len);
 
 		if (v < 0 || nvariants == V_COUNT)
 			die("bad --variants '%s'", vlist);
 		variants[nvariants++] = v;
-		p += len + (p[len] == ',');
+		q += len + (q[len] == ',');
 	}
-	if (nranks != 2)
-		die("needs exactly 2 ranks (%s)", "mpirun -np 2");
+
+	/*
+	 * Pair p is app context p, world ranks 2p and 2p+1.  A group
+	 * communicator involves the pair only: no connection to the others.
+	 */
+	MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag);
+	p = flag ? *appnum : 0;
+	npairs = world_size / 2;
+	if (world_size % 2 || world_rank / 2 != p)
+		die("needs 2 ranks per app context (%s)", "mpirun -np 2 churn [: -np 2 churn]...");
+	MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+	MPI_Group_incl(world_group, 2, (int[]){ 2 * p, 2 * p + 1 }, &pair_group);
+	MPI_Comm_create_group(MPI_COMM_WORLD, pair_group, 0, &pair);
+	MPI_Comm_rank(pair, &rank);
+	MPI_Comm_size(pair, &nranks);
 
 	static_buf = malloc(max_size);
 	if (!static_buf)
 		die("cannot allocate the %s buffer", "static");
+	if (p > 0)
+		wait_turn(2 * (p - 1));
+	gethostname(host, sizeof(host) - 1);
+	MPI_Gather(host, sizeof(host), MPI_CHAR, hosts, sizeof(host), MPI_CHAR, 0, pair);
 	/*
 	 * Warm up from the static buffer (never freed): the first message
 	 * sets up the connection, which no variant's figure should carry.
 	 */
 	if (rank == 0)
-		MPI_Send(static_buf, (int)max_size, MPI_BYTE, 1, TAG_DATA, MPI_COMM_WORLD);
+		MPI_Send(static_buf, (int)max_size, MPI_BYTE, 1, TAG_DATA, pair);
 	else
-		MPI_Recv(static_buf, (int)max_size, MPI_BYTE, 0, TAG_DATA, MPI_COMM_WORLD,
-			 MPI_STATUS_IGNORE);
+		MPI_Recv(static_buf, (int)max_size, MPI_BYTE, 0, TAG_DATA, pair, MPI_STATUS_IGNORE);
 	if (rank == 0) {
-		report_fabric(init_seconds);
+		char list[160];
+
+		snprintf(list, sizeof(list), "\"%s\", \"%s\"", hosts[0], hosts[1]);
+		report_fabric(world_rank, list, init_seconds);
 		sender(variants, nvariants, iters);
-	}
-	else
+	} else {
 		receiver(variants, nvariants, iters);
-	MPI_Barrier(MPI_COMM_WORLD);
-	if (rank == 0)
-		printf("{\"done\": true}\n");
+	}
+	MPI_Barrier(pair);
+	if (rank == 0) {
+		printf("{\"row\": \"%s\", \"done\": true}\n", row);
+		fflush(stdout);
+		/* Next pair's turn; the last pair lets everybody finish. */
+		if (p + 1 < npairs) {
+			for (int r = 2 * (p + 1); r < 2 * (p + 2); r++)
+				MPI_Send(&p, 1, MPI_INT, r, TAG_TURN, MPI_COMM_WORLD);
+		} else {
+			for (int r = 0; r < world_size; r++)
+				if (r / 2 != p)
+					MPI_Send(&p, 1, MPI_INT, r, TAG_TURN, MPI_COMM_WORLD);
+		}
+	}
+	if (p + 1 < npairs)
+		wait_turn(2 * (npairs - 1));
 	free(static_buf);
+	MPI_Comm_free(&pair);
 	MPI_Finalize();
 	return 0;
 }
