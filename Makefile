@@ -15,11 +15,12 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LDLIBS_TESTS := -libverbs -lrdmacm -pthread
 
 DEPS_STAMP := build/deps.stamp
-# Resolved by `make deps`: the concrete version of each supported kernel,
-# and the running kernel when its build tree is installed.
-KVERS := $(sort $(shell cat $(CACHE)/kernels/*.version 2>/dev/null) \
+# Resolved by `make deps`: the concrete version of each kernel listed in
+# vm/kernels, and the running kernel when its build tree is installed.
+KVERS := $(sort $(foreach a,$(shell awk '!/^\#/ && NF >= 3 { print $$1 }' vm/kernels),\
+		$(shell cat $(CACHE)/kernels/$(a).version 2>/dev/null)) \
 	$(if $(wildcard /lib/modules/$(shell uname -r)/build/Makefile),$(shell uname -r)))
-MODULE_SRCS := $(wildcard module/*.c module/*.h) module/Kbuild include/kdreg2.h include/mapwatch_uapi.h
+MODULE_SRCS := $(wildcard module/*.c module/*.h module/probes/*) module/Kbuild include/kdreg2.h include/mapwatch_uapi.h
 KOS := $(foreach v,$(KVERS),build/kernel/$(v)/mapwatch.ko)
 SPLAT_KOS := $(foreach v,$(KVERS),build/splat/$(v)/mapwatch_splat.ko)
 

@@ -1,27 +1,62 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The one place where kernel API differences between the supported kernels
- * (Debian's 6.1 and 6.12) are bridged.
+ * The one place where kernel API differences are bridged.  No version
+ * numbers: each MW_HAVE_* comes from a compile test against the target
+ * kernel's headers (module/probes/, run by Kbuild into mw_features.h), so a
+ * vendor kernel with backports gets what its headers really offer.
  */
 #ifndef MAPWATCH_COMPAT_H
 #define MAPWATCH_COMPAT_H
 
 #include <linux/mm.h>
-#include <linux/version.h>
+#include <linux/mmu_notifier.h>
 
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 3, 0)
-/* vm_flags became read-only with accessors in 6.3. */
+#include "mw_features.h"
+
+#ifndef MW_HAVE_MMU_NOTIFIER_GET
+#error "mapwatch needs mmu_notifier_get()/mmu_notifier_put() (Linux 5.4 or a backport)"
+#endif
+#ifndef MW_HAVE_MMU_NOTIFIER_RANGE_EVENT
+#error "mapwatch needs the event in struct mmu_notifier_range (Linux 5.2 or a backport)"
+#endif
+
 static inline void mw_vm_flags_mod(struct vm_area_struct *vma,
 				   unsigned long set, unsigned long clear)
 {
-	vma->vm_flags = (vma->vm_flags | set) & ~clear;
-}
-#else
-static inline void mw_vm_flags_mod(struct vm_area_struct *vma,
-				   unsigned long set, unsigned long clear)
-{
+#ifdef MW_HAVE_VM_FLAGS_MOD
 	vm_flags_mod(vma, set, clear);
+#else
+	vma->vm_flags = (vma->vm_flags | set) & ~clear;
+#endif
 }
+
+#ifndef MW_HAVE_VMA_LOOKUP
+static inline struct vm_area_struct *vma_lookup(struct mm_struct *mm,
+						unsigned long addr)
+{
+	struct vm_area_struct *vma = find_vma(mm, addr);
+
+	return vma && addr >= vma->vm_start ? vma : NULL;
+}
+#endif
+
+#ifndef MW_HAVE_MMAP_LOCK
+static inline void mmap_read_lock(struct mm_struct *mm)
+{
+	down_read(&mm->mmap_sem);
+}
+
+static inline void mmap_read_unlock(struct mm_struct *mm)
+{
+	up_read(&mm->mmap_sem);
+}
+#endif
+
+/* vm_operations_struct's veto on splitting a VMA: its name. */
+#ifdef MW_HAVE_VM_OPS_MAY_SPLIT
+#define MW_VM_OPS_MAY_SPLIT may_split
+#else
+#define MW_VM_OPS_MAY_SPLIT split
 #endif
 
 #endif /* MAPWATCH_COMPAT_H */

@@ -8,6 +8,7 @@
 
 #include <linux/compat.h>
 #include <linux/fs.h>
+#include <linux/mm.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 

@@ -116,7 +116,7 @@ static int mw_vma_refuse_split(struct vm_area_struct *vma, unsigned long addr)
 static const struct vm_operations_struct mw_status_vm_ops = {
 	.fault = mw_vma_fault,
 	.mremap = mw_vma_refuse,
-	.may_split = mw_vma_refuse_split,
+	.MW_VM_OPS_MAY_SPLIT = mw_vma_refuse_split,
 };
 
 /* Only the mapping CONFIG_DATA makes for itself is allowed. */

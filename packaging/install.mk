@@ -134,8 +134,10 @@ DKMS_STEPS ?= add build install
 
 dkms-src:
 	rm -rf $(DKMS_SRC)
-	$(INSTALL) -d $(DKMS_SRC)/include
+	$(INSTALL) -d $(DKMS_SRC)/include $(DKMS_SRC)/probes
 	$(INSTALL) -m 0644 module/Kbuild $(wildcard module/*.c module/*.h) $(DKMS_SRC)/
+	$(INSTALL) -m 0644 $(wildcard module/probes/*.c) $(DKMS_SRC)/probes/
+	$(INSTALL) -m 0755 module/probes/run $(DKMS_SRC)/probes/
 	$(INSTALL) -m 0644 include/kdreg2.h include/mapwatch_uapi.h $(DKMS_SRC)/include/
 	sed 's|#MODULE_VERSION#|$(MAPWATCH_VERSION)|' packaging/dkms.conf > $(DKMS_SRC)/dkms.conf
 

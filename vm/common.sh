@@ -15,6 +15,24 @@ kernel_aliases() { awk '!/^#/ && NF >= 3 { print $1 }' "$top/vm/kernels"; }
 # ALIAS -> IMAGE-META HEADERS-META
 kernel_metas() { awk -v a="$1" '!/^#/ && $1 == a { print $2, $3 }' "$top/vm/kernels"; }
 
+# ALIAS -> the suites its meta-packages come from (`host`: the host's lists).
+kernel_suites() { awk -v a="$1" '!/^#/ && $1 == a { print ($4 == "" ? "host" : $4) }' "$top/vm/kernels"; }
+
+# ALIAS -> its build environment: `host` or RELEASE/CC (a chroot, vm/chroot).
+kernel_build() { awk -v a="$1" '!/^#/ && $1 == a { print ($5 == "" ? "host" : $5) }' "$top/vm/kernels"; }
+
+# Full version -> its alias in vm/kernels, from what `make deps` resolved.
+kernel_alias() {
+	local a
+	for a in $(kernel_aliases); do
+		if [ -f "$kcache/$a.version" ] && [ "$(cat "$kcache/$a.version")" = "$1" ]; then
+			echo "$a"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # ALIAS or full version -> full version, from what `make deps` resolved.
 kernel_version() {
 	local want=$1

@@ -106,6 +106,46 @@ static bool changed(params_t p)
 	return kdreg2_mapping_changed(st, &p);
 }
 
+/* The physical page under @addr (/proc/self/pagemap; the guest is root). */
+static uint64_t pfn_of(const void *addr)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(pread(fd, &e, sizeof(e), (uintptr_t)addr / PAGE * sizeof(e)),
+		  (ssize_t)sizeof(e));
+	close(fd);
+	ASSERT_TRUE(e >> 63);			/* present */
+	ASSERT_TRUE(e & ((1ULL << 55) - 1));	/* and a PFN we may see */
+	return e & ((1ULL << 55) - 1);
+}
+
+/*
+ * A write fault on a write-protected private page reuses the page where the
+ * kernel can (no translation change, so no event); older kernels (5.10) copy
+ * a page that anything else holds a reference to (the LRU's per-CPU batch,
+ * say), a real change that must be caught.  Which one happened is read from
+ * the page frames, so the test asserts the module, not the kernel's choice.
+ */
+static bool write_copied(char *p, size_t n)
+{
+	uint64_t before[4];
+	bool copied = false;
+	size_t i;
+
+	ASSERT_TRUE(n <= 4);
+	for (i = 0; i < n; i++)
+		before[i] = pfn_of(p + i * PAGE);
+	for (i = 0; i < n; i++)
+		p[i * PAGE] = 1;
+	for (i = 0; i < n; i++)
+		copied |= pfn_of(p + i * PAGE) != before[i];
+	if (copied)
+		tap_diag("the write fault copied the page: a real change, caught");
+	return copied;
+}
+
 /* The next event must be exactly this one. */
 static void expect_event(const void *addr, size_t len, uint64_t cookie)
 {
@@ -679,12 +719,14 @@ TEST(mprotect_skipped_then_munmap_caught)
 	ASSERT_FALSE(changed(a));
 	ASSERT_OK(mprotect(p, 2 * PAGE, PROT_READ | PROT_WRITE));
 	ASSERT_FALSE(changed(a));
-	p[0] = 1;
-	p[PAGE] = 1;
+	ASSERT_GE(skipped(), s0 + 3);
+	if (write_copied(p, 2)) {
+		expect_retired(a, p, 2 * PAGE, 1);
+		return;
+	}
 	ASSERT_FALSE(changed(a));
 	expect_no_event();
 	ASSERT_EQ(total(), 0);
-	ASSERT_GE(skipped(), s0 + 3);
 	/* The real change afterwards is caught. */
 	ASSERT_OK(munmap(p + PAGE, PAGE));
 	expect_retired(a, p, 2 * PAGE, 1);
@@ -762,8 +804,11 @@ TEST(soft_dirty_clear_skipped_then_munmap_caught)
 	}
 	ASSERT_FALSE(changed(a));
 	ASSERT_GT(skipped(), s0);
-	/* The write fault that sets soft-dirty again reuses the page. */
-	p[0] = 3;
+	/* The write fault that sets soft-dirty again (reuses the page). */
+	if (write_copied(p, 1)) {
+		expect_retired(a, p, 2 * PAGE, 1);
+		return;
+	}
 	ASSERT_FALSE(changed(a));
 	expect_no_event();
 	ASSERT_OK(munmap(p, PAGE));
