@@ -237,7 +237,7 @@ static void report_fabric(int world_rank, const char *hosts, double init_seconds
 	fflush(stdout);
 }
 
-static void sender(const int *variants, int nvariants, int iters)
+static void sender(const int *variants, int nvariants, int iters, int quiet)
 {
 	for (int k = 0; k < nvariants; k++) {
 		int v = variants[k], corrupt = 0, ready;
@@ -261,6 +261,8 @@ static void sender(const int *variants, int nvariants, int iters)
 			}
 		}
 		MPI_Recv(&corrupt, 1, MPI_INT, 1, TAG_COUNT, pair, MPI_STATUS_IGNORE);
+		if (quiet)
+			continue;
 		printf("{\"row\": \"%s\", \"variant\": \"%s\", \"messages\": %d, \"corrupt\": %d, "
 		       "\"bytes\": %llu, \"send_seconds\": %.6f, \"mb_per_s\": %.2f}\n",
 		       row, variant_names[v], iters * nsizes, corrupt, bytes, t,
@@ -389,13 +391,19 @@ int main(int argc, char **argv)
 		MPI_Send(static_buf, (int)max_size, MPI_BYTE, 1, TAG_DATA, pair);
 	else
 		MPI_Recv(static_buf, (int)max_size, MPI_BYTE, 0, TAG_DATA, pair, MPI_STATUS_IGNORE);
+	/*
+	 * And one untimed static pass: the emulator translates the send path
+	 * the first time it runs, a cost the first pair alone would carry.
+	 */
 	if (rank == 0) {
 		char list[160];
 
+		sender((int[]){ V_STATIC }, 1, 1, 1);
 		snprintf(list, sizeof(list), "\"%s\", \"%s\"", hosts[0], hosts[1]);
 		report_fabric(world_rank, list, init_seconds);
-		sender(variants, nvariants, iters);
+		sender(variants, nvariants, iters, 0);
 	} else {
+		receiver((int[]){ V_STATIC }, 1, 1);
 		receiver(variants, nvariants, iters);
 	}
 	MPI_Barrier(pair);
