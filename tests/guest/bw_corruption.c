@@ -144,6 +144,31 @@ TEST(write_mapwatch_static_hits)
 	free(j);
 }
 
+/* The cache over the userfaultfd backend (no module needed): the same
+ * churn, nothing corrupt (the cache waits for the reader thread). */
+TEST(write_mapwatch_userfaultfd_churn_clean)
+{
+	char *j;
+
+	need_rxe();
+	j = bw("--cache=mapwatch --backend=userfaultfd --workload=churn " SHORT);
+	EXPECT_EQ(field(j, "mapwatch", "churn", "corrupt_messages"), 0);
+	EXPECT_EQ(field(j, "mapwatch", "churn", "messages"), 32);
+	EXPECT_GE(field(j, "mapwatch", "churn", "invalidations"), 2 * 31);
+	free(j);
+}
+
+TEST(send_churn_mapwatch_userfaultfd_clean)
+{
+	char *j;
+
+	need_rxe();
+	j = bw("--op=send --cache=mapwatch --backend=userfaultfd "
+	       "--workload=churn " SHORT);
+	EXPECT_EQ(field(j, "mapwatch", "churn", "corrupt_messages"), 0);
+	free(j);
+}
+
 /* SEND: stale MRs on the receive side put the data in the old pages. */
 TEST(send_churn_unsafe_corrupts_mapwatch_clean)
 {
