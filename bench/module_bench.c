@@ -477,6 +477,8 @@ static void fig9(void)
 		/* The twin: measures a turn whenever asked, reports it. */
 		char c;
 
+		close(to_twin[1]);
+		close(to_me[0]);
 		while (read(to_twin[0], &c, 1) == 1) {
 			double v = unrelated_munmap_ns(rounds);
 
@@ -485,6 +487,9 @@ static void fig9(void)
 		}
 		_exit(0);
 	}
+	/* Only the twin keeps these ends: it sees EOF when we are done. */
+	close(to_twin[0]);
+	close(to_me[1]);
 	t = now_ns();
 	for (int i = 0; i < cycles; i++) {
 		struct kdreg2_config_data c = { .max_regions = 1024 };
@@ -509,6 +514,7 @@ static void fig9(void)
 		mine[r] = unrelated_munmap_ns(rounds);
 	}
 	close(to_twin[1]);
+	close(to_me[0]);
 	waitpid(pid, NULL, 0);
 	double a = median(mine, turns), b = median(twin, turns);
 
