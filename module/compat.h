@@ -10,6 +10,7 @@
 
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/slab.h>
 
 #include "mw_features.h"
 
@@ -51,6 +52,16 @@ static inline void mmap_read_unlock(struct mm_struct *mm)
 	up_read(&mm->mmap_sem);
 }
 #endif
+
+/*
+ * kmem_cache_alloc_bulk() fills all @n or none: it returns the count up to
+ * 6.x and true from 7.x on.  Either way, how many objects there are now.
+ */
+static inline u32 mw_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, u32 n,
+				      void **p)
+{
+	return kmem_cache_alloc_bulk(s, gfp, n, p) ? n : 0;
+}
 
 /* vm_operations_struct's veto on splitting a VMA: its name. */
 #ifdef MW_HAVE_VM_OPS_MAY_SPLIT

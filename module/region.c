@@ -16,6 +16,8 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 
+#include "compat.h"
+
 static struct kmem_cache *mw_region_cache;
 
 int mw_region_cache_init(void)
@@ -430,9 +432,8 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			break;
 		}
 		/* All or nothing; entries past @used get ENOMEM. */
-		used = kmem_cache_alloc_bulk(mw_region_cache,
-					     GFP_KERNEL_ACCOUNT, n,
-					     (void **)spare);
+		used = mw_cache_alloc_bulk(mw_region_cache, GFP_KERNEL_ACCOUNT,
+					   n, (void **)spare);
 		inserted = 0;
 		spin_lock(&ctx->lock);
 		for (i = 0; i < n; i++) {
