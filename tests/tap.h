@@ -216,6 +216,23 @@ static inline int tap_guest_has(const char *feature)
 		SKIP(__VA_ARGS__);					\
 	} while (0)
 
+/* The integer in DIR/NAME (a sysfs counter or module parameter), or -1. */
+static inline long long tap_read_ll(const char *dir, const char *name)
+{
+	char path[256];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s%s", dir, name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
 static inline int tap_selected(int argc, char **argv, const char *name)
 {
 	if (argc < 2)

@@ -29,23 +29,6 @@
 #define MUNMAP_SAMPLES	1001
 #define SYSFS		"/sys/kernel/mapwatch/"
 
-/* A global counter of the module (module/README.md, Observability). */
-static long long sysfs_counter(const char *name)
-{
-	char path[128];
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), SYSFS "%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 /* The fd libfabric's monitor holds open on the device, or -1. */
 static int monitor_fd(void)
 {
@@ -227,14 +210,14 @@ static void cycles_then_no_context(int cycles, int measure)
 	/* A monitor restart per cycle: give slow guests time. */
 	alarm(900);
 	setenv("FI_MR_CACHE_MONITOR", "kdreg2", 1);
-	before = sysfs_counter("contexts");
+	before = tap_read_ll(SYSFS, "contexts");
 	ASSERT_GE(before, 0);
 	if (measure)
 		t_before = unrelated_munmap_ns();
 	done = domain_cycles(cycles);
 	if (measure)
 		t_after = unrelated_munmap_ns();
-	after = sysfs_counter("contexts");
+	after = tap_read_ll(SYSFS, "contexts");
 	tap_diag("%d of %d cycles; /sys/kernel/mapwatch/contexts %lld before, %lld after",
 		 done, cycles, before, after);
 	if (measure && t_before > 0 && t_after > 0)

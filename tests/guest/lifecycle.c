@@ -25,22 +25,6 @@
 typedef struct kdreg2_monitoring_params params_t;
 typedef const struct kdreg2_status_data status_t;
 
-static long long sysfs_counter(const char *name)
-{
-	char path[128];
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), SYSFS "%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 /* How many status areas this process has mapped. */
 static int status_mappings(void)
 {
@@ -161,8 +145,8 @@ static params_t cycle_params[CYCLES];
 
 TEST(libfabric_restarts_free_every_context)
 {
-	long long base = sysfs_counter("contexts");
-	long long events = sysfs_counter("events");
+	long long base = tap_read_ll(SYSFS, "contexts");
+	long long events = tap_read_ll(SYSFS, "events");
 	char *buf = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	double before, after, t;
@@ -182,9 +166,9 @@ TEST(libfabric_restarts_free_every_context)
 		 CYCLES, t / 1000);
 	tap_diag("unrelated munmap: %.1f us before, %.1f us after: %.2fx",
 		 before / 1000, after / 1000, after / before);
-	EXPECT_EQ(sysfs_counter("contexts"), base);
+	EXPECT_EQ(tap_read_ll(SYSFS, "contexts"), base);
 	/* Closing is not a change of the region's translation. */
-	EXPECT_EQ(sysfs_counter("events"), events);
+	EXPECT_EQ(tap_read_ll(SYSFS, "events"), events);
 	/* Still readable, and every region it described reads changed. */
 	int changed = 0;
 
@@ -235,8 +219,8 @@ static size_t status_size(size_t n)
 /* Neither order of close and munmap counts an event for a live region. */
 TEST(close_counts_no_events)
 {
-	long long base = sysfs_counter("contexts");
-	long long events = sysfs_counter("events");
+	long long base = tap_read_ll(SYSFS, "contexts");
+	long long events = tap_read_ll(SYSFS, "events");
 	params_t p[8];
 	status_t *st;
 	char *mem;
@@ -245,15 +229,15 @@ TEST(close_counts_no_events)
 	ASSERT_GE(events, 0);
 	/* Status area unmapped first, then close. */
 	fd = open_watch(8, &mem, &st, p);
-	ASSERT_EQ(sysfs_counter("contexts"), base + 1);
+	ASSERT_EQ(tap_read_ll(SYSFS, "contexts"), base + 1);
 	ASSERT_OK(munmap((void *)st, status_size(8)));
 	ASSERT_OK(close(fd));
-	EXPECT_EQ(sysfs_counter("contexts"), base);
-	EXPECT_EQ(sysfs_counter("events"), events);
+	EXPECT_EQ(tap_read_ll(SYSFS, "contexts"), base);
+	EXPECT_EQ(tap_read_ll(SYSFS, "events"), events);
 	/* Closed while mapped, then unmapped. */
 	fd = open_watch(8, &mem, &st, p);
 	ASSERT_OK(close(fd));
-	EXPECT_EQ(sysfs_counter("contexts"), base);
+	EXPECT_EQ(tap_read_ll(SYSFS, "contexts"), base);
 	for (int i = 0; i < 8; i++)
 		EXPECT_TRUE(kdreg2_mapping_changed(st, &p[i]));
 	EXPECT_EQ(kdreg2_read_counter(&st->total_events), 0);
@@ -261,13 +245,13 @@ TEST(close_counts_no_events)
 	ASSERT_OK(munmap((void *)st, status_size(8)));
 	/* The memory going away later is nobody's business any more. */
 	ASSERT_OK(munmap(mem, 8 * PAGE));
-	EXPECT_EQ(sysfs_counter("events"), events);
+	EXPECT_EQ(tap_read_ll(SYSFS, "events"), events);
 }
 
 /* A forked child holds the fd and the status mapping; it closes the fd. */
 TEST(fork_child_mapping_does_not_keep_context)
 {
-	long long base = sysfs_counter("contexts");
+	long long base = tap_read_ll(SYSFS, "contexts");
 	int to_child[2], to_parent[2], status;
 	params_t p[4];
 	status_t *st;
@@ -295,7 +279,7 @@ TEST(fork_child_mapping_does_not_keep_context)
 	ASSERT_EQ(read(to_parent[0], &c, 1), 1);
 	ASSERT_OK(close(fd));
 	/* The parent keeps its mapping too: the context is gone anyway. */
-	EXPECT_EQ(sysfs_counter("contexts"), base);
+	EXPECT_EQ(tap_read_ll(SYSFS, "contexts"), base);
 	for (int i = 0; i < 4; i++)
 		EXPECT_TRUE(kdreg2_mapping_changed(st, &p[i]));
 	ASSERT_EQ(write(to_child[1], "g", 1), 1);
@@ -354,8 +338,8 @@ TEST(close_during_large_invalidation)
 {
 	enum { N = 20000 };
 	static struct mapwatch_monitor_entry e[N];
-	long long base = sysfs_counter("contexts");
-	long long regions = sysfs_counter("regions");
+	long long base = tap_read_ll(SYSFS, "contexts");
+	long long regions = tap_read_ll(SYSFS, "regions");
 	struct mapwatch_batch b = { .size = sizeof(b), .count = N,
 				    .entry_size = sizeof(e[0]),
 				    .entries = (uintptr_t)e };
@@ -383,8 +367,8 @@ TEST(close_during_large_invalidation)
 		ASSERT_OK(close(fd));
 		ASSERT_EQ(pthread_join(th, &ret), 0);
 		ASSERT_TRUE(ret == NULL);
-		ASSERT_EQ(sysfs_counter("contexts"), base);
-		ASSERT_EQ(sysfs_counter("regions"), regions);
+		ASSERT_EQ(tap_read_ll(SYSFS, "contexts"), base);
+		ASSERT_EQ(tap_read_ll(SYSFS, "regions"), regions);
 	}
 }
 

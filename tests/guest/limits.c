@@ -20,22 +20,6 @@
 #define BUDGET 3000
 #define FDS 4
 
-static long long read_param(const char *name)
-{
-	char path[128];
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), PARAM "%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 /* 0, or the errno of writing @val to the parameter. */
 static int write_param(const char *name, const char *val)
 {
@@ -143,7 +127,7 @@ static void as_nobody(void)
 
 TEST(user_budget_over_all_fds)
 {
-	long long old = read_param("max_user_regions");
+	long long old = tap_read_ll(PARAM, "max_user_regions");
 	int status;
 	pid_t pid;
 
@@ -163,7 +147,7 @@ TEST(user_budget_over_all_fds)
 /* Another user is not charged for nobody's regions. */
 TEST(user_budget_is_per_user)
 {
-	long long old = read_param("max_user_regions");
+	long long old = tap_read_ll(PARAM, "max_user_regions");
 	char *mem = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int go[2], done[2], status, fd;
@@ -216,7 +200,7 @@ TEST(parameters_are_bounded)
 	};
 
 	for (unsigned int i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
-		long long old = read_param(p[i].name);
+		long long old = tap_read_ll(PARAM, p[i].name);
 
 		ASSERT_GE(old, 0);
 		EXPECT_EQ(write_param_ll(p[i].name, p[i].max + 1), EINVAL);
@@ -224,11 +208,11 @@ TEST(parameters_are_bounded)
 		EXPECT_EQ(write_param(p[i].name, "18446744073709551615"),
 			  EINVAL);
 		EXPECT_EQ(write_param(p[i].name, "lots"), EINVAL);
-		EXPECT_EQ(read_param(p[i].name), old);
+		EXPECT_EQ(tap_read_ll(PARAM, p[i].name), old);
 		LOG_BAD_INPUT(p[i].name, "above its bound, negative, text",
 			      "EINVAL");
 		EXPECT_EQ(write_param_ll(p[i].name, p[i].max), 0);
-		EXPECT_EQ(read_param(p[i].name), p[i].max);
+		EXPECT_EQ(tap_read_ll(PARAM, p[i].name), p[i].max);
 		ASSERT_EQ(write_param_ll(p[i].name, old), 0);
 	}
 }
