@@ -65,6 +65,28 @@ static bool disarm(void)
 	return atoi(buf) == 0;
 }
 
+/* The bytes CONFIG_DATA maps for @max regions (mapwatch_uapi.h layout). */
+static size_t area_size(size_t max)
+{
+	return (MAPWATCH_STATE_ARRAY_OFFSET + (max + 1) * 4 + PAGE - 1) &
+	       ~(PAGE - 1);
+}
+
+/*
+ * Close @fd and unmap its areas.  A closed context's area stays mapped and
+ * the next CONFIG_DATA in this process reuses it (a spare) without
+ * allocating; unmapping makes every round walk the whole allocation path.
+ */
+static void close_unmap(int fd, const void *a, size_t amax, const void *b,
+			size_t bmax)
+{
+	ASSERT_OK(close(fd));
+	if (a)
+		ASSERT_OK(munmap((void *)a, area_size(amax)));
+	if (b && b != a)
+		ASSERT_OK(munmap((void *)b, area_size(bmax)));
+}
+
 static int open_cfg(size_t max, const struct kdreg2_status_data **st)
 {
 	struct kdreg2_config_data c = { .max_regions = max };
@@ -97,7 +119,7 @@ TEST(open_allocation_failures)
 				break;	/* every allocation of open passed */
 			/* A failure the module recovered from internally. */
 			fd = open_cfg(4, &st);
-			close(fd);
+			close_unmap(fd, st, 4, NULL, 0);
 			continue;
 		}
 		injected++;
@@ -125,7 +147,7 @@ static void config_failures(size_t first, size_t second)
 		err = errno;
 		hit = disarm();
 		if (ret == 0) {
-			close(fd);
+			close_unmap(fd, st, first, c.status_data, second);
 			if (!hit)
 				break;
 			continue;
@@ -149,7 +171,7 @@ static void config_failures(size_t first, size_t second)
 		ASSERT_OK(ioctl(fd, KDREG2_IOCTL_FLUSH));
 		ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
 		ASSERT_EQ(c.status_data->max_regions, second);
-		close(fd);
+		close_unmap(fd, st, first, c.status_data, second);
 	}
 	ASSERT_LT(n, 64);
 	tap_diag("CONFIG_DATA %zu -> %zu: %d allocation points failed", first,
