@@ -21,6 +21,12 @@ kernel_suites() { awk -v a="$1" '!/^#/ && $1 == a { print ($4 == "" ? "host" : $
 # ALIAS -> its build environment: `host` or RELEASE/CC (a chroot, vm/chroot).
 kernel_build() { awk -v a="$1" '!/^#/ && $1 == a { print ($5 == "" ? "host" : $5) }' "$top/vm/kernels"; }
 
+# ALIAS -> how much make check runs on it: `full` or `core` (tests/README.md);
+# a kernel not in the list (the debug kernel) is `core`.
+kernel_check() {
+	awk -v a="$1" '!/^#/ && $1 == a { d = ($6 == "" ? "full" : $6) } END { print (d == "" ? "core" : d) }' "$top/vm/kernels"
+}
+
 # Full version -> its alias in vm/kernels, from what `make deps` resolved.
 kernel_alias() {
 	local a
