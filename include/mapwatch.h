@@ -76,7 +76,7 @@ extern "C" {
 
 /* The version of this header; mapwatch_version() is the library's. */
 #define MAPWATCH_VERSION_MAJOR	1
-#define MAPWATCH_VERSION_MINOR	1
+#define MAPWATCH_VERSION_MINOR	2
 #define MAPWATCH_VERSION_PATCH	0
 #define MAPWATCH_VERSION_CODE(major, minor, patch) \
 	(((major) << 16) | ((minor) << 8) | (patch))
@@ -226,8 +226,26 @@ static inline int mapwatch_get_stats(const struct mapwatch *mw,
 {
 	return mapwatch_get_stats_sized(mw, s, sizeof(*s));
 }
-/* MANUAL backend (and any other): report a change of [addr, addr + len). */
+/*
+ * Report a change of [addr, addr + len) the monitor cannot see by itself
+ * (a GPU allocator's hook, a dma-buf move, or every change on MANUAL):
+ * every watch overlapping it reads changed and has its event queued when
+ * this returns, as if the kernel had unmapped the range.  Since 1.2 also on
+ * the kernel backend, through mapwatch.ko's INVALIDATE extension;
+ * -EOPNOTSUPP on HPE's kdreg2 or an older module, which lack it.
+ */
 MAPWATCH_EXPORT int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len);
+/*
+ * Change max_watches (grow, or shrink) while no watch is active and no
+ * event is pending: -EBUSY otherwise, and nothing changes.  The kernel
+ * backend reconfigures its context (CONFIG_DATA; the status area may move,
+ * handles of watches already gone keep reading changed); the other
+ * backends reallocate their tables.  With watches active, open a second
+ * monitor of the new size and move to it (mapwatch(7), "Growing").
+ * -EINVAL for 0 or more than the backend allows (kernel: the module's
+ * max_regions_limit, -ENOSPC).  Since 1.2.
+ */
+MAPWATCH_EXPORT int mapwatch_resize(struct mapwatch *mw, size_t max_watches);
 
 /* --- registration cache ------------------------------------------------- */
 
@@ -269,6 +287,33 @@ struct mapwatch_cache_ops {
 					registered for this get alone, uncached and
 					unwatched, and deregistered at its last put,
 					instead of failing get */
+/* mapwatch_cache_req.mem_type: host memory, watched by the monitor.  Any
+ * other value is memory of a device (a GPU...), in the caller's own
+ * numbering (libfabric's enum fi_hmem_iface, UCX's ucs_memory_type_t), of
+ * the device named by mapwatch_cache_req.device: cached under that key,
+ * never watched (the monitor cannot see it), and taken out only by
+ * mapwatch_cache_invalidate(). */
+#define MAPWATCH_MEM_HOST 0u
+
+/* mapwatch_cache_req.req_flags */
+#define MAPWATCH_CACHE_REQ_HUGE (1ULL << 0) /* widen to whole transparent huge
+					pages (a PMD, 2 MiB on x86-64) where
+					they are mapped */
+
+/* A request of mapwatch_cache_get_req(); since 1.2, grows at its end. */
+struct mapwatch_cache_req {
+	void *addr;
+	size_t len;
+	int flags;		/* as mapwatch_cache_get()'s flags */
+	uint32_t mem_type;	/* MAPWATCH_MEM_HOST (0) or the caller's */
+	uint64_t device;	/* which device, for device memory */
+	void *arg;		/* passed to ops.reg_ex */
+	size_t align;		/* a power of two: widen the registration to
+				   whole units of it (0: cfg.align), only
+				   over pages that are mapped */
+	uint64_t req_flags;	/* MAPWATCH_CACHE_REQ_* */
+};
+
 /* The largest mapwatch_cache_config.entry_size. */
 #define MAPWATCH_CACHE_ENTRY_SIZE_MAX 65536
 
@@ -302,9 +347,13 @@ struct mapwatch_cache_stats {
 
 /*
  * Create a cache over a monitor.  The cache uses the monitor and reads its
- * events: keep it open until the cache is destroyed, and give each cache a
- * monitor of its own (events of watches the cache did not make are
- * dropped).  The monitor's max_watches bounds the number of entries.
+ * events: keep it open until the cache is destroyed.  Several caches may
+ * share one monitor (one cache per protection domain or NIC, as libfabric
+ * shares a monitor between domains): whichever of them reads the events
+ * takes the changed entries out of all of them, so one cache's
+ * mapwatch_cache_progress() (or get) releases another's idle memory too,
+ * its callbacks running in that thread.  Their entries together are
+ * bounded by the monitor's max_watches (mapwatch_resize()).
  *
  * Policy:
  *  - A request [addr, addr + len) is widened to whole `align` units.  It
@@ -406,6 +455,43 @@ MAPWATCH_EXPORT void *mapwatch_cache_entry_data(const struct mapwatch_cache_entr
  */
 MAPWATCH_EXPORT int mapwatch_cache_progress(struct mapwatch_cache *c);
 MAPWATCH_EXPORT int mapwatch_cache_fd(const struct mapwatch_cache *c);
+/*
+ * A get with everything a communication library may say about the
+ * request (libfabric's struct ofi_mr_info, UCX's ucs_rcache_get()
+ * arguments): its memory type and device, the argument for reg_ex, an
+ * alignment and huge-page widening.  A hit must match mem_type and device
+ * and cover the request's pages; a miss registers the request widened to
+ * the larger of cfg.align and req->align (and a huge page with
+ * MAPWATCH_CACHE_REQ_HUGE), each side only as far as every page it adds is
+ * mapped (a hole halves the unit there), and registers the request alone
+ * when reg refuses the widened range (EFAULT, EINVAL, EACCES, EPERM).
+ * Device memory is widened by align without that check.  Returns what
+ * mapwatch_cache_get() returns; EINVAL also for an align that is not a
+ * power of two or unknown req_flags, E2BIG for a newer struct with
+ * unknown fields set.  Since 1.2.
+ */
+MAPWATCH_EXPORT struct mapwatch_cache_entry *
+mapwatch_cache_get_req_sized(struct mapwatch_cache *c,
+			     const struct mapwatch_cache_req *req, size_t size);
+static inline struct mapwatch_cache_entry *
+mapwatch_cache_get_req(struct mapwatch_cache *c,
+		       const struct mapwatch_cache_req *req)
+{
+	return mapwatch_cache_get_req_sized(c, req, sizeof(*req));
+}
+/*
+ * An external invalidation: the entries of [addr, addr + len) of this
+ * memory type and device change (invalidate callback; dereg of idle ones
+ * now, of held ones at their last put; mapwatch_cache_entry_changed() true
+ * for held ones).  Host memory goes through mapwatch_invalidate() (so every
+ * cache over the monitor and every watch of the range sees it; its errors,
+ * such as -EOPNOTSUPP on HPE's kdreg2); device memory is this cache's
+ * alone: call it on each cache that may hold the memory.  0, -EINVAL for a
+ * NULL cache or a wrapping range, -EIO in a child after fork.  Since 1.2.
+ */
+MAPWATCH_EXPORT int mapwatch_cache_invalidate(struct mapwatch_cache *c,
+					      uint32_t mem_type, uint64_t device,
+					      const void *addr, size_t len);
 /* Take every entry out of the cache: idle ones are deregistered now, held
  * ones when their last reference is put. */
 MAPWATCH_EXPORT void mapwatch_cache_flush(struct mapwatch_cache *c);

@@ -63,6 +63,7 @@ struct mapwatch_probe {
 #define MAPWATCH_FEATURE_STATUS_EXT	(1ULL << 0)	/* mapwatch_status_ext */
 #define MAPWATCH_FEATURE_BATCH		(1ULL << 1)	/* *_BATCH ioctls */
 #define MAPWATCH_FEATURE_POLICY		(1ULL << 2)	/* SET_POLICY */
+#define MAPWATCH_FEATURE_INVALIDATE	(1ULL << 3)	/* INVALIDATE */
 
 /*
  * MONITOR_BATCH / UNMONITOR_BATCH: count requests in one call.  Each entry
@@ -117,6 +118,21 @@ struct mapwatch_policy {
 #define MAPWATCH_POLICY_ALL_INVALIDATIONS	(1U << 1)
 #define MAPWATCH_POLICY_MASK			(0x3U)
 
+/*
+ * INVALIDATE: the caller says [addr, addr + length) of its own address
+ * space changed in a way the kernel does not see (a device's memory behind
+ * it, a dma-buf that moved).  Every region of this fd overlapping it is
+ * retired before the ioctl returns, with its event, exactly as by a munmap
+ * (also past the event cap: folded).  EINVAL for flags, length 0 or a
+ * range that wraps; EIO from another mm.  Other fds are not touched.
+ */
+struct mapwatch_invalidate {
+	uint32_t size;			/* in */
+	uint32_t flags;			/* in: must be 0 */
+	uint64_t addr;			/* in */
+	uint64_t length;		/* in */
+};
+
 enum mapwatch_event_type {
 	MAPWATCH_EVENT_OVERFLOW = 2,	/* only with MAPWATCH_POLICY_OVERFLOW_EVENT */
 };
@@ -129,6 +145,8 @@ enum mapwatch_event_type {
 	_IOW(KDREG2_IOC_MAGIC, 18, struct mapwatch_batch)
 #define MAPWATCH_IOCTL_SET_POLICY \
 	_IOW(KDREG2_IOC_MAGIC, 19, struct mapwatch_policy)
+#define MAPWATCH_IOCTL_INVALIDATE \
+	_IOW(KDREG2_IOC_MAGIC, 20, struct mapwatch_invalidate)
 
 #if defined(__x86_64__) && !defined(__cplusplus)
 _Static_assert(sizeof(struct mapwatch_probe) == 32, "probe");
@@ -136,6 +154,7 @@ _Static_assert(sizeof(struct mapwatch_batch) == 24, "batch");
 _Static_assert(sizeof(struct mapwatch_monitor_entry) == 40, "monitor entry");
 _Static_assert(sizeof(struct mapwatch_unmonitor_entry) == 24, "unmonitor entry");
 _Static_assert(sizeof(struct mapwatch_policy) == 8, "policy");
+_Static_assert(sizeof(struct mapwatch_invalidate) == 24, "invalidate");
 #endif
 
 static inline const struct mapwatch_status_ext *

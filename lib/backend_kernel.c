@@ -229,15 +229,64 @@ static void kernel_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
 
 static void kernel_close(struct mapwatch *mw)
 {
-	size_t size = MAPWATCH_STATE_ARRAY_OFFSET + (mw->max + 1) * 4;
+	size_t size = MAPWATCH_STATE_ARRAY_OFFSET + (mw->st_max + 1) * 4;
 	long page = sysconf(_SC_PAGESIZE);
 
-	close(mw->fd);
 	/* mapwatch.ko's status area (one mapping, its layout) outlives the
-	 * fd: give its address space back.  HPE's kdreg2 maps a status page
-	 * and a separate array and unmaps both itself: nothing of ours. */
+	 * fd: give its address space back, before the close, while it is
+	 * still this context's (after it, another thread's CONFIG_DATA may
+	 * take it over at the same address).  HPE's kdreg2 maps a status
+	 * page and a separate array and unmaps both itself. */
 	if (!mw->plain_kdreg2)
 		munmap((void *)mw->st, (size + page - 1) / page * page);
+	close(mw->fd);
+}
+
+/* mapwatch.ko's INVALIDATE: the regions of the range retire as by a
+ * munmap, with their events, before the ioctl returns. */
+static int kernel_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end)
+{
+	struct mapwatch_invalidate a = {
+		.size = sizeof(a), .addr = start, .length = end - start,
+	};
+
+	if (!(mw->kfeatures & MAPWATCH_FEATURE_INVALIDATE)) {
+		mw_seterr(mw, "invalidate: %s", mw->plain_kdreg2 ?
+			  "HPE's kdreg2 has no INVALIDATE" :
+			  "this mapwatch.ko predates INVALIDATE");
+		return -EOPNOTSUPP;
+	}
+	if (ioctl(mw->fd, MAPWATCH_IOCTL_INVALIDATE, &a)) {
+		int e = errno;
+
+		mw_seterr(mw, "invalidate: %s", strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* CONFIG_DATA again: the module allows it while no region is monitored
+ * and no event is pending (EBUSY).  A size that fits keeps the area; a
+ * larger one moves it and leaves the old one mapped (every watch it held
+ * reading changed), which the module reuses for the next CONFIG_DATA of
+ * this process that fits. */
+static int kernel_resize(struct mapwatch *mw, size_t max)
+{
+	struct kdreg2_config_data cfg = { .max_regions = max };
+
+	if (ioctl(mw->fd, KDREG2_IOCTL_CONFIG_DATA, &cfg)) {
+		int e = errno;
+
+		mw_seterr(mw, "resize: %s%s", strerror(e),
+			  e == EBUSY ? " (watches active or events pending)" :
+			  e == ENOSPC ? " (above the module's max_regions_limit)" : "");
+		return -e;
+	}
+	if (cfg.status_data != mw->st)
+		mw->st_max = max;	/* the new area's size */
+	mw->st = cfg.status_data;
+	mw->max = max;
+	return 0;
 }
 
 static const struct mw_ops kernel_ops = {
@@ -246,6 +295,8 @@ static const struct mw_ops kernel_ops = {
 	.watch_batch = kernel_watch_batch,
 	.unwatch_batch = kernel_unwatch_batch,
 	.read = kernel_read,
+	.invalidate = kernel_invalidate,
+	.resize = kernel_resize,
 	.pending = kernel_pending,
 	.stats = kernel_stats,
 	.close = kernel_close,
@@ -285,8 +336,10 @@ int mw_kernel_open(struct mapwatch *mw, const char **why)
 	}
 	mw->fd = fd;
 	mw->st = cfg.status_data;
+	mw->st_max = mw->max;
 	/* mapwatch.ko answers PROBE; HPE's kdreg2 does not. */
 	mw->plain_kdreg2 = ioctl(fd, MAPWATCH_IOCTL_PROBE, &probe) != 0;
+	mw->kfeatures = mw->plain_kdreg2 ? 0 : probe.features;
 	mw->batch = !mw->plain_kdreg2 && (probe.features & MAPWATCH_FEATURE_BATCH);
 	no_batch = getenv("MAPWATCH_NO_BATCH");
 	if (no_batch && *no_batch && strcmp(no_batch, "0"))

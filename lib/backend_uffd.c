@@ -390,10 +390,25 @@ static void uffd_close(struct mapwatch *mw)
 	mw_user_fini(mw);
 }
 
+/* The reader walks every monitor's slots under mons_lock: keep it out. */
+static int uffd_resize(struct mapwatch *mw, size_t max)
+{
+	int ret;
+
+	pthread_mutex_lock(&up.lock);
+	pthread_rwlock_wrlock(&up.mons_lock);
+	ret = mw_user_resize(mw, max);
+	pthread_rwlock_unlock(&up.mons_lock);
+	pthread_mutex_unlock(&up.lock);
+	return ret;
+}
+
 static const struct mw_ops uffd_ops = {
 	.watch = uffd_watch,
 	.unwatch = uffd_unwatch,
 	.read = mw_user_read,
+	.invalidate = mw_user_invalidate_op,
+	.resize = uffd_resize,
 	.pending = mw_user_pending,
 	.stats = mw_user_stats,
 	.close = uffd_close,

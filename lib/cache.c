@@ -36,8 +36,10 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -82,7 +84,13 @@ struct mapwatch_cache_entry {
 	_Atomic bool referenced;		/* CLOCK bit */
 	bool claimed;				/* count taken to 0 by eviction */
 	bool invalid;				/* taken out as changed */
-	bool unwatched;				/* pass-through: no watch */
+	bool unwatched;				/* no watch of the monitor */
+	bool passthrough;			/* uncached: memory the monitor
+						   cannot watch */
+	uint32_t mem_type;			/* MAPWATCH_MEM_*, or the caller's */
+	uint64_t device;
+	_Atomic uint32_t own_gen;		/* device memory's "watch" word:
+						   mapwatch_cache_invalidate() */
 	struct mapwatch_handle wh;		/* word and gen in line 1 */
 	void *reg;
 	struct hnode hc;			/* by cookie */
@@ -102,12 +110,21 @@ struct mapwatch_cache_entry {
 struct inflight {
 	uintptr_t start, end;
 	int flags;
+	uint32_t mem_type;
+	uint64_t device;
 	pthread_t owner;
 	struct inflight *next;
 };
 
 struct mapwatch_cache {
 	struct mapwatch *mw;
+	uint32_t id;				/* cookies' top bits: events of a
+						   shared monitor find their cache */
+	_Atomic uint64_t next_seq;		/* cookies' low bits */
+	/* Under mw->share_lock: */
+	struct mapwatch_cache *share_next;	/* the monitor's caches */
+	unsigned int pins;			/* routers applying events here */
+	uint64_t routed;			/* the last router's batch */
 	struct mapwatch_cache_ops ops;
 	struct mapwatch_cache_config cfg;
 	uintptr_t align;
@@ -134,6 +151,24 @@ struct mapwatch_cache {
 
 /* The handle of a pass-through entry: never changed. */
 static const uint32_t never_changes;
+
+/* A cookie no other cache over the monitor uses: the cache's id above
+ * bit 40 (events are routed by it), a sequence below. */
+#define COOKIE_SEQ_BITS 40
+#define CACHE_ID_MAX ((1u << 24) - 2)	/* so a cookie is never ~0 */
+
+static uint64_t new_cookie(struct mapwatch_cache *c)
+{
+	uint64_t seq = atomic_fetch_add(&c->next_seq, 1) &
+		       ((1ULL << COOKIE_SEQ_BITS) - 1);
+
+	return (uint64_t)c->id << COOKIE_SEQ_BITS | seq;
+}
+
+static uint32_t cookie_cache_id(uint64_t cookie)
+{
+	return (uint32_t)(cookie >> COOKIE_SEQ_BITS);
+}
 
 #define entry_of(p, field) \
 	((struct mapwatch_cache_entry *)((char *)(p) - \
@@ -424,10 +459,18 @@ struct stale {
 	int n;
 };
 
-static bool usable(const struct mapwatch_cache_entry *e, uintptr_t end,
-		   int flags)
+/* What a request looks for: [s, end) with the flags, of this memory. */
+struct key {
+	uintptr_t s, end;
+	int flags;
+	uint32_t mem_type;
+	uint64_t device;
+};
+
+static bool usable(const struct mapwatch_cache_entry *e, const struct key *k)
 {
-	return e->end >= end && (e->flags & flags) == flags;
+	return e->end >= k->end && (e->flags & k->flags) == k->flags &&
+	       e->mem_type == k->mem_type && e->device == k->device;
 }
 
 /*
@@ -436,11 +479,10 @@ static bool usable(const struct mapwatch_cache_entry *e, uintptr_t end,
  * purge_stale; anything else is let go.
  */
 static bool take_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
-		     uintptr_t s, bool exact, uintptr_t end, int flags,
-		     struct stale *st)
+		     const struct key *k, bool exact, struct stale *st)
 {
 	if (!atomic_load_explicit(&e->cached, memory_order_acquire) ||
-	    (exact ? e->start != s : e->start > s) || !usable(e, end, flags)) {
+	    (exact ? e->start != k->s : e->start > k->s) || !usable(e, k)) {
 		ref_not_a_hit(c, e);
 		return false;
 	}
@@ -468,19 +510,18 @@ static bool take_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
  */
 static struct mapwatch_cache_entry *t_cover(struct mapwatch_cache *c,
 					    struct mapwatch_cache_entry *n,
-					    uintptr_t s, uintptr_t end,
-					    int flags, struct stale *st)
+					    const struct key *k, struct stale *st)
 {
 	struct mapwatch_cache_entry *r;
 
-	while (n && n->t_maxend >= end) {
-		r = t_cover(c, n->t_left, s, end, flags, st);
+	while (n && n->t_maxend >= k->end) {
+		r = t_cover(c, n->t_left, k, st);
 		if (r)
 			return r;
-		if (n->start > s)
+		if (n->start > k->s)
 			return NULL;
-		if (usable(n, end, flags) && ref_get(c, n) &&
-		    take_hit(c, n, s, false, end, flags, st))
+		if (usable(n, k) && ref_get(c, n) &&
+		    take_hit(c, n, k, false, st))
 			return n;
 		n = n->t_right;
 	}
@@ -611,16 +652,72 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 	}
 }
 
+static bool for_cache(const struct mapwatch_cache *t,
+		      const struct mapwatch_event *ev)
+{
+	return ev->cookie == MAPWATCH_COOKIE_RANGE ||
+	       cookie_cache_id(ev->cookie) == t->id;
+}
+
+/* Apply the events of a batch that concern cache t (its own cookies, and
+ * ranges).  No lock held on entry; t is pinned or the caller's. */
+static void apply_events(struct mapwatch_cache *t,
+			 const struct mapwatch_event *ev, int n)
+{
+	struct ev_ctx x = { t, NULL };
+
+	pthread_mutex_lock(&t->lock);
+	for (int i = 0; i < n; i++)
+		if (for_cache(t, &ev[i]))
+			on_event(&x, &ev[i]);
+	pthread_mutex_unlock(&t->lock);
+	drop_dead(t, x.dead);
+}
+
+/*
+ * Read the monitor's pending events and take the changed entries out of
+ * every cache over it, not only c (libfabric's ofi_monitor_notify() walks
+ * the caches of a monitor the same way): whichever cache drains serves the
+ * others, whose fd then no longer polls readable.  Another cache is pinned
+ * (under the monitor's share_lock) while its events are applied, so that
+ * its destroy waits; no two cache locks are ever held together.
+ */
 static int process_events(struct mapwatch_cache *c)
 {
-	struct ev_ctx x = { c, NULL };
-	int n;
+	struct mapwatch *mw = c->mw;
+	struct mapwatch_event ev[64];
+	int n, total = 0;
 
-	pthread_mutex_lock(&c->lock);
-	n = mapwatch_drain(c->mw, on_event, &x);
-	pthread_mutex_unlock(&c->lock);
-	drop_dead(c, x.dead);
-	return n;
+	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
+		uint64_t batch;
+
+		total += n;
+		apply_events(c, ev, n);
+		pthread_mutex_lock(&mw->share_lock);
+		batch = ++mw->share_batch;
+		for (;;) {
+			struct mapwatch_cache *t;
+
+			for (t = mw->caches; t; t = t->share_next) {
+				if (t == c || t->routed == batch)
+					continue;
+				t->routed = batch;
+				for (int i = 0; i < n; i++)
+					if (for_cache(t, &ev[i]))
+						goto found;
+			}
+			break;
+found:
+			t->pins++;
+			pthread_mutex_unlock(&mw->share_lock);
+			apply_events(t, ev, n);
+			pthread_mutex_lock(&mw->share_lock);
+			if (!--t->pins)
+				pthread_cond_broadcast(&mw->share_cond);
+		}
+		pthread_mutex_unlock(&mw->share_lock);
+	}
+	return n < 0 ? n : total;
 }
 
 /* Drop the references a lookup took on changed entries, evicting them. */
@@ -692,6 +789,8 @@ static bool make_room(struct mapwatch_cache *c)
 
 /* --- the API -------------------------------------------------------------- */
 
+static _Atomic uint32_t next_cache_id;
+
 struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 			const struct mapwatch_cache_ops *ops, size_t ops_size,
 			const struct mapwatch_cache_config *cfg, size_t cfg_size)
@@ -751,23 +850,28 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->inflight_done, NULL);
 	c->rng = 0x9e3779b97f4a7c15ULL ^ (uintptr_t)c;
+	c->id = atomic_fetch_add(&next_cache_id, 1) % CACHE_ID_MAX + 1;
+	pthread_mutex_lock(&mw->share_lock);
+	c->share_next = mw->caches;
+	mw->caches = c;
+	pthread_mutex_unlock(&mw->share_lock);
 	return c;
 }
 
 /* The hit path: an unchanged entry starting at s.  No lock. */
 static struct mapwatch_cache_entry *lookup_exact(struct mapwatch_cache *c,
-						 uintptr_t s, uintptr_t end,
-						 int flags, struct stale *st)
+						 const struct key *k,
+						 struct stale *st)
 {
 	struct harr *a = atomic_load_explicit(&c->byaddr.a, memory_order_acquire);
-	struct hnode *n = atomic_load_explicit(&a->b[mix(s) & a->mask],
+	struct hnode *n = atomic_load_explicit(&a->b[mix(k->s) & a->mask],
 					       memory_order_acquire);
 
 	for (int steps = 0; n && steps < MAX_STEPS; steps++) {
-		if (atomic_load_explicit(&n->key, memory_order_relaxed) == s) {
+		if (atomic_load_explicit(&n->key, memory_order_relaxed) == k->s) {
 			struct mapwatch_cache_entry *e = entry_of(n, hs);
 
-			if (ref_get(c, e) && take_hit(c, e, s, true, end, flags, st))
+			if (ref_get(c, e) && take_hit(c, e, k, true, st))
 				return e;
 		}
 		n = atomic_load_explicit(&n->next, memory_order_acquire);
@@ -776,20 +880,18 @@ static struct mapwatch_cache_entry *lookup_exact(struct mapwatch_cache *c,
 }
 
 static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
-						 uintptr_t s, uintptr_t end,
-						 int flags, struct stale *st)
+						 const struct key *k,
+						 struct stale *st)
 {
 	struct mapwatch_cache_entry *e;
 
 	pthread_rwlock_rdlock(&c->tree_lock);
-	e = t_cover(c, c->root, s, end, flags, st);
+	e = t_cover(c, c->root, k, st);
 	pthread_rwlock_unlock(&c->tree_lock);
 	if (e)	/* on the entry's line, written by the hit already */
 		atomic_fetch_add_explicit(&e->covers, 1, memory_order_relaxed);
 	return e;
 }
-
-static _Atomic uint64_t next_cookie = 1;
 
 static void *call_reg(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 		      void *arg)
@@ -805,14 +907,36 @@ static void *call_reg(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 	return c->ops.reg(c->ops.ctx, addr, len, e->flags);
 }
 
+/* Memory of a device: no watch of the monitor; its word is the entry's
+ * own, moved on by mapwatch_cache_invalidate(). */
+static struct mapwatch_cache_entry *reg_device(struct mapwatch_cache *c,
+					       struct mapwatch_cache_entry *e,
+					       void *arg)
+{
+	e->unwatched = true;
+	e->wh = (struct mapwatch_handle){
+		.word = (const uint32_t *)&e->own_gen,
+		.gen = atomic_load(&e->own_gen),
+	};
+	e->reg = call_reg(c, e, arg);
+	/* As for host memory: out of a resource idle entries hold. */
+	while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
+			   errno == EAGAIN) && make_room(c))
+		e->reg = call_reg(c, e, arg);
+	if (!e->reg)
+		return NULL;
+	atomic_fetch_add(&c->registrations, 1);
+	return e;
+}
+
 /* Watch, then register, then check the watch: a change at any moment after
  * the watch is placed is seen.  Pass-through: memory the monitor cannot
  * watch is registered unwatched (the caller hands it out uncached). */
 static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
-					    uintptr_t s, uintptr_t end,
-					    int flags, void *arg)
+					    const struct key *k, void *arg)
 {
 	struct mapwatch_cache_entry *e = entry_alloc(c);
+	uintptr_t s = k->s, end = k->end;
 	uint64_t cookie;
 	int ret, err;
 
@@ -824,21 +948,31 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	 * count is 0, so they read nothing but the atomics. */
 	e->start = s;
 	e->end = end;
-	e->flags = flags;
+	e->flags = k->flags;
+	e->mem_type = k->mem_type;
+	e->device = k->device;
 	e->claimed = false;
 	e->invalid = false;
 	e->unwatched = false;
+	e->passthrough = false;
 	atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
+	if (k->mem_type != MAPWATCH_MEM_HOST) {
+		if (reg_device(c, e, arg))
+			return e;
+		err = errno ? errno : EIO;
+		goto fail;
+	}
 	for (int tries = 0;; tries++) {
-		/* Unique in the process: an event left over from another cache
-		 * on the same monitor never names one of ours. */
-		cookie = atomic_fetch_add(&next_cookie, 1);
+		/* Unique among the caches of this monitor: an event left over
+		 * from an earlier watch never names a new one. */
+		cookie = new_cookie(c);
 		ret = mapwatch_watch(c->mw, (void *)s, end - s, cookie, &e->wh);
 		while (ret == -ENOSPC && make_room(c))
 			ret = mapwatch_watch(c->mw, (void *)s, end - s,
 					     cookie, &e->wh);
 		if (ret == -EINVAL && (c->cfg.flags & MAPWATCH_CACHE_F_PASSTHROUGH)) {
 			e->unwatched = true;
+			e->passthrough = true;
 			e->wh = (struct mapwatch_handle){ .word = &never_changes };
 			e->reg = call_reg(c, e, arg);
 			if (e->reg) {
@@ -879,6 +1013,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 			break;
 		}
 	}
+fail:
 	pthread_mutex_lock(&c->lock);
 	e->dead_next = c->free;
 	c->free = e;
@@ -889,13 +1024,13 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 
 /*
  * After a miss: returns with c->lock held and false when nobody else is
- * registering a range that would serve this request and no entry came in
+ * registering a range that would serve request k and no entry came in
  * since the lookup began (attached was seen); otherwise waits for that
  * registration to end and returns true (unlocked: look up again).  A thread
  * never waits for itself (a reg callback that calls get).
  */
-static bool wait_inflight(struct mapwatch_cache *c, uintptr_t s, uintptr_t end,
-			  int flags, uint64_t seen)
+static bool wait_inflight(struct mapwatch_cache *c, const struct key *k,
+			  uint64_t seen)
 {
 	struct inflight *f;
 	bool waited = false;
@@ -907,8 +1042,10 @@ static bool wait_inflight(struct mapwatch_cache *c, uintptr_t s, uintptr_t end,
 	}
 	for (;;) {
 		for (f = c->inflight; f; f = f->next)
-			if (f->start <= s && f->end >= end &&
-			    (f->flags & flags) == flags &&
+			if (f->start <= k->s && f->end >= k->end &&
+			    (f->flags & k->flags) == k->flags &&
+			    f->mem_type == k->mem_type &&
+			    f->device == k->device &&
 			    !pthread_equal(f->owner, pthread_self()))
 				break;
 		if (!f)
@@ -933,31 +1070,117 @@ static void inflight_remove(struct mapwatch_cache *c, struct inflight *me)
 	pthread_cond_broadcast(&c->inflight_done);
 }
 
-struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
-						void *addr, size_t len,
-						int flags)
+/* --- widening --------------------------------------------------------------- */
+
+static uintptr_t page_size(void)
 {
-	return mapwatch_cache_get_arg(c, addr, len, flags, NULL);
+	static _Atomic uintptr_t pg;
+	uintptr_t v = atomic_load_explicit(&pg, memory_order_relaxed);
+
+	if (!v) {
+		v = (uintptr_t)sysconf(_SC_PAGESIZE);
+		atomic_store_explicit(&pg, v, memory_order_relaxed);
+	}
+	return v;
 }
 
-struct mapwatch_cache_entry *mapwatch_cache_get_arg(struct mapwatch_cache *c,
-						    void *addr, size_t len,
-						    int flags, void *arg)
+/* The transparent huge page size (a PMD), read once. */
+static uintptr_t huge_size(void)
 {
-	uintptr_t s, end;
+	static _Atomic uintptr_t hs;
+	uintptr_t v = atomic_load_explicit(&hs, memory_order_relaxed);
+	unsigned long long x = 0;
+	FILE *f;
+
+	if (v)
+		return v;
+	f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "re");
+	if (f) {
+		if (fscanf(f, "%llu", &x) != 1)
+			x = 0;
+		fclose(f);
+	}
+	v = x && !(x & (x - 1)) ? (uintptr_t)x : (uintptr_t)2 << 20;
+	atomic_store_explicit(&hs, v, memory_order_relaxed);
+	return v;
+}
+
+/* Every page of [a, b) is mapped (msync fails with ENOMEM on a hole, and
+ * with MS_ASYNC does nothing else). */
+static bool mapped(uintptr_t a, uintptr_t b)
+{
+	uintptr_t pg = page_size();
+
+	a &= ~(pg - 1);
+	b = (b + pg - 1) & ~(pg - 1);
+	return a >= b || !msync((void *)a, b - a, MS_ASYNC);
+}
+
+/* Widen [k->s, k->end) (aligned to n) towards units of a, each side only
+ * as far as every page it adds is mapped: halve the unit until it is. */
+static void widen(struct key *k, uintptr_t a, uintptr_t n)
+{
+	uintptr_t s = k->s, end = k->end;
+
+	for (uintptr_t u = a; u > n; u >>= 1) {
+		uintptr_t x = k->s & ~(u - 1);
+
+		if (x == k->s || mapped(x, k->s)) {
+			s = x;
+			break;
+		}
+	}
+	for (uintptr_t u = a; u > n; u >>= 1) {
+		uintptr_t x = (k->end + u - 1) & ~(u - 1);
+
+		if (x < k->end)		/* the top of the address space */
+			continue;
+		if (x == k->end || mapped(k->end, x)) {
+			end = x;
+			break;
+		}
+	}
+	k->s = s;
+	k->end = end;
+}
+
+static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+			 struct mapwatch_cache_entry **dead);
+
+/*
+ * Every get.  The request's pages (units of the cache's align, at most a
+ * page: never past memory the caller named) are what a hit must cover; a
+ * miss registers them widened to the request's align (cfg.align, the
+ * request's own, a huge page) where that adds only mapped pages, and
+ * falls back to them alone when reg refuses the widened range.
+ */
+static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
+					      const struct mapwatch_cache_req *r)
+{
+	uintptr_t addr = (uintptr_t)r->addr, a, n;
 	struct mapwatch_cache_entry *e, *dead = NULL;
+	struct key k, w, reg;
 	struct inflight me;
 	struct stale st;
 	uint64_t seen;
 	int rounds = 0;
+	bool widened = false;
 
-	if (!c || !len || (uintptr_t)addr + len < (uintptr_t)addr) {
+	if (!c || !r->len || addr + r->len < addr ||
+	    (r->align & (r->align - 1)) ||
+	    (r->req_flags & ~(uint64_t)MAPWATCH_CACHE_REQ_HUGE)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	s = (uintptr_t)addr & ~(c->align - 1);
-	end = ((uintptr_t)addr + len + c->align - 1) & ~(c->align - 1);
-	if (end <= s) {
+	n = c->align < page_size() ? c->align : page_size();
+	a = c->align > r->align ? c->align : r->align;
+	if ((r->req_flags & MAPWATCH_CACHE_REQ_HUGE) && huge_size() > a)
+		a = huge_size();
+	k = (struct key){
+		.s = addr & ~(n - 1), .end = (addr + r->len + n - 1) & ~(n - 1),
+		.flags = r->flags, .mem_type = r->mem_type, .device = r->device,
+	};
+	if (k.end <= k.s) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -965,6 +1188,9 @@ struct mapwatch_cache_entry *mapwatch_cache_get_arg(struct mapwatch_cache *c,
 		errno = EIO;
 		return NULL;
 	}
+	/* The exact lookup where the widest registration would start. */
+	w = k;
+	w.s = addr & ~(a - 1);
 again:
 	/* A change whose call returned before this get shows now (the
 	 * userfaultfd reader may still be applying it). */
@@ -973,53 +1199,120 @@ again:
 		process_events(c);
 	seen = atomic_load_explicit(&c->attached, memory_order_acquire);
 	st.n = 0;
-	e = lookup_exact(c, s, end, flags, &st);
+	e = lookup_exact(c, &w, &st);
+	if (!e && w.s != k.s)
+		e = lookup_exact(c, &k, &st);
 	if (!e)
-		e = lookup_cover(c, s, end, flags, &st);
+		e = lookup_cover(c, &k, &st);
 	if (st.n)	/* changed entries met on the way, hit or miss */
 		purge_stale(c, &st);
 	if (e)
 		return e;
+	if (!widened) {
+		/* Device memory is not the CPU's to probe: the caller's
+		 * align as it is. */
+		reg = k;
+		if (a > n && r->mem_type == MAPWATCH_MEM_HOST) {
+			widen(&reg, a, n);
+		} else if (a > n) {
+			reg.s = k.s & ~(a - 1);
+			reg.end = (k.end + a - 1) & ~(a - 1);
+			if (reg.end < k.end)
+				reg.end = k.end;
+		}
+		widened = true;
+	}
 	/* After a few rounds of other entries coming in, register anyway:
 	 * a duplicate at worst, never a livelock. */
-	if (wait_inflight(c, s, end, flags, ++rounds > 8 ?
-			  atomic_load(&c->attached) : seen))
+	if (wait_inflight(c, &k, ++rounds > 8 ? atomic_load(&c->attached) : seen))
 		goto again;
-	me = (struct inflight){ s, end, flags, pthread_self(), c->inflight };
+	w = reg;
+	me = (struct inflight){ w.s, w.end, k.flags, k.mem_type, k.device,
+				pthread_self(), c->inflight };
 	c->inflight = &me;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&c->misses, 1);
 
-	e = reg_new(c, s, end, flags, arg);
+	e = reg_new(c, &w, r->arg);
+	/* A widened range reg refuses (a page the caller's access flags do
+	 * not allow, device memory that ends sooner): the request alone. */
+	if (!e && (w.s != k.s || w.end != k.end) &&
+	    (errno == EFAULT || errno == EINVAL || errno == EACCES ||
+	     errno == EPERM))
+		e = reg_new(c, &k, r->arg);
 	pthread_mutex_lock(&c->lock);
 	inflight_remove(c, &me);
 	if (!e) {
 		pthread_mutex_unlock(&c->lock);
 		return NULL;
 	}
-	/* Alive: counted in the stats from now on. */
+	alive_attach(c, e, &dead);
+	pthread_mutex_unlock(&c->lock);
+	drop_dead(c, dead);
+	return e;
+}
+
+/* A new entry, alive from now on (counted in the stats); cached unless it
+ * is pass-through or every other entry is held.  Under c->lock. */
+static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+			 struct mapwatch_cache_entry **dead)
+{
 	e->all_prev = NULL;
 	e->all_next = c->all;
 	if (c->all)
 		c->all->all_prev = e;
 	c->all = e;
-	if (e->unwatched) {
+	if (e->passthrough) {
 		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
 		atomic_fetch_add(&c->uncached, 1);
 		atomic_fetch_add(&c->passthrough, 1);
-	} else if (evict(c, end - s, false, &dead)) {
+		return;
+	}
+	if (evict(c, e->end - e->start, false, dead)) {
 		/* The cache's reference and the caller's. */
 		atomic_store_explicit(&e->ru, 2 * REF_ONE, memory_order_release);
 		attach(c, e);
-	} else {
-		/* Every other entry is held: hand this one out uncached
-		 * rather than break the limits; it goes when put. */
-		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
-		atomic_fetch_add(&c->uncached, 1);
+		return;
 	}
-	pthread_mutex_unlock(&c->lock);
-	drop_dead(c, dead);
-	return e;
+	/* Every other entry is held: hand this one out uncached rather than
+	 * break the limits; it goes when put. */
+	atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+	atomic_fetch_add(&c->uncached, 1);
+}
+
+struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
+						void *addr, size_t len,
+						int flags)
+{
+	struct mapwatch_cache_req r = { .addr = addr, .len = len, .flags = flags };
+
+	return cache_get(c, &r);
+}
+
+struct mapwatch_cache_entry *mapwatch_cache_get_arg(struct mapwatch_cache *c,
+						    void *addr, size_t len,
+						    int flags, void *arg)
+{
+	struct mapwatch_cache_req r = {
+		.addr = addr, .len = len, .flags = flags, .arg = arg,
+	};
+
+	return cache_get(c, &r);
+}
+
+struct mapwatch_cache_entry *
+mapwatch_cache_get_req_sized(struct mapwatch_cache *c,
+			     const struct mapwatch_cache_req *req, size_t size)
+{
+	struct mapwatch_cache_req r;
+	int ret = req ? mw_struct_in(&r, sizeof(r), req, size,
+				     MW_CACHE_REQ_SIZE_1_2) : -EINVAL;
+
+	if (ret) {
+		errno = -ret;
+		return NULL;
+	}
+	return cache_get(c, &r);
 }
 
 /* A changed entry nobody else may use: take it out now, so that its
@@ -1099,6 +1392,47 @@ int mapwatch_cache_fd(const struct mapwatch_cache *c)
 	return c ? mapwatch_fd(c->mw) : -EINVAL;
 }
 
+int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
+			      uint64_t device, const void *addr, size_t len)
+{
+	struct mapwatch_cache_entry *dead = NULL;
+	uintptr_t s = (uintptr_t)addr;
+	int ret;
+
+	if (!c || (len && s + len < s))
+		return -EINVAL;
+	if (mw_forked(c->mw))
+		return -EIO;
+	if (!len)
+		return 0;
+	if (mem_type == MAPWATCH_MEM_HOST) {
+		/* Through the monitor: every watch of the range changes (in
+		 * every cache over it, and the application's own), and the
+		 * events take the entries out now. */
+		ret = mapwatch_invalidate(c->mw, addr, len);
+		if (ret)
+			return ret;
+		mw_settle();
+		ret = process_events(c);
+		return ret < 0 ? ret : 0;
+	}
+	/* Device memory: the entries' own words, held ones included (the
+	 * ones handed out uncached too: every entry alive). */
+	pthread_mutex_lock(&c->lock);
+	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
+		if (e->mem_type != mem_type || e->device != device ||
+		    e->end <= s || e->start >= s + len ||
+		    mapwatch_changed(&e->wh))
+			continue;
+		atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
+		if (detach(c, e, &dead, false))
+			count_invalid(c, e);
+	}
+	pthread_mutex_unlock(&c->lock);
+	drop_dead(c, dead);
+	return 0;
+}
+
 void mapwatch_cache_flush(struct mapwatch_cache *c)
 {
 	struct mapwatch_cache_entry *dead = NULL;
@@ -1166,6 +1500,21 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 			free(e);
 		}
 	} else {
+		struct mapwatch *mw = c->mw;
+
+		/* Out of the monitor's list first, then wait for a router
+		 * applying events here. */
+		pthread_mutex_lock(&mw->share_lock);
+		for (struct mapwatch_cache **pp = &mw->caches; *pp;
+		     pp = &(*pp)->share_next) {
+			if (*pp == c) {
+				*pp = c->share_next;
+				break;
+			}
+		}
+		while (c->pins)
+			pthread_cond_wait(&mw->share_cond, &mw->share_lock);
+		pthread_mutex_unlock(&mw->share_lock);
 		mapwatch_cache_flush(c);
 		if (c->ops.release)
 			c->ops.release(c->ops.ctx);

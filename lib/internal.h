@@ -25,6 +25,10 @@ struct mw_ops {
 			     const struct mapwatch_handle *h, size_t n,
 			     int *status);
 	int (*read)(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
+	/* [start, end) changed, told by the caller (mapwatch_invalidate). */
+	int (*invalidate)(struct mapwatch *mw, uintptr_t start, uintptr_t end);
+	/* New max_watches; only called with no watch active (-EBUSY). */
+	int (*resize)(struct mapwatch *mw, size_t max);
 	bool (*pending)(const struct mapwatch *mw);
 	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
 	void (*close)(struct mapwatch *mw);
@@ -64,6 +68,10 @@ struct mw_user {
 	struct mapwatch *next;
 	_Atomic bool dead;		/* the reader thread failed (why in
 					   mw->err) */
+	struct mw_old_gens {		/* generation words before a resize */
+		struct mw_old_gens *next;
+		uint32_t *gens;
+	} *old_gens;
 };
 
 struct mapwatch {
@@ -80,8 +88,15 @@ struct mapwatch {
 	const struct kdreg2_status_data *st;
 	bool batch;
 	bool plain_kdreg2;		/* no PROBE: HPE's module, its layout */
+	uint64_t kfeatures;		/* MAPWATCH_FEATURE_* of PROBE */
+	size_t st_max;			/* max_regions the area was mapped for */
 	/* user-space backends */
 	struct mw_user u;
+	/* caches over this monitor (cache.c), under share_lock */
+	pthread_mutex_t share_lock;
+	pthread_cond_t share_cond;	/* a cache's pins dropped to 0 */
+	struct mapwatch_cache *caches;
+	uint64_t share_batch;		/* event batches routed */
 };
 
 void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
@@ -122,6 +137,8 @@ int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
 #define MW_CACHE_CONFIG_SIZE_1_0 mw_offsetofend(struct mapwatch_cache_config, align)
 #define MW_CACHE_STATS_SIZE_1_0 \
 	mw_offsetofend(struct mapwatch_cache_stats, covering_hits)
+#define MW_CACHE_REQ_SIZE_1_2 \
+	mw_offsetofend(struct mapwatch_cache_req, req_flags)
 int mw_struct_in(void *dst, size_t ksize, const void *src, size_t usize,
 		 size_t minsize);
 void mw_struct_out(void *dst, size_t usize, const void *src, size_t ksize);
@@ -145,6 +162,8 @@ void mw_user_stats(const struct mapwatch *mw, struct mapwatch_stats *s);
 void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 			   bool unmapped);
+int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end);
+int mw_user_resize(struct mapwatch *mw, size_t max);
 
 /*
  * The userfaultfd reader's sequence: odd from just before it read()s events

@@ -139,6 +139,8 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	mw->max = max_watches;
 	mw->fd = -1;
 	pthread_mutex_init(&mw->lock, NULL);
+	pthread_mutex_init(&mw->share_lock, NULL);
+	pthread_cond_init(&mw->share_cond, NULL);
 	switch (backend) {
 	case MAPWATCH_BACKEND_KERNEL:
 		ret = mw_kernel_open(mw, why);
@@ -161,6 +163,8 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	}
 	if (ret) {
 		pthread_mutex_destroy(&mw->lock);
+		pthread_mutex_destroy(&mw->share_lock);
+		pthread_cond_destroy(&mw->share_cond);
 		free(mw);
 		return ret;
 	}
@@ -202,6 +206,8 @@ void mapwatch_close(struct mapwatch *mw)
 	}
 	mw->ops->close(mw);
 	pthread_mutex_destroy(&mw->lock);
+	pthread_mutex_destroy(&mw->share_lock);
+	pthread_cond_destroy(&mw->share_cond);
 	free(mw);
 }
 
@@ -383,15 +389,26 @@ int mapwatch_invalidate(struct mapwatch *mw, const void *addr, size_t len)
 
 	if (ret)
 		return ret;
-	if (mw->backend == MAPWATCH_BACKEND_KERNEL) {
-		mw_seterr(mw, "the kernel backend sees every change by itself");
-		return -EOPNOTSUPP;
-	}
 	if (len && (uintptr_t)addr + len < (uintptr_t)addr) {
 		mw_seterr(mw, "invalidate: wrapping range");
 		return -EINVAL;
 	}
-	if (len)
-		mw_user_invalidate(mw, (uintptr_t)addr, (uintptr_t)addr + len);
-	return 0;
+	if (!len)
+		return 0;
+	return mw->ops->invalidate(mw, (uintptr_t)addr, (uintptr_t)addr + len);
+}
+
+int mapwatch_resize(struct mapwatch *mw, size_t max_watches)
+{
+	int ret = mw_check_owner(mw);
+
+	if (ret)
+		return ret;
+	if (!max_watches) {
+		mw_seterr(mw, "resize: 0 watches");
+		return -EINVAL;
+	}
+	if (max_watches == mw->max)
+		return 0;
+	return mw->ops->resize(mw, max_watches);
 }

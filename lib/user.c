@@ -49,7 +49,77 @@ void mw_user_fini(struct mapwatch *mw)
 	free(u->slots);
 	free(u->free_slots);
 	free(u->ring);
+	while (u->old_gens) {
+		struct mw_old_gens *o = u->old_gens;
+
+		u->old_gens = o->next;
+		free(o->gens);
+		free(o);
+	}
 	u->efd = -1;
+}
+
+/*
+ * New tables for max watches, while every slot is free and no event is
+ * pending (-EBUSY otherwise).  The old generation words stay until close:
+ * a handle of a watch unwatched before may still be read (changed).
+ * Caller holds whatever keeps other threads out of u->slots (the
+ * userfaultfd backend: its process lock and the monitor list's).
+ */
+int mw_user_resize(struct mapwatch *mw, size_t max)
+{
+	struct mw_user *u = &mw->u;
+	uint32_t *gens, *free_slots;
+	struct mw_slot *slots;
+	struct mw_old_gens *o;
+	int ret = 0;
+
+	if (max >= UINT32_MAX)
+		return -EINVAL;
+	gens = calloc(max + 1, sizeof(*gens));
+	slots = calloc(max + 1, sizeof(*slots));
+	free_slots = calloc(max + 1, sizeof(*free_slots));
+	o = malloc(sizeof(*o));
+	pthread_mutex_lock(&mw->lock);
+	pthread_mutex_lock(&u->ev_lock);
+	if (u->nfree != mw->max || u->ring_count || u->ovf)
+		ret = -EBUSY;
+	else if (!gens || !slots || !free_slots || !o)
+		ret = -ENOMEM;
+	if (!ret) {
+		o->gens = u->gens;
+		o->next = u->old_gens;
+		u->old_gens = o;
+		free(u->slots);
+		free(u->free_slots);
+		u->gens = gens;
+		u->slots = slots;
+		u->free_slots = free_slots;
+		u->nfree = 0;
+		for (size_t i = 0; i < max; i++)
+			u->free_slots[u->nfree++] = max - 1 - i;
+		atomic_store(&u->hw, 0);
+		mw->max = max;
+		gens = NULL;
+		slots = NULL;
+		free_slots = NULL;
+		o = NULL;
+	}
+	pthread_mutex_unlock(&u->ev_lock);
+	pthread_mutex_unlock(&mw->lock);
+	free(gens);
+	free(slots);
+	free(free_slots);
+	free(o);
+	if (ret == -EBUSY)
+		mw_seterr(mw, "resize: watches active or events pending");
+	return ret;
+}
+
+int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end)
+{
+	mw_user_invalidate(mw, start, end);
+	return 0;
 }
 
 static void bump(uint32_t *word)
@@ -181,10 +251,11 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 {
 	struct mw_user *u = &mw->u;
 	uint64_t one = 1;
-	size_t hw = atomic_load(&u->hw);
+	size_t hw;
 	bool any = false;
 
 	pthread_mutex_lock(&u->ev_lock);
+	hw = atomic_load(&u->hw);	/* under ev_lock: resize swaps tables */
 	for (size_t i = 0; i < hw; i++) {
 		struct mw_slot *s = &u->slots[i];
 		int live = SLOT_LIVE, state = atomic_load(&s->state);
@@ -261,6 +332,8 @@ static const struct mw_ops manual_ops = {
 	.watch = mw_user_watch,
 	.unwatch = mw_user_unwatch,
 	.read = mw_user_read,
+	.invalidate = mw_user_invalidate_op,
+	.resize = mw_user_resize,
 	.pending = mw_user_pending,
 	.stats = mw_user_stats,
 	.close = manual_close,

@@ -7,10 +7,11 @@
  */
 #include "mapwatch_priv.h"
 
+#include <linux/overflow.h>
 #include <linux/uaccess.h>
 
 #define MW_FEATURES (MAPWATCH_FEATURE_STATUS_EXT | MAPWATCH_FEATURE_BATCH | \
-		     MAPWATCH_FEATURE_POLICY)
+		     MAPWATCH_FEATURE_POLICY | MAPWATCH_FEATURE_INVALIDATE)
 
 /* Read a size-prefixed argument; its first u32 is its size. */
 static int mw_get_arg(void *karg, size_t ksize, void __user *uarg)
@@ -79,6 +80,31 @@ static long mw_set_policy(struct mw_ctx *ctx, void __user *uarg)
 	return 0;
 }
 
+/* A change user space reports: retire as a munmap of the range would. */
+static long mw_invalidate_ioctl(struct mw_ctx *ctx, void __user *uarg)
+{
+	struct mapwatch_invalidate a;
+	struct mmu_notifier_range r = {
+		.mm = ctx->mm,
+		.event = MMU_NOTIFY_UNMAP,
+		.flags = MMU_NOTIFIER_RANGE_BLOCKABLE,
+	};
+	unsigned long end;
+	int ret;
+
+	ret = mw_get_arg(&a, sizeof(a), uarg);
+	if (ret)
+		return ret;
+	if (a.flags || !a.length ||
+	    check_add_overflow((unsigned long)a.addr,
+			       (unsigned long)a.length, &end))
+		return -EINVAL;
+	r.start = a.addr;
+	r.end = end;
+	mw_ctx_invalidate(ctx, &r, 0);
+	return 0;
+}
+
 long mw_ext_ioctl(struct mw_ctx *ctx, unsigned int cmd, void __user *uarg)
 {
 	unsigned int nr = _IOC_NR(cmd);
@@ -93,6 +119,8 @@ long mw_ext_ioctl(struct mw_ctx *ctx, unsigned int cmd, void __user *uarg)
 		return mw_batch(ctx, nr, uarg);
 	case _IOC_NR(MAPWATCH_IOCTL_SET_POLICY):
 		return mw_set_policy(ctx, uarg);
+	case _IOC_NR(MAPWATCH_IOCTL_INVALIDATE):
+		return mw_invalidate_ioctl(ctx, uarg);
 	default:
 		return -ENOTTY;
 	}

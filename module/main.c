@@ -132,4 +132,4 @@ module_exit(mw_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Synchronous memory-mapping change notification for RDMA registration caches (kdreg2-compatible)");
 MODULE_AUTHOR("The mapwatch developers");
-MODULE_VERSION("1.1.0");
+MODULE_VERSION("1.2.0");

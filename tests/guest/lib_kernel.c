@@ -109,14 +109,153 @@ TEST(watch_errors)
 			 neg(mapwatch_watch(mw, (void *)0x30000, PAGE, 3, &h[2])), ENOSPC);
 	ASSERT_BAD_INPUT("mapwatch_watch", "len 0 (kernel)",
 			 neg(mapwatch_watch(mw, (void *)0x30000, 0, 3, &h[2])), EINVAL);
-	ASSERT_BAD_INPUT("mapwatch_invalidate", "kernel backend",
-			 neg(mapwatch_invalidate(mw, (void *)0x10000, PAGE)), EOPNOTSUPP);
 	bogus = h[0];
 	bogus.slot = 1000;		/* beyond max_regions */
 	bogus.cookie = 99;
 	ASSERT_BAD_INPUT("mapwatch_unwatch", "location beyond max_watches (kernel)",
 			 neg(mapwatch_unwatch(mw, &bogus)), EINVAL);
 	mapwatch_close(mw);
+}
+
+/* 1.2: a change the kernel cannot see (a device's memory behind the
+ * range, a dma-buf that moved), reported through the module's INVALIDATE:
+ * as synchronous as a munmap, with its event. */
+TEST(invalidate_on_the_kernel_backend)
+{
+	struct mapwatch *mw = kernel(16);
+	struct mapwatch_handle h, h2;
+	struct mapwatch_event ev[4];
+	struct mapwatch_invalidate a = { .size = sizeof(a), .length = PAGE };
+	char *p = map_pages(NULL, 8, 0);
+	int fd = mapwatch_fd(mw);
+	pid_t pid;
+	int st;
+
+	ASSERT_OK(mapwatch_watch(mw, p, 2 * PAGE, 7, &h));
+	ASSERT_OK(mapwatch_watch(mw, p + 4 * PAGE, PAGE, 8, &h2));
+	ASSERT_EQ(mapwatch_invalidate(mw, p + PAGE, PAGE), 0);
+	ASSERT_TRUE(mapwatch_changed(&h));		/* at return */
+	ASSERT_FALSE(mapwatch_changed(&h2));
+	ASSERT_EQ(mstats(mw).watched, 1);
+	ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 1);
+	ASSERT_EQ(ev[0].cookie, 7);
+	ASSERT_TRUE(ev[0].addr == (uintptr_t)p && ev[0].len == 2 * PAGE);
+	ASSERT_EQ(p[PAGE], 0x5a);			/* the memory is untouched */
+	ASSERT_EQ(mapwatch_invalidate(mw, p + 6 * PAGE, PAGE), 0);	/* none there */
+	ASSERT_FALSE(mapwatch_pending(mw));
+	ASSERT_EQ(mapwatch_unwatch(mw, &h), 0);
+	/* The ioctl's own checks. */
+	a.addr = (uintptr_t)p;
+	a.flags = 1;
+	ASSERT_BAD_INPUT("MAPWATCH_IOCTL_INVALIDATE", "flags",
+			 ioctl(fd, MAPWATCH_IOCTL_INVALIDATE, &a), EINVAL);
+	a.flags = 0;
+	a.length = 0;
+	ASSERT_BAD_INPUT("MAPWATCH_IOCTL_INVALIDATE", "length 0",
+			 ioctl(fd, MAPWATCH_IOCTL_INVALIDATE, &a), EINVAL);
+	a.addr = (uint64_t)-PAGE;
+	a.length = 2 * PAGE;
+	ASSERT_BAD_INPUT("MAPWATCH_IOCTL_INVALIDATE", "range wraps",
+			 ioctl(fd, MAPWATCH_IOCTL_INVALIDATE, &a), EINVAL);
+	a.size = 8;
+	ASSERT_BAD_INPUT("MAPWATCH_IOCTL_INVALIDATE", "size below the struct",
+			 ioctl(fd, MAPWATCH_IOCTL_INVALIDATE, &a), EINVAL);
+	ASSERT_FALSE(mapwatch_changed(&h2));		/* nothing changed */
+	/* From a child: EIO, the parent's watch stays. */
+	a = (struct mapwatch_invalidate){ .size = sizeof(a),
+		.addr = (uintptr_t)p, .length = 8 * PAGE };
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(ioctl(fd, MAPWATCH_IOCTL_INVALIDATE, &a) == -1 &&
+		      errno == EIO ? 0 : 1);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ASSERT_FALSE(mapwatch_changed(&h2));
+	ASSERT_EQ(mapwatch_unwatch(mw, &h2), 0);
+	mapwatch_close(mw);
+	munmap(p, 8 * PAGE);
+}
+
+/* mapwatch_resize(): CONFIG_DATA again, allowed while idle. */
+TEST(resize_on_the_kernel_backend)
+{
+	struct mapwatch *mw = kernel(2);
+	struct mapwatch_handle h[4], old;
+	struct mapwatch_probe probe = { .size = sizeof(probe) };
+	char *p = map_pages(NULL, 4, 0);
+
+	ASSERT_OK(mapwatch_watch(mw, p, PAGE, 1, &h[0]));
+	ASSERT_OK(mapwatch_watch(mw, p + PAGE, PAGE, 2, &h[1]));
+	ASSERT_BAD_INPUT("mapwatch_resize", "watches active (kernel)",
+			 neg(mapwatch_resize(mw, 4096)), EBUSY);
+	ASSERT_FALSE(mapwatch_changed(&h[0]));
+	old = h[0];
+	ASSERT_EQ(mapwatch_unwatch(mw, &h[0]), 0);
+	ASSERT_EQ(mapwatch_unwatch(mw, &h[1]), 0);
+	ASSERT_EQ(mapwatch_resize(mw, 4096), 0);	/* a larger area */
+	ASSERT_TRUE(mapwatch_changed(&old));		/* the old one, readable */
+	for (int i = 0; i < 4; i++)
+		ASSERT_OK(mapwatch_watch(mw, p + i * PAGE, PAGE, 10 + i, &h[i]));
+	ASSERT_EQ(mstats(mw).watched, 4);
+	ASSERT_OK(munmap(p + 2 * PAGE, PAGE));
+	ASSERT_TRUE(mapwatch_changed(&h[2]));
+	ASSERT_FALSE(mapwatch_changed(&h[3]));
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(mapwatch_unwatch(mw, &h[i]), 0);
+	ASSERT_BAD_INPUT("mapwatch_resize", "events pending (kernel)",
+			 neg(mapwatch_resize(mw, 8)), EBUSY);
+	{
+		struct mapwatch_event ev[4];
+
+		ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 1);
+	}
+	ASSERT_OK(ioctl(mapwatch_fd(mw), MAPWATCH_IOCTL_PROBE, &probe));
+	ASSERT_BAD_INPUT("mapwatch_resize", "above max_regions_limit (kernel)",
+			 neg(mapwatch_resize(mw, probe.max_regions_limit + 1)), ENOSPC);
+	ASSERT_EQ(mapwatch_resize(mw, 8), 0);		/* fits: the same area */
+	ASSERT_OK(mapwatch_watch(mw, p, PAGE, 20, &h[0]));
+	ASSERT_EQ(mapwatch_unwatch(mw, &h[0]), 0);
+	mapwatch_close(mw);
+	munmap(p, 4 * PAGE);
+}
+
+static void *kc_reg(void *ctx, void *addr, size_t len, int flags)
+{
+	return fake_reg(ctx, addr, len, flags);
+}
+
+/* Two caches over one kernel monitor: a munmap under B's entry is taken
+ * out by A's progress; the cache's own invalidation goes through INVALIDATE. */
+TEST(caches_share_a_kernel_monitor)
+{
+	struct mapwatch *mw = kernel(64);
+	struct fake fa, fb;
+	struct mapwatch_cache_ops oa = { .reg = kc_reg, .dereg = fake_dereg, .ctx = &fa };
+	struct mapwatch_cache_ops ob = { .reg = kc_reg, .dereg = fake_dereg, .ctx = &fb };
+	struct mapwatch_cache *a, *b;
+	char *p = map_pages(NULL, 4, 0);
+
+	fake_init(&fa);
+	fake_init(&fb);
+	a = mapwatch_cache_create(mw, &oa, NULL);
+	b = mapwatch_cache_create(mw, &ob, NULL);
+	ASSERT_TRUE(a && b);
+	mapwatch_cache_put(a, mapwatch_cache_get(a, p, PAGE, 0));
+	mapwatch_cache_put(b, mapwatch_cache_get(b, p + PAGE, PAGE, 0));
+	mapwatch_cache_put(b, mapwatch_cache_get(b, p + 2 * PAGE, PAGE, 0));
+	ASSERT_OK(munmap(p + PAGE, PAGE));
+	ASSERT_EQ(mapwatch_cache_progress(a), 1);
+	ASSERT_EQ(atomic_load(&fb.ndereg), 1);		/* B's, by A */
+	ASSERT_EQ(mapwatch_cache_invalidate(b, MAPWATCH_MEM_HOST, 0, p + 2 * PAGE,
+					    PAGE), 0);
+	ASSERT_EQ(atomic_load(&fb.ndereg), 2);
+	ASSERT_EQ(atomic_load(&fa.ndereg), 0);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	ASSERT_EQ(atomic_load(&fa.ndereg), 1);
+	mapwatch_close(mw);
+	munmap(p, 4 * PAGE);
 }
 
 TEST(events_poll_counters)

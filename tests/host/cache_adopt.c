@@ -33,6 +33,7 @@ struct rec {
 	struct mapwatch_cache_entry *invalidated;
 	size_t entry_size;
 	bool data_was_zero;
+	size_t max_len;			/* reg refuses longer (EFAULT) */
 };
 
 static void note(struct rec *r, char c)
@@ -48,6 +49,11 @@ static void *rec_reg_ex(void *ctx, void *addr, size_t len, int flags,
 {
 	struct rec *r = ctx;
 
+	if (r->max_len && len > r->max_len) {
+		note(r, 'x');
+		errno = EFAULT;
+		return NULL;
+	}
 	r->last_arg = arg;
 	r->last_data = data;
 	r->data_was_zero = true;
@@ -407,6 +413,230 @@ TEST(passthrough_for_memory_the_monitor_cannot_watch)
 	EXPECT_EQ(stats(c).entries, 1);
 	mapwatch_cache_destroy(c);
 	mapwatch_close(mw);
+}
+
+/* --- 1.2: memory types, external invalidation, alignment ------------------ */
+
+static struct mapwatch_cache_entry *get_req(struct mapwatch_cache *c, void *addr,
+					    size_t len, uint32_t type,
+					    uint64_t dev, size_t align,
+					    uint64_t req_flags)
+{
+	struct mapwatch_cache_req q = {
+		.addr = addr, .len = len, .mem_type = type, .device = dev,
+		.align = align, .req_flags = req_flags,
+	};
+
+	return mapwatch_cache_get_req(c, &q);
+}
+
+/* libfabric's ofi_mr_info {iface, device}, UCX's memory types: the same
+ * address on another device is another registration; device memory takes
+ * no watch and leaves only by mapwatch_cache_invalidate() (the device
+ * allocator's free hook, as libfabric's cuda/rocr/ze monitors). */
+TEST(memory_type_and_device_in_the_key)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *host, *gpu0, *gpu1, *held;
+	struct mapwatch_stats ms;
+
+	host = get_req(c, BASE, PAGE, MAPWATCH_MEM_HOST, 0, 0, 0);
+	gpu0 = get_req(c, BASE, PAGE, 7, 0, 0, 0);
+	gpu1 = get_req(c, BASE, PAGE, 7, 1, 0, 0);
+	ASSERT_TRUE(host && gpu0 && gpu1);
+	ASSERT_TRUE(host != gpu0 && gpu0 != gpu1 && host != gpu1);
+	EXPECT_EQ(atomic_load(&r.f.nreg), 3);
+	ASSERT_EQ(mapwatch_get_stats(mw, &ms), 0);
+	EXPECT_EQ(ms.watched, 1);		/* device memory: no watch */
+	mapwatch_cache_put(c, host);
+	mapwatch_cache_put(c, gpu0);
+	mapwatch_cache_put(c, gpu1);
+	/* Each key hits its own entry. */
+	ASSERT_TRUE(get_req(c, BASE, PAGE, 7, 1, 0, 0) == gpu1);
+	mapwatch_cache_put(c, gpu1);
+	ASSERT_TRUE(mapwatch_cache_get(c, BASE, PAGE, 0) == host);
+	mapwatch_cache_put(c, host);
+	EXPECT_EQ(atomic_load(&r.f.nreg), 3);
+	/* The monitor's change of host memory leaves device memory alone. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 1);
+	ASSERT_STREQ(r.log, "rrrid");
+	ASSERT_TRUE(get_req(c, BASE, PAGE, 7, 0, 0, 0) == gpu0);	/* hit */
+	held = gpu0;
+	/* The device's free hook: device 0 of type 7 only. */
+	ASSERT_EQ(mapwatch_cache_invalidate(c, 7, 0, BASE, PAGE), 0);
+	ASSERT_TRUE(mapwatch_cache_entry_changed(held));
+	ASSERT_FALSE(mapwatch_cache_entry_changed(gpu1));
+	ASSERT_STREQ(r.log, "rrridi");			/* dereg at the put */
+	mapwatch_cache_put(c, held);
+	ASSERT_STREQ(r.log, "rrridid");
+	ASSERT_TRUE(get_req(c, BASE, PAGE, 7, 1, 0, 0) == gpu1);	/* still */
+	mapwatch_cache_put(c, gpu1);
+	EXPECT_EQ(stats(c).invalidations, 2);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* Host memory through the cache's call: the monitor's invalidation. */
+TEST(cache_invalidate_host_memory)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *e;
+	struct mapwatch_handle h;
+
+	ASSERT_EQ(mapwatch_watch(mw, BASE + PAGE, PAGE, 1, &h), 0);	/* the application's */
+	mapwatch_cache_put(c, mapwatch_cache_get(c, BASE, 2 * PAGE, 0));
+	e = mapwatch_cache_get(c, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(mapwatch_cache_invalidate(c, MAPWATCH_MEM_HOST, 0, BASE, 2 * PAGE), 0);
+	ASSERT_STREQ(r.log, "rrid");		/* out at once, no get */
+	ASSERT_TRUE(mapwatch_changed(&h));	/* a watch of the monitor */
+	ASSERT_FALSE(mapwatch_cache_entry_changed(e));
+	mapwatch_cache_put(c, e);
+	ASSERT_EQ(mapwatch_cache_invalidate(c, MAPWATCH_MEM_HOST, 0, BASE, 0), 0);
+	ASSERT_BAD_INPUT("mapwatch_cache_invalidate", "NULL cache",
+			 neg(mapwatch_cache_invalidate(NULL, 0, 0, BASE, PAGE)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_invalidate", "range wraps",
+			 neg(mapwatch_cache_invalidate(c, 7, 0, (void *)-PAGE, 2 * PAGE)),
+			 EINVAL);
+	mapwatch_unwatch(mw, &h);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* Three 64 KiB chunks [A, A+192K) mapped, nothing on either side. */
+static char *chunks(void)
+{
+	char *a = mmap(NULL, 8 << 16, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	char *m;
+
+	ASSERT_TRUE(a != MAP_FAILED);
+	m = (char *)(((uintptr_t)a + (4 << 16) - 1) & ~(uintptr_t)((4 << 16) - 1));
+	ASSERT_OK(munmap(a, 8 << 16));
+	/* m is 256 KiB aligned: [m, m+64K) stays a hole. */
+	ASSERT_TRUE(mmap(m + (1 << 16), 3 << 16, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) ==
+		    m + (1 << 16));
+	return m;
+}
+
+/* UCX ucs_rcache_get(..., alignment, ...); unlike a blind align-up, the
+ * widening stops at a hole (a registration over unmapped pages fails). */
+TEST(per_request_alignment_stops_at_holes)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	char *m = chunks();
+	struct mapwatch_cache_entry *e;
+	struct mapwatch_cache_req q = { .addr = m + 70000, .len = 1 };
+
+	/* Inside: whole 64 KiB unit. */
+	e = get_req(c, m + (2 << 16) + 100, 100, 0, 0, 1 << 16, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_addr(e) == m + (2 << 16));
+	ASSERT_EQ(mapwatch_cache_entry_len(e), 1 << 16);
+	mapwatch_cache_put(c, e);
+	/* 128 KiB asked at the first chunk: the head would reach the hole
+	 * below, so it stops at 64 KiB; the tail is mapped. */
+	e = get_req(c, m + (1 << 16) + 100, 100, 0, 0, 2 << 16, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_addr(e) == m + (1 << 16));
+	ASSERT_EQ(mapwatch_cache_entry_len(e), 1 << 16);
+	mapwatch_cache_put(c, e);
+	/* The last page, 128 KiB asked: the tail would reach the hole above. */
+	e = get_req(c, m + (4 << 16) - 10, 10, 0, 0, 2 << 16, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_addr(e) == m + (2 << 16));
+	ASSERT_EQ(mapwatch_cache_entry_len(e), 2 << 16);
+	mapwatch_cache_put(c, e);
+	/* A hit needs only the request's pages covered. */
+	ASSERT_TRUE(get_req(c, m + (3 << 16) + 5, 5, 0, 0, 0, 0) == e);
+	mapwatch_cache_put(c, e);
+	/* reg refusing the widened range: the request alone. */
+	mapwatch_cache_flush(c);
+	r.max_len = PAGE;
+	e = get_req(c, m + (1 << 16) + 5 * PAGE, 10, 0, 0, 1 << 16, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_addr(e) == m + (1 << 16) + 5 * PAGE);
+	ASSERT_EQ(mapwatch_cache_entry_len(e), PAGE);
+	ASSERT_TRUE(strchr(r.log, 'x') != NULL);
+	mapwatch_cache_put(c, e);
+	/* Bad requests change nothing. */
+	q.align = 3 * PAGE;
+	ASSERT_BAD_INPUT("mapwatch_cache_get_req", "align not a power of two",
+			 nul(mapwatch_cache_get_req(c, &q)), EINVAL);
+	q.align = 0;
+	q.req_flags = 1ULL << 40;
+	ASSERT_BAD_INPUT("mapwatch_cache_get_req", "unknown req_flags",
+			 nul(mapwatch_cache_get_req(c, &q)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_get_req", "NULL request",
+			 nul(mapwatch_cache_get_req(c, NULL)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_cache_get_req", "size below the 1.2 struct",
+			 nul(mapwatch_cache_get_req_sized(c, &q, 8)), EINVAL);
+	q.req_flags = 0;
+	ASSERT_BAD_INPUT("mapwatch_cache_get_req", "NULL cache",
+			 nul(mapwatch_cache_get_req(NULL, &q)), EINVAL);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+	munmap(m, 4 << 16);
+}
+
+static size_t thp_size(void)
+{
+	unsigned long long x = 0;
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
+
+	if (f) {
+		if (fscanf(f, "%llu", &x) != 1)
+			x = 0;
+		fclose(f);
+	}
+	return x ? x : 2 << 20;
+}
+
+/* A registration per huge page, not per small piece of it; never over the
+ * end of the mapping. */
+TEST(huge_page_widening_over_mapped_pages_only)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	size_t hs = thp_size();
+	char *a = mmap(NULL, 4 * hs, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *h;
+	struct mapwatch_cache_entry *e;
+
+	ASSERT_TRUE(a != MAP_FAILED);
+	h = (char *)(((uintptr_t)a + hs - 1) & ~(uintptr_t)(hs - 1));
+	/* [h, h + 1.5 huge pages) mapped, the rest of the reservation not. */
+	ASSERT_OK(munmap(h + hs + hs / 2, a + 4 * hs - (h + hs + hs / 2)));
+	if (h > a)
+		ASSERT_OK(munmap(a, h - a));
+	e = get_req(c, h + 3 * PAGE, 100, 0, 0, 0, MAPWATCH_CACHE_REQ_HUGE);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_addr(e) == h);
+	ASSERT_EQ(mapwatch_cache_entry_len(e), hs);
+	mapwatch_cache_put(c, e);
+	/* Another piece of the same huge page: a hit. */
+	ASSERT_TRUE(mapwatch_cache_get(c, h + hs - PAGE, PAGE, 0) == e);
+	mapwatch_cache_put(c, e);
+	/* The second half-mapped huge page: halves down to what is mapped. */
+	e = get_req(c, h + hs + PAGE, 100, 0, 0, 0, MAPWATCH_CACHE_REQ_HUGE);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_TRUE(mapwatch_cache_entry_addr(e) == h + hs);
+	ASSERT_EQ(mapwatch_cache_entry_len(e), hs / 2);
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&r.f.nreg), 2);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+	munmap(h, hs + hs / 2);
 }
 
 int main(int argc, char **argv)

@@ -133,6 +133,10 @@ TEST(plain_kdreg2_claims_neither_sync_nor_all_changes)
 	ASSERT_OK(neg(mapwatch_watch(mw, buf, sizeof(buf), 7, &h)));
 	EXPECT_FALSE(mapwatch_changed(&h));
 	ASSERT_OK(neg(mapwatch_unwatch(mw, &h)));
+	/* No INVALIDATE in kdreg2: refused, and the library says why. */
+	ASSERT_BAD_INPUT("mapwatch_invalidate", "HPE's kdreg2 (no INVALIDATE)",
+			 neg(mapwatch_invalidate(mw, buf, sizeof(buf))), EOPNOTSUPP);
+	EXPECT_TRUE(strstr(mapwatch_strerror(mw), "kdreg2") != NULL);
 	mapwatch_close(mw);
 }
 

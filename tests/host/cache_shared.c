@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Several caches over one monitor (one per protection domain, as libfabric
+ * shares one monitor between its domains' caches: ofi_monitor_notify()
+ * walks them), and a monitor that grows (mapwatch_resize()).  MANUAL
+ * monitor, and userfaultfd where the host allows it.
+ */
+#define _GNU_SOURCE
+#include <sys/mman.h>
+
+#include "host/libtest.h"
+
+#define BASE ((char *)0x100000000000UL)
+
+struct counts {
+	struct fake f;
+	_Atomic int invalidated;
+};
+
+static void *c_reg(void *ctx, void *addr, size_t len, int flags)
+{
+	return fake_reg(&((struct counts *)ctx)->f, addr, len, flags);
+}
+
+static void c_dereg(void *ctx, void *reg)
+{
+	fake_dereg(&((struct counts *)ctx)->f, reg);
+}
+
+static void c_invalidate(void *ctx, struct mapwatch_cache_entry *e)
+{
+	(void)e;
+	atomic_fetch_add(&((struct counts *)ctx)->invalidated, 1);
+}
+
+static struct mapwatch_cache *counted(struct mapwatch *mw, struct counts *k)
+{
+	struct mapwatch_cache_ops ops = {
+		.reg = c_reg, .dereg = c_dereg, .invalidate = c_invalidate,
+		.ctx = k,
+	};
+	struct mapwatch_cache *c;
+
+	memset(k, 0, sizeof(*k));
+	c = mapwatch_cache_create(mw, &ops, NULL);
+	ASSERT_TRUE(c != NULL);
+	return c;
+}
+
+static uint64_t invalidations(struct mapwatch_cache *c)
+{
+	struct mapwatch_cache_stats s;
+
+	ASSERT_EQ(mapwatch_cache_get_stats(c, &s), 0);
+	return s.invalidations;
+}
+
+/* One cache's progress releases the other's idle memory: before 1.2 the
+ * events of B's watches, read by A, were dropped, and B's registration
+ * stayed pinned until B itself looked the range up. */
+TEST(one_progress_serves_every_cache_of_the_monitor)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct counts ka, kb;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb);
+	struct mapwatch_cache_entry *e;
+
+	mapwatch_cache_put(a, mapwatch_cache_get(a, BASE, PAGE, 0));
+	mapwatch_cache_put(b, mapwatch_cache_get(b, BASE, PAGE, 0));
+	mapwatch_cache_put(b, mapwatch_cache_get(b, BASE + 4 * PAGE, PAGE, 0));
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(a), 2);
+	tap_diag("after A's progress: A dereg %ld, B dereg %ld, B invalidated %d",
+		 atomic_load(&ka.f.ndereg), atomic_load(&kb.f.ndereg),
+		 atomic_load(&kb.invalidated));
+	EXPECT_EQ(atomic_load(&ka.f.ndereg), 1);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 1);
+	EXPECT_EQ(atomic_load(&kb.invalidated), 1);
+	EXPECT_EQ(invalidations(b), 1);
+	ASSERT_EQ(mapwatch_cache_progress(b), 0);	/* nothing left */
+	/* B's unchanged entry still hits. */
+	e = mapwatch_cache_get(b, BASE + 4 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	mapwatch_cache_put(b, e);
+	EXPECT_EQ(atomic_load(&kb.f.nreg), 2);
+	/* A gone: B's events still find B, and A's are dropped. */
+	mapwatch_cache_put(a, mapwatch_cache_get(a, BASE + 8 * PAGE, PAGE, 0));
+	mapwatch_cache_destroy(a);
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, 16 * PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(b), 1);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 2);
+	mapwatch_cache_destroy(b);
+	mapwatch_close(mw);
+}
+
+/* A range event (the monitor's queue overflowed) concerns every cache. */
+TEST(range_event_reaches_every_cache)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 8192);
+	struct counts ka, kb;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb);
+
+	/* More changes than the manual ring holds (4096): folded. */
+	for (int i = 0; i < 2500; i++) {
+		mapwatch_cache_put(a, mapwatch_cache_get(a, BASE + 2 * i * PAGE, PAGE, 0));
+		mapwatch_cache_put(b, mapwatch_cache_get(b, BASE + (2 * i + 1) * PAGE,
+							 PAGE, 0));
+	}
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, 5000 * PAGE), 0);
+	ASSERT_GT(mapwatch_cache_progress(b), 0);
+	EXPECT_EQ(atomic_load(&ka.f.ndereg), 2500);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 2500);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	mapwatch_close(mw);
+}
+
+struct churn {
+	struct mapwatch *mw;
+	_Atomic bool stop;
+	_Atomic long rounds;
+};
+
+/* Caches come and go while another one routes the monitor's events to
+ * them: a destroy waits for a router applying its events (TSan lane). */
+static void *come_and_go(void *arg)
+{
+	struct churn *x = arg;
+
+	while (!atomic_load(&x->stop)) {
+		struct counts k;
+		struct mapwatch_cache *c = counted(x->mw, &k);
+
+		for (int i = 0; i < 8; i++)
+			mapwatch_cache_put(c, mapwatch_cache_get(c, BASE + i * PAGE,
+								 PAGE, 0));
+		mapwatch_cache_destroy(c);
+		if (atomic_load(&k.f.nreg) != atomic_load(&k.f.ndereg))
+			return (void *)1;
+		atomic_fetch_add(&x->rounds, 1);
+	}
+	return NULL;
+}
+
+TEST(caches_come_and_go_while_events_are_routed)
+{
+	struct churn x = { .mw = open_backend(MAPWATCH_BACKEND_MANUAL, 1024) };
+	struct counts k;
+	struct mapwatch_cache *a = counted(x.mw, &k);
+	pthread_t t[2];
+	void *ret;
+	long routed = 0;
+
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, come_and_go, &x), 0);
+	for (int i = 0; i < 3000 || atomic_load(&x.rounds) < 50; i++) {
+		mapwatch_cache_put(a, mapwatch_cache_get(a, BASE + 64 * PAGE, PAGE, 0));
+		ASSERT_EQ(mapwatch_invalidate(x.mw, BASE, 65 * PAGE), 0);
+		routed += mapwatch_cache_progress(a);
+	}
+	atomic_store(&x.stop, true);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(pthread_join(t[i], &ret), 0);
+		ASSERT_TRUE(ret == NULL);
+	}
+	tap_diag("%ld caches created and destroyed, %ld events routed",
+		 atomic_load(&x.rounds), routed);
+	ASSERT_GT(routed, 3000);
+	mapwatch_cache_destroy(a);
+	ASSERT_EQ(atomic_load(&k.f.nreg), atomic_load(&k.f.ndereg));
+	mapwatch_close(x.mw);
+}
+
+/* --- growing --------------------------------------------------------------- */
+
+static void resize_rules(enum mapwatch_backend b, char *mem)
+{
+	struct mapwatch *mw = open_backend(b, 2);
+	struct mapwatch_handle h[4];
+	struct mapwatch_stats s;
+
+	ASSERT_EQ(mapwatch_watch(mw, mem, PAGE, 1, &h[0]), 0);
+	ASSERT_EQ(mapwatch_watch(mw, mem + PAGE, PAGE, 2, &h[1]), 0);
+	ASSERT_ERRNO(neg(mapwatch_watch(mw, mem + 2 * PAGE, PAGE, 3, &h[2])), ENOSPC);
+	/* Watches active: nothing changes. */
+	ASSERT_BAD_INPUT("mapwatch_resize", "watches active",
+			 neg(mapwatch_resize(mw, 4)), EBUSY);
+	ASSERT_FALSE(mapwatch_changed(&h[0]));
+	ASSERT_EQ(mapwatch_unwatch(mw, &h[0]), 0);
+	ASSERT_EQ(mapwatch_unwatch(mw, &h[1]), 0);
+	ASSERT_EQ(mapwatch_resize(mw, 4), 0);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(mapwatch_watch(mw, mem + i * PAGE, PAGE, 10 + i, &h[i]), 0);
+	ASSERT_EQ(mapwatch_get_stats(mw, &s), 0);
+	EXPECT_EQ(s.watched, 4);
+	/* Events after the resize are delivered as before. */
+	ASSERT_EQ(mapwatch_invalidate(mw, mem, PAGE), 0);
+	ASSERT_TRUE(mapwatch_changed(&h[0]));
+	ASSERT_FALSE(mapwatch_changed(&h[1]));
+	/* Pending event: still busy even once unwatched. */
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(mapwatch_unwatch(mw, &h[i]), 0);
+	ASSERT_BAD_INPUT("mapwatch_resize", "events pending",
+			 neg(mapwatch_resize(mw, 8)), EBUSY);
+	{
+		struct mapwatch_event ev[4];
+
+		ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 1);
+	}
+	ASSERT_EQ(mapwatch_resize(mw, 1), 0);		/* shrinking too */
+	ASSERT_EQ(mapwatch_watch(mw, mem, PAGE, 20, &h[0]), 0);
+	ASSERT_ERRNO(neg(mapwatch_watch(mw, mem + PAGE, PAGE, 21, &h[1])), ENOSPC);
+	ASSERT_EQ(mapwatch_unwatch(mw, &h[0]), 0);
+	ASSERT_BAD_INPUT("mapwatch_resize", "0 watches",
+			 neg(mapwatch_resize(mw, 0)), EINVAL);
+	ASSERT_BAD_INPUT("mapwatch_resize", "NULL monitor",
+			 neg(mapwatch_resize(NULL, 8)), EINVAL);
+	mapwatch_close(mw);
+}
+
+TEST(resize_manual)
+{
+	resize_rules(MAPWATCH_BACKEND_MANUAL, BASE);
+}
+
+TEST(resize_userfaultfd)
+{
+	char *mem = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_TRUE(mem != MAP_FAILED);
+	if (UNDER_VALGRIND())
+		SKIP("valgrind has no userfaultfd");
+	resize_rules(MAPWATCH_BACKEND_USERFAULTFD, mem);
+	munmap(mem, 4 * PAGE);
+}
+
+/* The cache over a grown monitor keeps more entries. */
+TEST(cache_uses_the_grown_monitor)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 2);
+	struct counts k;
+	struct mapwatch_cache *c = counted(mw, &k);
+	struct mapwatch_cache_stats s;
+
+	for (int i = 0; i < 4; i++)
+		mapwatch_cache_put(c, mapwatch_cache_get(c, BASE + i * PAGE, PAGE, 0));
+	ASSERT_EQ(mapwatch_cache_get_stats(c, &s), 0);
+	EXPECT_EQ(s.entries, 2);			/* the monitor's bound */
+	ASSERT_ERRNO(neg(mapwatch_resize(mw, 64)), EBUSY);
+	mapwatch_cache_flush(c);
+	ASSERT_EQ(mapwatch_resize(mw, 64), 0);
+	for (int i = 0; i < 4; i++)
+		mapwatch_cache_put(c, mapwatch_cache_get(c, BASE + i * PAGE, PAGE, 0));
+	ASSERT_EQ(mapwatch_cache_get_stats(c, &s), 0);
+	EXPECT_EQ(s.entries, 4);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+int main(int argc, char **argv)
+{
+	return tap_main(argc, argv);
+}
