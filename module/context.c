@@ -126,10 +126,13 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
-/* The status area is mapped by CONFIG_DATA only, never through the fd. */
-static int mw_mmap(struct file *file, struct vm_area_struct *vma)
+/* Nothing is written to the fd: kdreg2's errno for it. */
+static ssize_t mw_write(struct file *file, const char __user *buf,
+			size_t count, loff_t *ppos)
 {
-	return -EPERM;
+	struct mw_ctx *ctx = file->private_data;
+
+	return current->mm != ctx->mm ? -EIO : -EOPNOTSUPP;
 }
 
 const struct file_operations mw_fops = {
@@ -137,10 +140,11 @@ const struct file_operations mw_fops = {
 	.open = mw_open,
 	.release = mw_release_file,
 	.read = mw_read,
+	.write = mw_write,
 	.poll = mw_poll,
 	.unlocked_ioctl = mw_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.mmap = mw_mmap,
+	/* No .mmap: the status area comes from CONFIG_DATA (ENODEV). */
 	.llseek = noop_llseek,
 	.show_fdinfo = mw_show_fdinfo,
 };

@@ -165,7 +165,7 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 	}
 	if (copy_to_user(buf, ctx->evbuf, n * sizeof(struct kdreg2_event))) {
 		mutex_unlock(&ctx->read_mutex);
-		return -EFAULT;	/* nothing consumed */
+		return -EACCES;	/* kdreg2's errno here; nothing consumed */
 	}
 	spin_lock(&ctx->lock);
 	mw_consume(ctx, regions, n > regions, ovf_seq, &dead);
@@ -179,8 +179,9 @@ __poll_t mw_poll(struct file *file, struct poll_table_struct *wait)
 {
 	struct mw_ctx *ctx = file->private_data;
 
+	/* kdreg2's answer: readable and writable, so a caller learns EIO. */
 	if (current->mm != ctx->mm)
-		return EPOLLERR;
+		return EPOLLERR | EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM;
 	poll_wait(file, &ctx->wq, wait);
 	if (READ_ONCE(ctx->nr_queued) || READ_ONCE(ctx->overflowed))
 		return EPOLLIN | EPOLLRDNORM;
