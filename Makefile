@@ -40,6 +40,8 @@ endif
 -include packaging/install.mk
 -include clients/clients.mk
 -include tests/mpi/mpi.mk
+-include lib/ucx/ucx.mk
+-include tests/ucx/ucx.mk
 
 build: lib tools modules tests bench-bin
 

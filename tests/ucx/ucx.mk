@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# tests/ucx: the UCP program of the UCX lane (tests/ucx/README.md), built
+# when lib/ucx/ucx.mk builds libmapwatch-ucx: ucp_churn links UCX only
+# (the lane preloads the library, as a user of an unmodified program
+# would), ucp_churn_linked links libmapwatch-ucx ahead of UCX.
+ifeq ($(MAPWATCH_HAVE_UCX),1)
+UCX_TEST_PROGS := build/tests/ucx/ucp_churn build/tests/ucx/ucp_churn_linked
+tests: $(UCX_TEST_PROGS)
+build/tests/ucx/ucp_churn: tests/ucx/ucp_churn.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lucp -lucs -lucm
+build/tests/ucx/ucp_churn_linked: tests/ucx/ucp_churn.c $(MAPWATCH_UCX_SO)
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -Lbuild/lib -Wl,-rpath-link,build/lib -lmapwatch-ucx -lucp -lucs -lucm
+endif
