@@ -35,7 +35,8 @@
  *
  * usage: ucp_churn --listen PORT | --connect ADDR PORT
  *                  [--iters N] [--sizes 16K,256K,1M] [--variants a,b,...]
- *                  [--ops tag,put] [--bw-iters N] [--external-unreported]
+ *                  [--ops tag,put] [--bw-iters N] [--bw-compare]
+ *                  [--external-unreported]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -227,7 +228,9 @@ static void connect_oob(const char *addr, int port)
 
 /* --- UCP ------------------------------------------------------------------- */
 
-static void setup_ucp(void)
+/* reg_methods: NULL for UCX's default, else UCX_IB_REG_METHODS for this
+ * context only (ucp_config_modify() passes it to the IB memory domain). */
+static void setup_ucp(const char *reg_methods)
 {
 	ucp_params_t params = {
 		.field_mask = UCP_PARAM_FIELD_FEATURES,
@@ -241,8 +244,14 @@ static void setup_ucp(void)
 	size_t addr_len;
 	uint64_t peer_len;
 	void *peer;
+	ucp_config_t *config;
 
-	ucs_check(ucp_init(&params, NULL, &ctx), "ucp_init");
+	ucs_check(ucp_config_read(NULL, NULL, &config), "ucp_config_read");
+	if (reg_methods)
+		ucs_check(ucp_config_modify(config, "IB_REG_METHODS", reg_methods),
+			  "ucp_config_modify IB_REG_METHODS");
+	ucs_check(ucp_init(&params, config, &ctx), "ucp_init");
+	ucp_config_release(config);
 	ucs_check(ucp_worker_create(ctx, &wparams, &worker), "ucp_worker_create");
 	ucs_check(ucp_worker_get_address(worker, &addr, &addr_len), "ucp_worker_get_address");
 	send_blob(addr, addr_len);
@@ -474,13 +483,58 @@ static int recv_one(int op, int v, int iter, int s, int pattern_iter)
 	return bad;
 }
 
+/*
+ * --bw-compare: the static buffer's bandwidth with UCX's registration
+ * cache and without it (a second context, IB_REG_METHODS=direct: every
+ * message registers its buffer), side by side in one run: rounds of 4
+ * messages alternate between the two, so a change in the host's load
+ * weighs on both alike.  The initiator prints
+ *   bwcmp cache_mb_s=X direct_mb_s=Y messages=N
+ * and the target a result line for the messages it checked.
+ */
+static void bw_compare(void)
+{
+	struct { ucp_context_h ctx; ucp_worker_h worker; ucp_ep_h ep; } c[2];
+	double secs[2] = { 0, 0 };
+	size_t bytes[2] = { 0, 0 };
+	int s = 0, corrupt = 0, n = 0;
+
+	for (int i = 1; i < nsizes; i++)
+		if (sizes[i] > sizes[s])
+			s = i;
+	c[0].ctx = ctx, c[0].worker = worker, c[0].ep = ep;
+	setup_ucp("direct");
+	c[1].ctx = ctx, c[1].worker = worker, c[1].ep = ep;
+	barrier();
+	for (int round = 0; round < (bw_iters + 3) / 4; round++)
+		for (int k = 0; k < 2; k++) {
+			ctx = c[k].ctx, worker = c[k].worker, ep = c[k].ep;
+			for (int i = 0; i < 4; i++, n++) {
+				if (initiator) {
+					secs[k] += send_one(OP_TAG, V_STATIC, n % 256, s, n % 256);
+					bytes[k] += sizes[s];
+				} else {
+					corrupt += recv_one(OP_TAG, V_STATIC, n % 256, s, n % 256);
+				}
+			}
+		}
+	if (initiator)
+		printf("bwcmp cache_mb_s=%.2f direct_mb_s=%.2f messages=%d\n",
+		       bytes[0] / secs[0] / 1e6, bytes[1] / secs[1] / 1e6, n);
+	else
+		printf("result op=tag variant=bw_compare messages=%d corrupt=%d\n", n, corrupt);
+	fflush(stdout);
+	close_ucp();
+	ctx = c[0].ctx, worker = c[0].worker, ep = c[0].ep;
+}
+
 /* --- main ---------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
 	const char *addr = NULL, *size_list = "16K,256K,1M";
 	const char *variant_list = "static,malloc,mmap,brk,syscall", *op_list = "tag,put";
-	int port = 0, external = 0;
+	int port = 0, external = 0, compare = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -501,12 +555,14 @@ int main(int argc, char **argv)
 			variant_list = argv[++i];
 		} else if (!strcmp(a, "--ops") && i + 1 < argc) {
 			op_list = argv[++i];
+		} else if (!strcmp(a, "--bw-compare")) {
+			compare = 1;
 		} else if (!strcmp(a, "--external-unreported")) {
 			external = 1;
 		} else {
 			fprintf(stderr, "usage: ucp_churn --listen PORT | --connect ADDR PORT "
 				"[--iters N] [--sizes LIST] [--variants LIST] [--ops tag,put] "
-				"[--bw-iters N] [--external-unreported]\n");
+				"[--bw-iters N] [--bw-compare] [--external-unreported]\n");
 			return 2;
 		}
 	}
@@ -535,7 +591,7 @@ int main(int argc, char **argv)
 	if (external)
 		ucm_set_external_event(UCM_EVENT_VM_UNMAPPED);
 	connect_oob(addr, port);
-	setup_ucp();
+	setup_ucp(NULL);
 	barrier();
 
 	for (int o = 0; o < nops; o++) {
@@ -590,6 +646,8 @@ int main(int argc, char **argv)
 			       bw_iters, corrupt);
 		fflush(stdout);
 	}
+	if (compare && bw_iters)
+		bw_compare();
 	close_ucp();
 	printf("done\n");
 	return 0;

@@ -2,9 +2,17 @@
 # tests/ucx: the UCP program of the UCX lane (tests/ucx/README.md), built
 # when lib/ucx/ucx.mk builds libmapwatch-ucx: ucp_churn links UCX only
 # (the lane preloads the library, as a user of an unmodified program
-# would), ucp_churn_linked links libmapwatch-ucx ahead of UCX.
+# would), ucp_churn_linked links libmapwatch-ucx ahead of UCX, churn-mpich
+# is tests/mpi/churn.c built with MPICH.
 ifeq ($(MAPWATCH_HAVE_UCX),1)
 UCX_TEST_PROGS := build/tests/ucx/ucp_churn build/tests/ucx/ucp_churn_linked
+# tests/mpi's MPI program again, built with Debian's MPICH (ch4:ucx).
+ifneq ($(shell command -v mpicc.mpich 2>/dev/null),)
+UCX_TEST_PROGS += build/tests/ucx/churn-mpich
+build/tests/ucx/churn-mpich: tests/mpi/churn.c
+	@mkdir -p $(dir $@)
+	mpicc.mpich -O2 -g -Wall -Wextra -Werror -o $@ $< -ldl
+endif
 tests: $(UCX_TEST_PROGS)
 build/tests/ucx/ucp_churn: tests/ucx/ucp_churn.c
 	@mkdir -p $(dir $@)
