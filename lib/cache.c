@@ -1370,6 +1370,14 @@ void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e)
 	return e ? e->data : NULL;
 }
 
+/* Tests only (not exported): n more references on a held entry, to reach
+ * REFS_MAX without 2^31 gets; mw_cache_test_refs(e, 0) reads the count. */
+uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n)
+{
+	/* Two's complement: a negative n borrows nothing from the hits. */
+	return REFS(atomic_fetch_add(&e->ru, (uint64_t)n) + (uint64_t)n);
+}
+
 void mapwatch_cache_hold(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
 	/* The caller's reference keeps the count above 0: no CAS needed. */

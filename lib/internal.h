@@ -184,6 +184,11 @@ static inline void mw_settle(void)
 		mw_uffd_settle_wait(v);
 }
 
+/* cache.c, for tests only: add n references to a held entry, return the
+ * count (not exported from the shared library). */
+struct mapwatch_cache_entry;
+uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n);
+
 /* Called in the child after fork(): the child has no reader thread. */
 void mw_uffd_atfork_child(void);
 

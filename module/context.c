@@ -122,6 +122,8 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mw_dump_stats(ctx);
 		return 0;
 	default:
+		if (mw_kdreg2_only)
+			return -ENOTTY;
 		return mw_ext_ioctl(ctx, cmd, uarg);
 	}
 }

@@ -70,6 +70,15 @@ module_param_named(kdreg2_alias, mw_kdreg2_alias, bool, 0444);
 MODULE_PARM_DESC(kdreg2_alias,
 		 "Also register /dev/kdreg2 when that name is free (default Y)");
 
+/*
+ * Plain kdreg2, for testing clients against it: only /dev/kdreg2, and no
+ * extension ioctl (ENOTTY, PROBE included), as HPE's module answers.
+ */
+bool mw_kdreg2_only;
+module_param_named(kdreg2_only, mw_kdreg2_only, bool, 0444);
+MODULE_PARM_DESC(kdreg2_only,
+		 "Serve plain kdreg2 only: /dev/kdreg2 without /dev/mapwatch, extension ioctls answer ENOTTY (default N; for tests)");
+
 static struct miscdevice mw_dev = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "mapwatch",
@@ -84,7 +93,7 @@ static struct miscdevice mw_kdreg2_dev = {
 	.mode = 0666,
 };
 
-static bool mw_kdreg2_registered;
+static bool mw_kdreg2_registered, mw_dev_registered;
 
 static int __init mw_init(void)
 {
@@ -96,9 +105,17 @@ static int __init mw_init(void)
 	ret = mw_stats_init();
 	if (ret)
 		goto err_cache;
+	if (mw_kdreg2_only) {
+		ret = misc_register(&mw_kdreg2_dev);
+		if (ret)
+			goto err_stats;
+		mw_kdreg2_registered = true;
+		return 0;
+	}
 	ret = misc_register(&mw_dev);
 	if (ret)
 		goto err_stats;
+	mw_dev_registered = true;
 	if (mw_kdreg2_alias) {
 		ret = misc_register(&mw_kdreg2_dev);
 		if (ret)
@@ -120,7 +137,8 @@ static void __exit mw_exit(void)
 {
 	if (mw_kdreg2_registered)
 		misc_deregister(&mw_kdreg2_dev);
-	misc_deregister(&mw_dev);
+	if (mw_dev_registered)
+		misc_deregister(&mw_dev);
 	mw_stats_exit();
 	mw_mm_exit();
 	mw_region_cache_exit();

@@ -35,6 +35,7 @@
 extern unsigned long mw_max_regions_limit;
 extern unsigned long mw_max_pending_events;
 extern unsigned long mw_max_user_regions;
+extern bool mw_kdreg2_only;
 
 struct mw_user;
 

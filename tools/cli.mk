@@ -23,8 +23,9 @@ $(CLI_BIN): tools/mapwatch.c include/kdreg2.h include/mapwatch_uapi.h module/mai
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
+build/examples/verbs_provider: EXAMPLE_LIBS := -libverbs
 build/examples/%: examples/%.c include/mapwatch.h build/lib/libmapwatch.a
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< build/lib/libmapwatch.a -pthread
+	$(CC) -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< build/lib/libmapwatch.a -pthread $(EXAMPLE_LIBS)
 
 .DEFAULT_GOAL := $(mapwatch_cli_goal)

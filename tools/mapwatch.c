@@ -371,6 +371,8 @@ static void ordered_counters(struct name_list *out)
 	free_list(&all);
 }
 
+static void print_users(bool json);
+
 static int cmd_status(bool json)
 {
 	struct dev_info devs[2] = { { .path = MAPWATCH_DEVICE_NAME },
@@ -470,7 +472,9 @@ static int cmd_status(bool json)
 			putchar(':');
 			json_value(stdout, val);
 		}
-		printf("}}\n");
+		printf("}");
+		print_users(true);
+		printf("}\n");
 	} else {
 		if (loaded) {
 			printf("module:      loaded, version %s%s%s%s\n",
@@ -511,6 +515,7 @@ static int cmd_status(bool json)
 				printf(" (cannot open: %s)", d->open_error);
 			printf("\n");
 		}
+		print_users(false);
 		if (loaded) {
 			printf("counters (%s):\n", SYS_COUNTERS);
 			for (size_t i = 0; i < counters.n; i++) {
@@ -667,6 +672,126 @@ static void scan(struct snapshot *s)
 	closedir(proc);
 	if (s->n)
 		qsort(s->rows, s->n, sizeof(*s->rows), cmp_row);
+}
+
+/* --- which backend each process uses (status) ---------------------------- */
+
+struct user_row {
+	int pid;
+	char comm[32];
+	unsigned int kernel_fds;	/* mapwatch fds (fdinfo) */
+	uint64_t regions;
+	bool uffd;			/* libmapwatch's userfaultfd reader */
+};
+
+/* A thread named as libmapwatch names its userfaultfd reader. */
+static bool has_uffd_reader(int pid)
+{
+	char dir[64], path[64 + 256 + 8], comm[32];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
+	d = opendir(dir);
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		if (!is_number(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/comm", dir, e->d_name);
+		found = read_line(path, comm, sizeof(comm)) &&
+			!strcmp(comm, "mapwatch-uffd");
+	}
+	closedir(d);
+	return found;
+}
+
+static struct user_row *user_at(struct user_row **rows, size_t *n, int pid)
+{
+	struct user_row *r;
+
+	for (size_t i = 0; i < *n; i++)
+		if ((*rows)[i].pid == pid)
+			return &(*rows)[i];
+	r = realloc(*rows, (*n + 1) * sizeof(*r));
+	if (!r)
+		return NULL;
+	*rows = r;
+	r = &r[(*n)++];
+	memset(r, 0, sizeof(*r));
+	r->pid = pid;
+	return r;
+}
+
+/* Processes on the kernel backend (a mapwatch fd: its fdinfo) and on the
+ * userfaultfd backend (the reader thread "mapwatch-uffd"), by pid. */
+static void print_users(bool json)
+{
+	struct snapshot s;
+	struct user_row *rows = NULL, *u;
+	size_t n = 0;
+	DIR *proc;
+	struct dirent *p;
+
+	scan(&s);
+	for (size_t i = 0; i < s.n; i++) {
+		u = user_at(&rows, &n, s.rows[i].pid);
+		if (!u)
+			break;
+		u->kernel_fds++;
+		u->regions += s.rows[i].regions;
+		snprintf(u->comm, sizeof(u->comm), "%s", s.rows[i].comm);
+	}
+	proc = opendir("/proc");
+	while (proc && (p = readdir(proc))) {
+		char path[64];
+		int pid;
+
+		if (!is_number(p->d_name) || !has_uffd_reader(atoi(p->d_name)))
+			continue;
+		pid = atoi(p->d_name);
+		u = user_at(&rows, &n, pid);
+		if (!u)
+			break;
+		u->uffd = true;
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		if (!u->comm[0] && !read_line(path, u->comm, sizeof(u->comm)))
+			snprintf(u->comm, sizeof(u->comm), "?");
+	}
+	if (proc)
+		closedir(proc);
+	if (json) {
+		printf(",\"users\":[");
+		for (size_t i = 0; i < n; i++) {
+			printf("%s{\"pid\":%d,\"comm\":", i ? "," : "", rows[i].pid);
+			json_str(stdout, rows[i].comm);
+			printf(",\"backends\":[%s%s%s],\"kernel_fds\":%u,\"regions\":%" PRIu64 "}",
+			       rows[i].kernel_fds ? "\"kernel\"" : "",
+			       rows[i].kernel_fds && rows[i].uffd ? "," : "",
+			       rows[i].uffd ? "\"userfaultfd\"" : "",
+			       rows[i].kernel_fds, rows[i].regions);
+		}
+		printf("]");
+	} else if (!n) {
+		printf("users:       none (no mapwatch fd, no libmapwatch userfaultfd reader%s)\n",
+		       s.unreadable ? "; some processes unreadable: run as root" : "");
+	} else {
+		printf("users (backend of each process):\n");
+		for (size_t i = 0; i < n; i++) {
+			printf("  %7d %-16s", rows[i].pid, rows[i].comm);
+			if (rows[i].kernel_fds)
+				printf(" kernel (%u fd%s, %" PRIu64 " regions)",
+				       rows[i].kernel_fds, rows[i].kernel_fds == 1 ? "" : "s",
+				       rows[i].regions);
+			if (rows[i].uffd)
+				printf("%s userfaultfd (reader thread mapwatch-uffd: not synchronous)",
+				       rows[i].kernel_fds ? "," : "");
+			printf("\n");
+		}
+	}
+	free(rows);
+	free(s.rows);
 }
 
 static void add_rates(struct snapshot *now, const struct snapshot *prev, double dt)

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include "kdreg2.h"
+#include "mapwatch.h"
 #include "mapwatch_uapi.h"
 #include "tap.h"
 
@@ -259,6 +260,53 @@ TEST(status_text)
 	ASSERT_HAS(out, "contexts");
 }
 
+/* Issue 15: which backend a process uses, kernel from its fd's fdinfo,
+ * userfaultfd from libmapwatch's reader thread (named mapwatch-uffd). */
+TEST(status_shows_each_process_backend)
+{
+	struct mapwatch *k, *u = NULL;
+	struct mapwatch_handle h;
+	char want[160], *line;
+	char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int r;
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	ASSERT_EQ(mapwatch_open(&k, MAPWATCH_BACKEND_KERNEL, 16, NULL), 0);
+	ASSERT_EQ(mapwatch_watch(k, p, PAGE, 1, &h), 0);
+	r = mapwatch_open(&u, MAPWATCH_BACKEND_USERFAULTFD, 16, NULL);
+	if (r)
+		tap_diag("no userfaultfd monitor here (%d): kernel only", r);
+	ASSERT_EQ(run(out, sizeof(out), false, "tools/mapwatch", "status"), 0);
+	diag_lines(out);
+	snprintf(want, sizeof(want), "\n  %7d ", getpid());
+	line = strstr(out, want);
+	ASSERT_TRUE(line != NULL);
+	line++;
+	line[strcspn(line, "\n")] = 0;
+	ASSERT_TRUE(strstr(line, " kernel (1 fd, 1 regions)") != NULL);
+	EXPECT_EQ(!!strstr(line, "userfaultfd (reader thread mapwatch-uffd"), !r);
+	ASSERT_EQ(run(out, sizeof(out), false, "tools/mapwatch", "status --json"), 0);
+	snprintf(want, sizeof(want), "{\"pid\":%d,", getpid());
+	line = strstr(out, want);
+	ASSERT_TRUE(line != NULL);
+	{
+		const char *b = !r ? "\"backends\":[\"kernel\",\"userfaultfd\"]" :
+				     "\"backends\":[\"kernel\"]";
+
+		line = strstr(line, "\"backends\":");
+		ASSERT_TRUE(line && !strncmp(line, b, strlen(b)));
+	}
+	mapwatch_close(u);
+	mapwatch_unwatch(k, &h);
+	mapwatch_close(k);
+	/* Gone: no row for this process any more. */
+	ASSERT_EQ(run(out, sizeof(out), false, "tools/mapwatch", "status"), 0);
+	snprintf(want, sizeof(want), "\n  %7d ", getpid());
+	ASSERT_TRUE(strstr(out, want) == NULL);
+	munmap(p, PAGE);
+}
+
 TEST(status_json)
 {
 	int fd = open_with_regions(2, 0);
@@ -273,7 +321,9 @@ TEST(status_json)
 	ASSERT_HAS(out, "{\"path\":\"/dev/mapwatch\",\"present\":true,\"char_device\":true,"
 		   "\"mode\":\"0666\"");
 	ASSERT_HAS(out, "\"served_by\":\"mapwatch\"");
-	ASSERT_HAS(out, "\"parameters\":{\"kdreg2_alias\":\"Y\",\"max_pending_events\":");
+	ASSERT_HAS(out, "\"parameters\":{\"kdreg2_alias\":\"Y\",\"kdreg2_only\":\"N\","
+		   "\"max_pending_events\":");
+	ASSERT_HAS(out, "\"users\":[{\"pid\":");
 	/* This process's context and its two regions are counted. */
 	c = strstr(out, "\"counters\":{");
 	ASSERT_TRUE(c != NULL);

@@ -26,34 +26,13 @@ struct rdma {
 	union ibv_gid gid;
 };
 
-/* tools/rxe-up, found three levels above build/tests/guest/PROG. */
-static void rxe_up(void)
-{
-	char exe[PATH_MAX], cmd[PATH_MAX + 32];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (getuid() != 0)
-		NEED("rxe", "needs root to bring up Soft-RoCE");
-	ASSERT_GT(n, 0);
-	exe[n] = 0;
-	for (int up = 0; up < 4; up++) {
-		char *slash = strrchr(exe, '/');
-
-		if (slash)
-			*slash = 0;
-	}
-	snprintf(cmd, sizeof(cmd), "%s/tools/rxe-up >/dev/null", exe);
-	if (system(cmd))
-		NEED("rxe", "tools/rxe-up failed: no Soft-RoCE here");
-}
-
 static void rdma_open(struct rdma *r)
 {
 	struct ibv_device **list;
 	struct ibv_port_attr pa;
 	int n = 0;
 
-	rxe_up();
+	tap_rxe_up();
 	list = ibv_get_device_list(&n);
 	if (!list || !n)
 		NEED("rxe", "no RDMA device");

@@ -977,6 +977,44 @@ static void *race_invalidator(void *arg)
 	return NULL;
 }
 
+/* Issue 15: a lookup never takes the 2^31st reference (a carry would turn
+ * the count into hits): a saturated entry reads as a miss, and its count
+ * and the hit total stay exact. */
+uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n);
+
+TEST(ref_count_saturates_into_a_miss)
+{
+	struct mapwatch *mw = manual(64);
+	struct fake f;
+	struct mapwatch_cache *c;
+	struct mapwatch_cache_entry *e, *e2, *e3;
+	uint32_t room;
+
+	fake_init(&f);
+	c = fake_cache(mw, &f, 0, 0);
+	e = get(c, BASE, PAGE, 0);			/* refs: cache + 1 */
+	room = 0x7fffffffu - mw_cache_test_refs(e, 0);
+	ASSERT_EQ(mw_cache_test_refs(e, room - 1), 0x7ffffffeu);
+	e2 = get(c, BASE, PAGE, 0);			/* the last one: a hit */
+	ASSERT_TRUE(e2 == e);
+	ASSERT_EQ(mw_cache_test_refs(e, 0), 0x7fffffffu);
+	e3 = get(c, BASE, PAGE, 0);			/* saturated: a miss */
+	ASSERT_TRUE(e3 != e);
+	ASSERT_EQ(mw_cache_test_refs(e, 0), 0x7fffffffu);	/* no carry */
+	EXPECT_EQ(stats(c).hits, 1);
+	EXPECT_EQ(stats(c).misses, 2);
+	ASSERT_EQ(atomic_load(&f.nreg), 2);
+	/* Give the references back: both entries go at destroy. */
+	mw_cache_test_refs(e, -(int64_t)(room - 1));
+	mapwatch_cache_put(c, e2);
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_put(c, e3);
+	EXPECT_EQ(stats(c).hits, 1);
+	mapwatch_cache_destroy(c);
+	ASSERT_EQ(atomic_load(&f.ndereg), 2);
+	mapwatch_close(mw);
+}
+
 TEST(eight_threads_with_racing_invalidations)
 {
 	struct fake f;

@@ -7,6 +7,7 @@
 #ifndef MAPWATCH_TEST_LIBTEST_H
 #define MAPWATCH_TEST_LIBTEST_H
 
+#include <limits.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -239,6 +240,28 @@ static inline bool wait_changed(const struct mapwatch_handle *h, double secs)
 		usleep(100);
 	}
 	return true;
+}
+
+/* Guest tests: bring up Soft-RoCE with tools/rxe-up, found three levels
+ * above build/tests/guest/PROG; NEED() when there is none. */
+static inline void tap_rxe_up(void)
+{
+	char exe[PATH_MAX], cmd[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (getuid() != 0)
+		NEED("rxe", "needs root to bring up Soft-RoCE");
+	ASSERT_GT(n, 0);
+	exe[n] = 0;
+	for (int up = 0; up < 4; up++) {
+		char *slash = strrchr(exe, '/');
+
+		if (slash)
+			*slash = 0;
+	}
+	snprintf(cmd, sizeof(cmd), "%s/tools/rxe-up >/dev/null", exe);
+	if (system(cmd))
+		NEED("rxe", "tools/rxe-up failed: no Soft-RoCE here");
 }
 
 #endif /* MAPWATCH_TEST_LIBTEST_H */
