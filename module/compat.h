@@ -54,6 +54,17 @@ static inline void mmap_read_unlock(struct mm_struct *mm)
 #endif
 
 /*
+ * Memory that user space maps (the status area): charged to the caller's
+ * memory cgroup, except where a charged page carries a page type in its
+ * _mapcount (probes/kmemcg_page_type.c), which a user mapping corrupts.
+ */
+#ifdef MW_HAVE_KMEMCG_PAGE_TYPE
+#define MW_GFP_USER_MAPPED	GFP_KERNEL
+#else
+#define MW_GFP_USER_MAPPED	GFP_KERNEL_ACCOUNT
+#endif
+
+/*
  * kmem_cache_alloc_bulk() fills all @n or none: it returns the count up to
  * 6.x and true from 7.x on.  Either way, how many objects there are now.
  */

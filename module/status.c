@@ -57,7 +57,7 @@ static struct mw_status *mw_status_alloc(size_t size, struct mw_status *prev)
 	if (!st)
 		return NULL;
 	/* The size is the caller's choice: failing is ENOMEM, not a splat. */
-	st->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO |
+	st->vaddr = __vmalloc(size, MW_GFP_USER_MAPPED | __GFP_ZERO |
 			      __GFP_NOWARN);
 	if (!st->vaddr) {
 		kfree(st);
