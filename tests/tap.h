@@ -185,7 +185,7 @@ static inline const char *tap_errname(int e)
  * Is FEATURE one of the facilities the test guest was set up to have?
  * vm/run lists them in $MAPWATCH_GUEST_HAS (space-separated words: rxe,
  * numa2, kdreg2, tracefs, failslab, soft_dirty, thp, madv_collapse,
- * hugetlb, ksm, zram, soft_offline, io_uring, uffd_move, oom_reap).
+ * hugetlb, ksm, zram, memcg, soft_offline, io_uring, uffd_move, oom_reap).
  */
 static inline int tap_guest_has(const char *feature)
 {

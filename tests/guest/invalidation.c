@@ -1282,6 +1282,69 @@ TEST(madv_pageout_swap_out_caught)
 	swap_off();
 }
 
+/*
+ * Caught: swap-out under memory pressure.  The case runs in a cgroup-v2
+ * group with memory.high (reclaim, never the OOM killer) and fills more
+ * memory than that: reclaim writes the oldest pages, the watched ones, to
+ * swap.  Reclaim may also start on a page and keep it, so only the pages
+ * that went (swapped, per pagemap) must be reported.
+ */
+static void cg2_cleanup(void)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d\n", getpid());
+	write_str("/tmp/mw-cg2/cgroup.procs", buf);
+	rmdir("/tmp/mw-cg2/mw");
+	syscall(SYS_umount2, "/tmp/mw-cg2", MNT_DETACH);
+	rmdir("/tmp/mw-cg2");
+}
+
+TEST(memory_pressure_swap_out_caught)
+{
+	const size_t fill = 96 * MIB;
+	char buf[32], *p, *f;
+	params_t a[4];
+	size_t done = 0;
+	int i, swapped = 0;
+
+	swap_on_zram();
+	mkdir("/tmp/mw-cg2", 0700);
+	if (syscall(SYS_mount, "cgroup2", "/tmp/mw-cg2", "cgroup2", 0, NULL))
+		NEED("memcg", "no cgroup2: errno %d", errno);
+	atexit(cg2_cleanup);
+	if (write_str("/tmp/mw-cg2/cgroup.subtree_control", "+memory"))
+		NEED("memcg", "no memory controller (CONFIG_MEMCG)");
+	ASSERT_OK(mkdir("/tmp/mw-cg2/mw", 0700));
+	ASSERT_EQ(write_str("/tmp/mw-cg2/mw/memory.high", "16M"), 0);
+	snprintf(buf, sizeof(buf), "%d\n", getpid());
+	ASSERT_EQ(write_str("/tmp/mw-cg2/mw/cgroup.procs", buf), 0);
+	p = map_anon(4);	/* charged to the group from here on */
+	setup(8);
+	for (i = 0; i < 4; i++)
+		a[i] = watch(p + i * PAGE, PAGE, i);
+	f = mmap(NULL, fill, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(f != MAP_FAILED);
+	ASSERT_OK(madvise(f, fill, MADV_NOHUGEPAGE));
+	while (!swapped && done < fill) {
+		memset(f + done, 0x11, 4 * MIB);
+		done += 4 * MIB;
+		for (i = 0; i < 4; i++)
+			swapped += pagemap_of(p + i * PAGE) >> 62 & 1;
+	}
+	tap_diag("%d of 4 watched pages swapped out after %zu MiB", swapped,
+		 done / MIB);
+	ASSERT_GT(swapped, 0);
+	for (i = 0; i < 4; i++)
+		if (pagemap_of(p + i * PAGE) >> 62 & 1)
+			ASSERT_TRUE(changed(a[i]));
+	ASSERT_EQ(p[0], 0x5a);
+	ASSERT_OK(munmap(f, fill));
+	cg2_cleanup();
+	swap_off();
+}
+
 #ifndef UFFD_FEATURE_MOVE
 #define UFFD_FEATURE_MOVE (1 << 16)
 struct uffdio_move {
@@ -1455,6 +1518,7 @@ TEST(oom_reaper_caught)
 	ASSERT_EQ(waitpid(victim, &i, 0), victim);
 	ASSERT_TRUE(WIFSIGNALED(i) && WTERMSIG(i) == SIGKILL);
 	close(pidfd);
+	freezer_cleanup();
 }
 
 /* ---- boundaries and overlap ------------------------------------------- */
