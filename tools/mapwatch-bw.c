@@ -103,7 +103,7 @@ static struct {
 	int gid_index;
 	bool cache[BW_NCACHE];
 	bool workload[BW_NWORKLOAD];
-	enum bw_backend backend;
+	bool backend[3];	/* the mapwatch cache's rows, one per backend */
 	enum bw_op op;
 	enum churn_side churn_side;
 	unsigned int churn_every;
@@ -498,6 +498,19 @@ static void print_summary(const struct run_result *res, int n)
 		       (unsigned long long)mc->server.corrupt_msgs,
 		       (unsigned long long)(mc->client.st.invalidations +
 					    mc->server.st.invalidations));
+	/* The other backends' churn rows (--backend=LIST). */
+	for (int i = 0; mc && i < n; i++) {
+		const struct run_result *r = &res[i];
+
+		if (r == mc || r->cache != BW_CACHE_MAPWATCH ||
+		    r->workload != BW_CHURN)
+			continue;
+		printf("=> mapwatch cache over %s: %llu corrupt under churn (%llu invalidations caught).\n",
+		       r->client.backend,
+		       (unsigned long long)r->server.corrupt_msgs,
+		       (unsigned long long)(r->client.st.invalidations +
+					    r->server.st.invalidations));
+	}
 }
 
 static void print_table(const struct bw_conn *c, const struct run_result *res,
@@ -509,7 +522,7 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 	       (unsigned long long)opt.sizes[0],
 	       (unsigned long long)opt.sizes[opt.nsizes - 1], opt.iters,
 	       churn_side_names[opt.churn_side]);
-	printf("%-9s %-8s %-8s %10s %9s %6s %6s %7s %15s\n", "cache", "workload",
+	printf("%-9s %-8s %-11s %10s %9s %6s %6s %7s %15s\n", "cache", "workload",
 	       "backend", "MB/s", "msg/s", "regs", "hits", "invals",
 	       "corrupt msgs");
 	for (int i = 0; i < n; i++) {
@@ -521,7 +534,7 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 		snprintf(corrupt, sizeof(corrupt), "%llu/%llu",
 			 (unsigned long long)r->server.corrupt_msgs,
 			 (unsigned long long)r->server.msgs);
-		printf("%-9s %-8s %-8s %10.2f %9.0f %6llu %6llu %7llu %15s\n",
+		printf("%-9s %-8s %-11s %10.2f %9.0f %6llu %6llu %7llu %15s\n",
 		       bw_cache_names[r->cache], bw_workload_names[r->workload],
 		       r->client.backend,
 		       (double)r->server.bytes / r->secs / 1e6,
@@ -530,7 +543,7 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 		       (unsigned long long)st.hits,
 		       (unsigned long long)st.invalidations, corrupt);
 		for (unsigned int s = 0; opt.per_size && s < opt.nsizes; s++)
-			printf("  %9llu B %-13s %10.2f %9.0f %6s %6s %7s %15llu\n",
+			printf("  %9llu B %-16s %10.2f %9.0f %6s %6s %7s %15llu\n",
 			       (unsigned long long)opt.sizes[s], "",
 			       (double)opt.sizes[s] * opt.iters /
 			       res[i].size_secs[s] / 1e6,
@@ -588,9 +601,9 @@ static void print_json(const struct bw_conn *c, const struct run_result *res,
 
 static int client(struct bw_conn *c)
 {
-	static struct run_result res[BW_NCACHE * BW_NWORKLOAD];
+	static struct run_result res[BW_NCACHE * BW_NWORKLOAD * 3];
 	struct run_req r = {
-		.magic = BW_MAGIC, .backend = opt.backend, .op = opt.op,
+		.magic = BW_MAGIC, .op = opt.op,
 		.churn_side = opt.churn_side, .churn_every = opt.churn_every,
 		.iters = opt.iters, .nsizes = opt.nsizes,
 	};
@@ -605,15 +618,27 @@ static int client(struct bw_conn *c)
 		for (int m = 0; m < BW_NCACHE && !rc; m++) {
 			if (!opt.workload[w] || !opt.cache[m])
 				continue;
-			r.cache = (uint32_t)m;
-			r.workload = (uint32_t)w;
-			r.run = (uint32_t)n;
-			if (!opt.json)
-				fprintf(stderr, "mapwatch-bw: running cache=%s workload=%s ...\n",
-					bw_cache_names[m], bw_workload_names[w]);
-			rc = client_one(c, &r, &res[n]);
-			if (!rc)
-				n++;
+			/* A row per backend for the mapwatch cache, one row
+			 * (the first backend, unused) for the others.
+			 */
+			for (int b = 0; b < 3 && !rc; b++) {
+				if (!opt.backend[b])
+					continue;
+				r.cache = (uint32_t)m;
+				r.workload = (uint32_t)w;
+				r.backend = (uint32_t)b;
+				r.run = (uint32_t)n;
+				if (!opt.json)
+					fprintf(stderr, "mapwatch-bw: running cache=%s workload=%s%s%s ...\n",
+						bw_cache_names[m], bw_workload_names[w],
+						m == BW_CACHE_MAPWATCH ? " backend=" : "",
+						m == BW_CACHE_MAPWATCH ? bw_backend_names[b] : "");
+				rc = client_one(c, &r, &res[n]);
+				if (!rc)
+					n++;
+				if (m != BW_CACHE_MAPWATCH)
+					break;
+			}
 		}
 	}
 	r.quit = 1;
@@ -761,7 +786,8 @@ static void usage(FILE *f)
 "                          none: register and deregister every message\n"
 "                          unsafe: cache keyed by address, no monitor\n"
 "                          mapwatch: libmapwatch's registration cache\n"
-"  --backend=B           auto|kernel|userfaultfd (the mapwatch cache's monitor)\n"
+"  --backend=LIST        auto,kernel,userfaultfd: the mapwatch cache's monitor,\n"
+"                        a row for each (default: auto)\n"
 "  --workload=LIST       static,churn (default both): reuse one buffer, or\n"
 "                        free it and map fresh memory at the same address\n"
 "                        before every message\n"
@@ -874,6 +900,7 @@ static int parse_args(int argc, char **argv)
 		opt.cache[i] = true;
 	for (int i = 0; i < BW_NWORKLOAD; i++)
 		opt.workload[i] = true;
+	opt.backend[BW_BACKEND_AUTO] = true;
 	parse_sizes("4K:256K");
 	while ((ch = getopt_long(argc, argv, "sc:p:h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -892,10 +919,14 @@ static int parse_args(int argc, char **argv)
 				return -1;
 			break;
 		case O_BACKEND:
-			v = parse_one(optarg, bw_backend_names, 3);
-			if (v < 0)
+			if (parse_list(optarg, bw_backend_names, 3,
+				       opt.backend))
 				return -1;
-			opt.backend = (enum bw_backend)v;
+			if (!opt.backend[0] && !opt.backend[1] &&
+			    !opt.backend[2]) {
+				fprintf(stderr, "mapwatch-bw: --backend needs at least one of auto,kernel,userfaultfd\n");
+				return -1;
+			}
 			break;
 		case O_CHURN_SIDE:
 			v = parse_one(optarg, churn_side_names, 3);
