@@ -7,6 +7,10 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${MAPWATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mapwatch}
 kcache=$cache/kernels
 
+# The host's dpkg database: what installs packages on the host
+# (tests/packaging) and what stacks an overlay over it (tests/install) hold
+# this lock throughout, one at a time.
+host_dpkg_lock=/tmp/mapwatch-host-dpkg.lock
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 
 # Aliases listed in vm/kernels, in order.
