@@ -3,9 +3,19 @@
  * Entry points used in an unusual order or mode: every one must give its
  * documented errno (never an oops) and leave the context usable.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "mapwatch_uapi.h"
 #include "tap.h"
@@ -94,6 +104,163 @@ TEST(status_area_survives_close_of_fd)
 	ASSERT_EQ(c.status_data->max_regions, 2);
 	ASSERT_EQ(mapwatch_status_ext(c.status_data)->magic,
 		  MAPWATCH_STATUS_MAGIC);
+}
+
+/*
+ * FLUSH takes the read mutex killably.  A reader can hold that mutex
+ * across a fault on its own buffer for as long as the fault lasts (here a
+ * userfaultfd page nobody fills); FLUSH behind it must sleep TASK_KILLABLE,
+ * so a kill ends it, and not TASK_UNINTERRUPTIBLE, which the hung-task
+ * detector reports ("INFO: task ... blocked for more than N seconds") and
+ * skips for killable sleeps.  With its timeout at 1 s, a plain mutex_lock()
+ * there is reported within 3 s; this case looks for the report of its own
+ * FLUSH thread (vm/run would fail the run on it too).
+ */
+struct stuck_read {
+	int fd;
+	void *buf;
+	ssize_t ret;
+	int err;
+};
+
+static void *stuck_reader(void *arg)
+{
+	struct stuck_read *r = arg;
+
+	r->ret = read(r->fd, r->buf, sizeof(struct kdreg2_event));
+	r->err = errno;
+	return NULL;
+}
+
+struct flusher {
+	int fd;
+	pid_t tid;
+	int ret;
+	int err;
+};
+
+static void *flusher(void *arg)
+{
+	struct flusher *f = arg;
+
+	prctl(PR_SET_NAME, "mw-flush-test");
+	__atomic_store_n(&f->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
+	f->ret = ioctl(f->fd, KDREG2_IOCTL_FLUSH);
+	f->err = errno;
+	return NULL;
+}
+
+/* The state letter of a thread of ours ('D', 'S', ...), or 0. */
+static char thread_state(pid_t tid)
+{
+	char path[64], line[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	p = fgets(line, sizeof(line), f);
+	fclose(f);
+	p = p ? strrchr(line, ')') : NULL;
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static int sysctl_rw(const char *path, const char *set, char *old, size_t n)
+{
+	int fd = open(path, O_RDWR);
+	ssize_t k;
+
+	if (fd < 0)
+		return -1;
+	k = read(fd, old, n - 1);
+	old[k > 0 ? k : 0] = 0;
+	if (set && (lseek(fd, 0, SEEK_SET) || write(fd, set, strlen(set)) < 0)) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+TEST(flush_waits_killably_behind_a_stuck_reader)
+{
+	static const char hung[] = "/proc/sys/kernel/hung_task_timeout_secs";
+	int fd = open(MAPWATCH_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+	struct kdreg2_config_data c = { .max_regions = 4 };
+	struct kdreg2_ioctl_monitor m = { .length = 4096, .cookie = 5 };
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_zeropage zp = { .range.len = 4096 };
+	struct pollfd pfd = { .events = POLLIN };
+	struct stuck_read r = { 0 };
+	struct flusher f = { 0 };
+	pthread_t rt, ft;
+	char old[32], tmp[32], state = 0, *p, *log, want[64];
+	int uffd, i, n, reported;
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+	/* One event pending, so the reader gets as far as copying it out. */
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	m.addr = p;
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_MONITOR, &m));
+	ASSERT_OK(munmap(p, 4096));
+
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	ASSERT_TRUE(uffd >= 0);
+	ASSERT_OK(ioctl(uffd, UFFDIO_API, &api));
+	r.buf = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(r.buf != MAP_FAILED);
+	reg.range.start = (uintptr_t)r.buf;
+	reg.range.len = 4096;
+	ASSERT_OK(ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	ASSERT_OK(sysctl_rw(hung, "1", old, sizeof(old)));
+	tap_diag("hung_task_timeout_secs %s -> 1", strtok(old, "\n"));
+
+	r.fd = fd;
+	ASSERT_OK(pthread_create(&rt, NULL, stuck_reader, &r));
+	/* The reader faults on its buffer while holding the read mutex. */
+	pfd.fd = uffd;
+	ASSERT_EQ(poll(&pfd, 1, 10000), 1);
+	f.fd = fd;
+	ASSERT_OK(pthread_create(&ft, NULL, flusher, &f));
+	for (i = 0; i < 100 && state != 'D'; i++) {
+		usleep(100000);
+		if (__atomic_load_n(&f.tid, __ATOMIC_SEQ_CST))
+			state = thread_state(f.tid);
+	}
+	tap_diag("FLUSH thread %d state '%c' behind the stuck reader", f.tid,
+		 state ? state : '?');
+	EXPECT_EQ(state, 'D');
+	sleep(4);	/* four hung-task periods */
+
+	/* Let the reader finish: FLUSH then gets the mutex. */
+	zp.range.start = (uintptr_t)r.buf;
+	ASSERT_OK(ioctl(uffd, UFFDIO_ZEROPAGE, &zp));
+	ASSERT_OK(pthread_join(rt, NULL));
+	ASSERT_OK(pthread_join(ft, NULL));
+	ASSERT_OK(sysctl_rw(hung, old, tmp, sizeof(tmp)));
+	EXPECT_EQ(r.ret, (ssize_t)sizeof(struct kdreg2_event));
+	EXPECT_EQ(f.ret, 0);
+
+	snprintf(want, sizeof(want), "task mw-flush-test:%d blocked", f.tid);
+	n = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	ASSERT_TRUE(n > 0);
+	log = malloc(n + 1);
+	ASSERT_TRUE(log != NULL);
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, n);
+	ASSERT_TRUE(n > 0);
+	log[n] = 0;
+	reported = strstr(log, want) != NULL;
+	tap_diag("hung-task report of the FLUSH thread: %s",
+		 reported ? "yes (an uninterruptible sleep)" : "none");
+	EXPECT_TRUE(!reported);
+	free(log);
 }
 
 int main(int argc, char **argv)
