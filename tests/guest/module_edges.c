@@ -52,22 +52,29 @@ TEST(monitor_before_config_is_enospc)
 			 ioctl(fd, KDREG2_IOCTL_MONITOR, &m), ENOSPC);
 }
 
+/* Monitor a fresh page with M (length and cookie set), then unmap it: one
+ * event pending and the region changed. */
+static void monitor_then_unmap(int fd, struct kdreg2_ioctl_monitor *m)
+{
+	char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_TRUE(p != MAP_FAILED);
+	m->addr = p;
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_MONITOR, m));
+	ASSERT_OK(munmap(p, 4096));
+}
+
 TEST(read_only_open_configures_and_reports)
 {
 	int fd = open(KDREG2_DEVICE_NAME, O_RDONLY);
 	struct kdreg2_config_data c = { .max_regions = 2 };
 	struct kdreg2_ioctl_monitor m = { .length = 4096, .cookie = 3 };
 	struct kdreg2_event ev;
-	char *p;
 
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
-	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(p != MAP_FAILED);
-	m.addr = p;
-	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_MONITOR, &m));
-	ASSERT_OK(munmap(p, 4096));
+	monitor_then_unmap(fd, &m);
 	ASSERT_TRUE(kdreg2_mapping_changed(c.status_data, &m.monitoring_params));
 	ASSERT_EQ(read(fd, &ev, sizeof(ev)), (ssize_t)sizeof(ev));
 	ASSERT_EQ(ev.u.mapping_change.cookie, 3);
@@ -196,18 +203,13 @@ TEST(flush_waits_killably_behind_a_stuck_reader)
 	struct stuck_read r = { 0 };
 	struct flusher f = { 0 };
 	pthread_t rt, ft;
-	char old[32], tmp[32], state = 0, *p, *log, want[64];
+	char old[32], tmp[32], state = 0, *log, want[64];
 	int uffd, i, n, reported;
 
 	ASSERT_TRUE(fd >= 0);
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
 	/* One event pending, so the reader gets as far as copying it out. */
-	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(p != MAP_FAILED);
-	m.addr = p;
-	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_MONITOR, &m));
-	ASSERT_OK(munmap(p, 4096));
+	monitor_then_unmap(fd, &m);
 
 	uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
 	ASSERT_TRUE(uffd >= 0);
