@@ -24,6 +24,9 @@ kernel_suites() { awk -v a="$1" '!/^#/ && $1 == a { print ($4 == "" ? "host" : $
 
 # ALIAS -> its build environment: `host` or RELEASE/CC (a chroot, vm/chroot).
 kernel_build() { awk -v a="$1" '!/^#/ && $1 == a { print ($5 == "" ? "host" : $5) }' "$top/vm/kernels"; }
+# The aliases whose modules the host's own compiler builds (BUILD host),
+# oldest first: the kernels tests/install can install for.
+host_kernels() { awk '!/^#/ && NF >= 3 && ($5 == "" || $5 == "host") { print $1 }' "$top/vm/kernels"; }
 
 # ALIAS -> how much make check runs on it: `full` or `core` (tests/README.md);
 # a kernel not in the list (the debug kernel) is `core`.
