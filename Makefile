@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # mapwatch: the single entry point.
 #   make          library, tools, mapwatch.ko for every supported kernel, tests
-#   make check    host tests, then the guest suite on every kernel (TAP)
+#   make check    host tests, then the guest suite on Debian 12's kernels (TAP)
+#   make check-kernels   the guest suite on the other supported kernels
 #   make demo     the RDMA demonstration in a test guest
 #   make bench    the performance table (bench/README.md)
 #   make deps     install packages and fetch kernels (run implicitly)
@@ -25,7 +26,7 @@ KOS := $(foreach v,$(KVERS),build/kernel/$(v)/mapwatch.ko)
 SPLAT_KOS := $(foreach v,$(KVERS),build/splat/$(v)/mapwatch_splat.ko)
 
 .PHONY: all build deps modules lib tools tests bench-bin check check-host check-guest \
-	check-debug demo bench clean distclean bad-input-table
+	check-kernels check-debug demo bench clean distclean bad-input-table
 .DEFAULT_GOAL := all
 
 all: $(DEPS_STAMP)
@@ -49,6 +50,11 @@ deps: $(DEPS_STAMP)
 $(DEPS_STAMP): vm/deps vm/kernels clients/libfabric/build include/kdreg2.h
 	vm/deps
 	@mkdir -p $(dir $@) && touch $@
+# The kernels of make check-kernels too (vm/kernels TARGET).
+DEPS_ALL_STAMP := build/deps-all.stamp
+$(DEPS_ALL_STAMP): $(DEPS_STAMP)
+	vm/deps --all
+	@touch $@
 
 modules: $(KOS) $(SPLAT_KOS)
 build/kernel/%/mapwatch.ko: $(MODULE_SRCS)
@@ -108,6 +114,11 @@ check-host: all
 	tests/check --host
 check-guest: all
 	tests/check --guest
+# The kernels of other Debian releases (vm/kernels TARGET check-kernels),
+# fetched with their build chroots on first use.
+check-kernels: $(DEPS_ALL_STAMP)
+	@$(MAKE) --no-print-directory build
+	tests/check --guest --target check-kernels
 
 # The debug lane: 8 fuzz seeds x 125000 ops (1,000,000 in all) and a
 # 60-second stress run, under KASAN, lockdep, kmemleak and fault injection.

@@ -13,8 +13,11 @@ kcache=$cache/kernels
 host_dpkg_lock=/tmp/mapwatch-host-dpkg.lock
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 
-# Aliases listed in vm/kernels, in order.
-kernel_aliases() { awk '!/^#/ && NF >= 3 { print $1 }' "$top/vm/kernels"; }
+# Aliases listed in vm/kernels, in order; with TARGET (check,
+# check-kernels), those that target tests.
+kernel_aliases() {
+	awk -v t="${1:-}" '!/^#/ && NF >= 3 && (t == "" || ($7 == "" ? "check" : $7) == t) { print $1 }' "$top/vm/kernels"
+}
 
 # ALIAS -> IMAGE-META HEADERS-META
 kernel_metas() { awk -v a="$1" '!/^#/ && $1 == a { print $2, $3 }' "$top/vm/kernels"; }
