@@ -223,7 +223,9 @@ static pid_t flush_behind_stuck_reader(void)
 	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
 	/* One event pending, so the reader gets as far as copying it out. */
 	monitor_then_unmap(fd, &m);
-	uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	/* Non-blocking: userfaultfd's poll() answers POLLERR at once on a
+	 * blocking one, which told nothing about where the reader was. */
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	ASSERT_TRUE(uffd >= 0);
 	ASSERT_OK(ioctl(uffd, UFFDIO_API, &api));
 	r.buf = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -237,6 +239,7 @@ static pid_t flush_behind_stuck_reader(void)
 	ASSERT_OK(pthread_create(&rt, NULL, stuck_reader, &r));
 	pfd.fd = uffd;
 	ASSERT_EQ(poll(&pfd, 1, 10000), 1);
+	ASSERT_EQ(pfd.revents, POLLIN);	/* the reader's fault is queued */
 	early = __atomic_load_n(&r.done, __ATOMIC_SEQ_CST);
 	f.fd = fd;
 	ASSERT_OK(pthread_create(&ft, NULL, flusher, &f));
