@@ -36,7 +36,7 @@
  * usage: ucp_churn --listen PORT | --connect ADDR PORT
  *                  [--iters N] [--sizes 16K,256K,1M] [--variants a,b,...]
  *                  [--ops tag,put] [--bw-iters N] [--bw-compare]
- *                  [--external-unreported]
+ *                  [--external-unreported] [--cm]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -74,6 +74,13 @@ static int variants[V_COUNT], nvariants;
 static int ops[OP_COUNT], nops;
 static int sock = -1;
 static int initiator;
+/* --cm: UCP endpoints made client-server through UCX's connection manager
+ * (rdma_cm) on the out-of-band port + 1 (+ 2 for a second context), not from exchanged worker
+ * addresses: RC is then wired up without UD's auxiliary lane. */
+static int use_cm, cm_port;
+static const char *cm_addr;
+static ucp_listener_h listener;
+static ucp_conn_request_h conn_request;
 static ucp_context_h ctx;
 static ucp_worker_h worker;
 static ucp_ep_h ep;
@@ -228,6 +235,50 @@ static void connect_oob(const char *addr, int port)
 
 /* --- UCP ------------------------------------------------------------------- */
 
+static void on_conn_request(ucp_conn_request_h r, void *arg)
+{
+	(void)arg;
+	conn_request = r;
+}
+
+static void flush_ep(void);
+
+static void connect_cm(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(cm_port) };
+	ucp_ep_params_t eparams = { 0 };
+
+	if (initiator) {
+		if (inet_pton(AF_INET, cm_addr, &sa.sin_addr) != 1)
+			die("bad address", cm_addr);
+		barrier();	/* the target listens */
+		eparams.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
+		eparams.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+		eparams.sockaddr.addr = (struct sockaddr *)&sa;
+		eparams.sockaddr.addrlen = sizeof(sa);
+	} else {
+		ucp_listener_params_t lp = {
+			.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR |
+				      UCP_LISTENER_PARAM_FIELD_CONN_HANDLER,
+			.sockaddr = { (struct sockaddr *)&sa, sizeof(sa) },
+			.conn_handler = { on_conn_request, NULL },
+		};
+
+		sa.sin_addr.s_addr = htonl(INADDR_ANY);
+		conn_request = NULL;
+		ucs_check(ucp_listener_create(worker, &lp, &listener), "ucp_listener_create");
+		barrier();
+		while (!conn_request)
+			ucp_worker_progress(worker);
+		eparams.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
+		eparams.conn_request = conn_request;
+	}
+	ucs_check(ucp_ep_create(worker, &eparams, &ep), "ucp_ep_create");
+	flush_ep();	/* wired up */
+	barrier();
+	cm_port++;	/* --bw-compare's second context, alive beside this one */
+}
+
 /* reg_methods: NULL for UCX's default, else UCX_IB_REG_METHODS for this
  * context only (ucp_config_modify() passes it to the IB memory domain). */
 static void setup_ucp(const char *reg_methods)
@@ -253,6 +304,10 @@ static void setup_ucp(const char *reg_methods)
 	ucs_check(ucp_init(&params, config, &ctx), "ucp_init");
 	ucp_config_release(config);
 	ucs_check(ucp_worker_create(ctx, &wparams, &worker), "ucp_worker_create");
+	if (use_cm) {
+		connect_cm();
+		return;
+	}
 	ucs_check(ucp_worker_get_address(worker, &addr, &addr_len), "ucp_worker_get_address");
 	send_blob(addr, addr_len);
 	peer = recv_blob(&peer_len);
@@ -296,6 +351,9 @@ static void close_ucp(void)
 
 	barrier();
 	wait_req(ucp_ep_close_nbx(ep, &p));
+	if (listener)
+		ucp_listener_destroy(listener);
+	listener = NULL;
 	ucp_worker_destroy(worker);
 	ucp_cleanup(ctx);
 }
@@ -559,15 +617,17 @@ int main(int argc, char **argv)
 			compare = 1;
 		} else if (!strcmp(a, "--external-unreported")) {
 			external = 1;
+		} else if (!strcmp(a, "--cm")) {
+			use_cm = 1;
 		} else {
 			fprintf(stderr, "usage: ucp_churn --listen PORT | --connect ADDR PORT "
 				"[--iters N] [--sizes LIST] [--variants LIST] [--ops tag,put] "
-				"[--bw-iters N] [--bw-compare] [--external-unreported]\n");
+				"[--bw-iters N] [--bw-compare] [--external-unreported] [--cm]\n");
 			return 2;
 		}
 	}
-	if (port <= 0 || port > 65535 || iters < 1 || iters > 255 || bw_iters < 0)
-		die("bad arguments", "port 1-65535, iters 1-255, bw-iters >= 0");
+	if (port <= 0 || port > 65533 || iters < 1 || iters > 255 || bw_iters < 0)
+		die("bad arguments", "port 1-65533, iters 1-255, bw-iters >= 0");
 	for (const char *p = size_list;; p++) {
 		if (nsizes == MAX_SIZES)
 			die("too many sizes", size_list);
@@ -591,6 +651,8 @@ int main(int argc, char **argv)
 	if (external)
 		ucm_set_external_event(UCM_EVENT_VM_UNMAPPED);
 	connect_oob(addr, port);
+	cm_addr = addr;
+	cm_port = port + 1;
 	setup_ucp(NULL);
 	barrier();
 
