@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "host/libtest.h"
+#include "pagemap.h"
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -187,17 +188,11 @@ struct cf_run {
  */
 static uint64_t cf_frame(const void *addr)
 {
-	uint64_t e = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	static int fd = -1;
 
 	if (fd < 0)
-		return 0;
-	if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)addr / PAGE *
-					      sizeof(e))) != sizeof(e) ||
-	    !(e >> 63))
-		e = 0;
-	close(fd);
-	return e & ((1ULL << 55) - 1);
+		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? 0 : pagemap_frame(fd, addr);
 }
 
 static void cf_note_frames(struct cf_run *r, char *p, size_t pages)

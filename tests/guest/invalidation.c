@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "mapwatch_uapi.h"
+#include "pagemap.h"
 #include "tap.h"
 
 #define PAGE 4096UL
@@ -125,15 +126,13 @@ static bool changed(params_t p)
 static uint64_t pfn_of(const void *addr)
 {
 	int fd = open("/proc/self/pagemap", O_RDONLY);
-	uint64_t e = 0;
+	uint64_t f;
 
 	ASSERT_TRUE(fd >= 0);
-	ASSERT_EQ(pread(fd, &e, sizeof(e), (uintptr_t)addr / PAGE * sizeof(e)),
-		  (ssize_t)sizeof(e));
+	f = pagemap_frame(fd, addr);
 	close(fd);
-	ASSERT_TRUE(e >> 63);			/* present */
-	ASSERT_TRUE(e & ((1ULL << 55) - 1));	/* and a PFN we may see */
-	return e & ((1ULL << 55) - 1);
+	ASSERT_TRUE(f);		/* present, and a PFN we may see */
+	return f;
 }
 
 /*

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "mapwatch_uapi.h"
+#include "pagemap.h"
 
 #define PAGE 4096UL
 #define MAXTHREADS 64
@@ -161,13 +162,7 @@ static int pagemap = -1;
 
 static uint64_t frame(const void *addr)
 {
-	uint64_t e = 0;
-
-	if (pread(pagemap, &e, sizeof(e),
-		  (off_t)((uintptr_t)addr / PAGE * sizeof(e))) != sizeof(e) ||
-	    !(e >> 63))
-		return 0;	/* not present: moved out */
-	return e & ((1ULL << 55) - 1);
+	return pagemap_frame(pagemap, addr);	/* 0: moved out */
 }
 
 static void note_frames(struct worker *w, size_t len)
