@@ -13,6 +13,39 @@ kcache=$cache/kernels
 host_dpkg_lock=/tmp/mapwatch-host-dpkg.lock
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 
+# Two guests linked by a QEMU socket network (vm/run --link), as the
+# two-node lanes run them.  link_node2 starts node 2, which listens, in
+# the background and in a process group of its own (so it can be stopped
+# whole), appending its output to LOG, and returns once it listens on
+# $link_port; node 1 is then `vm/run --link "connect:$link_port" ...`.
+# link_end waits for node 2 to end, stopping it if it is still up 60 s
+# after node 1: non-zero if it had to, or if node 2 failed.
+link_node2() {	# LOG VM-RUN-OPTION... -- COMMAND...
+	local log=$1
+	shift
+	link_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	setsid "$top/vm/run" --link "listen:$link_port" "$@" >> "$log" 2>&1 &
+	link_server=$!
+	for _ in $(seq 100); do
+		ss -ltn 2>/dev/null | grep -q "127.0.0.1:$link_port " && break
+		sleep 0.1
+	done
+}
+link_end() {	# WHO (for the message)
+	local rc=0
+	for _ in $(seq 60); do
+		kill -0 "$link_server" 2>/dev/null || break
+		sleep 1
+	done
+	if kill -0 "$link_server" 2>/dev/null; then
+		echo "$1: node 2 still up 60 s after node 1 ended: stopping it" >&2
+		kill -- -"$link_server" 2>/dev/null
+		rc=1
+	fi
+	wait "$link_server" || rc=1
+	return $rc
+}
+
 # Aliases listed in vm/kernels, in order; with TARGET (check,
 # check-kernels), those that target tests.
 kernel_aliases() {
