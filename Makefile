@@ -29,8 +29,12 @@ SPLAT_KOS := $(foreach v,$(KVERS),build/splat/$(v)/mapwatch_splat.ko)
 	check-kernels check-debug demo bench clean distclean bad-input-table
 .DEFAULT_GOAL := all
 
+# The build runs on every CPU unless the caller chose its own -j.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+BUILD_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
+
 all: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory $(BUILD_JOBS) build
 
 # Fragments of the components that have their own build rules.
 -include lib/lib.mk
@@ -117,7 +121,7 @@ check-guest: all
 # The kernels of other Debian releases (vm/kernels TARGET check-kernels),
 # fetched with their build chroots on first use.
 check-kernels: $(DEPS_ALL_STAMP)
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory $(BUILD_JOBS) build
 	tests/check --guest --target check-kernels
 
 # The debug lane: 8 fuzz seeds x 125000 ops (1,000,000 in all) and a
