@@ -11,8 +11,9 @@
 #include <stdint.h>
 #include <unistd.h>
 
-/* fd: /proc/self/pagemap, open.  The frame, or 0 when the page is not
- * present (moved out) or its frame is hidden from this reader. */
+/* fd: /proc/self/pagemap (or /proc/PID/pagemap for another process's
+ * address), open.  The frame, or 0 when the page is not present (moved
+ * out) or its frame is hidden from this reader. */
 static inline uint64_t pagemap_frame(int fd, const void *addr)
 {
 	uint64_t e = 0;
