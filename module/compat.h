@@ -51,6 +51,16 @@ static inline void mmap_read_unlock(struct mm_struct *mm)
 {
 	up_read(&mm->mmap_sem);
 }
+
+static inline int mmap_write_lock_killable(struct mm_struct *mm)
+{
+	return down_write_killable(&mm->mmap_sem);
+}
+
+static inline void mmap_write_unlock(struct mm_struct *mm)
+{
+	up_write(&mm->mmap_sem);
+}
 #endif
 
 /*
@@ -73,6 +83,13 @@ static inline u32 mw_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, u32 n,
 {
 	return kmem_cache_alloc_bulk(s, gfp, n, p) ? n : 0;
 }
+
+/* probes/numa_thp_legacy.c: a THP migrates announced as a protection range. */
+#ifdef MW_HAVE_NUMA_THP_LEGACY
+#define mw_numa_thp_legacy	true
+#else
+#define mw_numa_thp_legacy	false
+#endif
 
 /* vm_operations_struct's veto on splitting a VMA: its name. */
 #ifdef MW_HAVE_VM_OPS_MAY_SPLIT

@@ -7,6 +7,7 @@
 #include "mapwatch_priv.h"
 
 #include <linux/compat.h>
+#include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
@@ -42,24 +43,21 @@ static int mw_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&ctx->pending);
 	ctx->ranges = RB_ROOT_CACHED;
 	ctx->cookies = RB_ROOT;
+	/* Past max_user_contexts: EMFILE, as inotify's max_user_instances. */
 	ctx->user = mw_user_get();
-	if (!ctx->user) {
-		ret = -ENOMEM;
+	if (IS_ERR(ctx->user)) {
+		ret = PTR_ERR(ctx->user);
 		goto err_free;
 	}
+	/* No mm lock here (misc_mtx is held): see mw_mm_attach(). */
 	ctx->mm = current->mm;
 	mmgrab(ctx->mm);
-	ret = mw_mm_attach(ctx);
-	if (ret)
-		goto err_mm;
 	ctx->owner = get_pid(task_tgid(current));
 	file->private_data = ctx;
+	mw_user_add_ctx(ctx->user, ctx);
 	mw_stats_add(ctx);
 	return 0;
 
-err_mm:
-	mmdrop(ctx->mm);
-	mw_user_put(ctx->user);
 err_free:
 	kfree(ctx->evbuf);
 	kfree(ctx);
@@ -70,32 +68,62 @@ static int mw_release_file(struct inode *inode, struct file *file)
 {
 	struct mw_ctx *ctx = file->private_data;
 
+	struct mw_status *st = ctx->status;
+
+	mw_user_del_ctx(ctx->user, ctx);
+	/*
+	 * Every region's word moves on while the notifier still sees the
+	 * context, so no munmap can return in between with its region
+	 * reading unchanged in an area that stays mapped.
+	 */
+	mw_unmonitor_all(ctx);
 	/* No notifier callback sees the context after this. */
 	mw_mm_detach(ctx);
 	mw_stats_del(ctx);
-	mw_free_regions(ctx);
-	mw_free_events(ctx);
+	mw_drop_events(ctx);
+	if (st) {
+		/* Closing changes no translation: no event is counted. */
+		mw_publish(&st->hdr->num_active_regions, 0);
+		mw_publish(&st->hdr->pending_events, 0);
+	}
+	mw_status_park(st);
+	mw_status_put(st);
+	kvfree(ctx->free_slots);
+	mw_user_uncharge_memory(ctx->user, ctx->ring_bytes);
 	mw_user_put(ctx->user);
 	put_pid(ctx->owner);
-	mw_status_spare(ctx->status);
-	mw_status_put(ctx->status);
-	kvfree(ctx->free_slots);
 	mmdrop(ctx->mm);
 	kfree(ctx->evbuf);
 	kfree(ctx);
 	return 0;
 }
 
+/* kdreg2's DUMP_STATS: a snapshot under the lock, printed after it. */
 static void mw_dump_stats(struct mw_ctx *ctx)
 {
+	size_t max, active, pending;
+	u64 events, ovf, skipped, mon, unmon;
+
 	spin_lock(&ctx->lock);
-	pr_info_ratelimited("pid %d: max_regions %zu active %zu pending %zu total_events %llu overflows %llu skipped %llu monitor %llu unmonitor %llu\n",
-		task_tgid_nr(current),
-		ctx->status ? ctx->status->max_regions : 0, ctx->nr_regions,
-		ctx->nr_queued + ctx->overflowed, ctx->total_events,
-		ctx->overflows, ctx->skipped, ctx->nr_monitor,
-		ctx->nr_unmonitor);
+	max = ctx->status ? ctx->status->max_regions : 0;
+	active = ctx->nr_regions;
+	pending = ctx->nr_queued + ctx->overflowed;
+	events = ctx->total_events;
+	ovf = ctx->overflows;
+	skipped = ctx->skipped;
+	mon = ctx->nr_monitor;
+	unmon = ctx->nr_unmonitor;
 	spin_unlock(&ctx->lock);
+	pr_info_ratelimited("pid %d: max_regions %zu active %zu pending %zu total_events %llu overflows %llu skipped %llu monitor %llu unmonitor %llu\n",
+			    task_tgid_nr(current), max, active, pending,
+			    events, ovf, skipped, mon, unmon);
+}
+
+/* ->release of the mm (notifier.c): nothing of it can be read again. */
+void mw_ctx_mm_gone(struct mw_ctx *ctx)
+{
+	mw_unmonitor_all(ctx);
+	mw_drop_events(ctx);
 }
 
 static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -145,7 +173,7 @@ const struct file_operations mw_fops = {
 	.write = mw_write,
 	.poll = mw_poll,
 	.unlocked_ioctl = mw_ioctl,
-	.compat_ioctl = compat_ptr_ioctl,
+	/* No .compat_ioctl: 32-bit callers are refused at open. */
 	/* No .mmap: the status area comes from CONFIG_DATA (ENODEV). */
 	.llseek = noop_llseek,
 	.show_fdinfo = mw_show_fdinfo,

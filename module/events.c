@@ -34,26 +34,77 @@ void mw_publish_counters(struct mw_ctx *ctx)
  * ctx->lock.  Past the cap the region is folded into the covering record,
  * so a reader evicting by range stays correct, only less precise.
  */
+/* Widen the covering record over [start, last].  Caller holds ctx->lock. */
+static void mw_cover(struct mw_ctx *ctx, unsigned long start,
+		     unsigned long last)
+{
+	if (!ctx->overflowed) {
+		ctx->overflowed = true;
+		ctx->ovf_start = start;
+		ctx->ovf_last = last;
+	} else {
+		ctx->ovf_start = min(ctx->ovf_start, start);
+		ctx->ovf_last = max(ctx->ovf_last, last);
+	}
+}
+
+/*
+ * Queue the event of a region the notifier just retired; the region stays
+ * charged to the user until its event is read, flushed or folded.  Caller
+ * holds ctx->lock.  Past the cap the region is folded into the covering
+ * record, so a reader evicting by range stays correct, only less precise.
+ */
 void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r)
 {
 	ctx->total_events++;
 	if (ctx->nr_queued < READ_ONCE(mw_max_pending_events)) {
+		if (!ctx->nr_queued) {
+			ctx->pend_start = r->it.start;
+			ctx->pend_last = r->it.last;
+		} else {
+			ctx->pend_start = min(ctx->pend_start, r->it.start);
+			ctx->pend_last = max(ctx->pend_last, r->it.last);
+		}
 		list_add_tail(&r->event, &ctx->pending);
 		ctx->nr_queued++;
 		return;
 	}
-	if (!ctx->overflowed) {
-		ctx->overflowed = true;
-		ctx->ovf_start = r->it.start;
-		ctx->ovf_last = r->it.last;
-	} else {
-		ctx->ovf_start = min(ctx->ovf_start, r->it.start);
-		ctx->ovf_last = max(ctx->ovf_last, r->it.last);
-	}
+	mw_cover(ctx, r->it.start, r->it.last);
 	ctx->overflows++;
 	trace_mapwatch_overflow(r->it.start, r->it.last, r->cookie,
 				ctx->overflows);
+	mw_user_uncharge(ctx->user, 1);
 	mw_region_free(r);
+}
+
+/*
+ * The user is at max_user_regions (user.c): fold every unread event of @ctx
+ * into its covering record, moving the records to @dead.  The head of the
+ * queue belongs to a reader between its peek and its consume, so a busy
+ * reader means no fold.  O(1) under ctx->lock: the queue's extent is kept
+ * as it grows.  Returns how many records were moved.
+ */
+long mw_fold_events(struct mw_ctx *ctx, struct list_head *dead)
+{
+	long n;
+
+	if (!mutex_trylock(&ctx->read_mutex))
+		return 0;
+	spin_lock(&ctx->lock);
+	n = ctx->nr_queued;
+	if (n) {
+		mw_cover(ctx, ctx->pend_start, ctx->pend_last);
+		ctx->overflows += n;
+		list_splice_tail_init(&ctx->pending, dead);
+		ctx->nr_queued = 0;
+		mw_publish_counters(ctx);
+		trace_mapwatch_overflow(ctx->pend_start, ctx->pend_last,
+					KDREG2_BAD_COOKIE_VALUE,
+					ctx->overflows);
+	}
+	spin_unlock(&ctx->lock);
+	mutex_unlock(&ctx->read_mutex);
+	return n;
 }
 
 /*
@@ -114,16 +165,19 @@ static void mw_consume(struct mw_ctx *ctx, size_t regions, bool covering,
 	mw_publish_counters(ctx);
 }
 
-static void mw_free_list(struct list_head *dead)
+/* Free retired regions whose events are gone, and give back their charge. */
+void mw_free_records(struct mw_user *u, struct list_head *dead)
 {
 	struct mw_region *r, *tmp;
-	size_t n = 0;
+	long n = 0;
 
 	list_for_each_entry_safe(r, tmp, dead, event) {
 		mw_region_free(r);
 		if (!(++n % MW_RETIRE_BATCH))
 			cond_resched();
 	}
+	INIT_LIST_HEAD(dead);
+	mw_user_uncharge(u, n);
 }
 
 ssize_t mw_read(struct file *file, char __user *buf, size_t count,
@@ -144,8 +198,13 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 		return -EINVAL;
 	want = min_t(size_t, want, MW_READ_BATCH);
 
-	if (mutex_lock_interruptible(&ctx->read_mutex))
+	/* Another reader may be stalled in a fault on its buffer. */
+	if (file->f_flags & O_NONBLOCK) {
+		if (!mutex_trylock(&ctx->read_mutex))
+			return -EAGAIN;
+	} else if (mutex_lock_interruptible(&ctx->read_mutex)) {
 		return -ERESTARTSYS;
+	}
 	for (;;) {
 		spin_lock(&ctx->lock);
 		n = mw_peek(ctx, want, &regions, &ovf_seq);
@@ -160,8 +219,12 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 					       READ_ONCE(ctx->overflowed));
 		if (ret)
 			return ret;
-		if (mutex_lock_interruptible(&ctx->read_mutex))
+		if (file->f_flags & O_NONBLOCK) {
+			if (!mutex_trylock(&ctx->read_mutex))
+				return -EAGAIN;
+		} else if (mutex_lock_interruptible(&ctx->read_mutex)) {
 			return -ERESTARTSYS;
+		}
 	}
 	if (copy_to_user(buf, ctx->evbuf, n * sizeof(struct kdreg2_event))) {
 		mutex_unlock(&ctx->read_mutex);
@@ -171,7 +234,7 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 	mw_consume(ctx, regions, n > regions, ovf_seq, &dead);
 	spin_unlock(&ctx->lock);
 	mutex_unlock(&ctx->read_mutex);
-	mw_free_list(&dead);
+	mw_free_records(ctx->user, &dead);
 	return n * sizeof(struct kdreg2_event);
 }
 
@@ -202,14 +265,23 @@ int mw_flush(struct mw_ctx *ctx)
 	mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
 	mutex_unlock(&ctx->read_mutex);
-	mw_free_list(&dead);
+	mw_free_records(ctx->user, &dead);
 	return 0;
 }
 
-/* Final teardown. */
-void mw_free_events(struct mw_ctx *ctx)
+/*
+ * Nobody can read the queue any more (close, or the mm is gone): drop it
+ * without read_mutex, which no reader of this mm can hold now.
+ */
+void mw_drop_events(struct mw_ctx *ctx)
 {
-	mw_free_list(&ctx->pending);
-	INIT_LIST_HEAD(&ctx->pending);
+	LIST_HEAD(dead);
+
+	spin_lock(&ctx->lock);
+	list_splice_init(&ctx->pending, &dead);
 	ctx->nr_queued = 0;
+	ctx->overflowed = false;
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+	mw_free_records(ctx->user, &dead);
 }

@@ -7,6 +7,7 @@
 #include "mapwatch_priv.h"
 
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 
 /*
@@ -63,7 +64,18 @@ MODULE_PARM_DESC(max_pending_events,
 unsigned long mw_max_user_regions = 1UL << 20;
 MW_BOUNDED_PARAM(max_user_regions, mw_max_user_regions, 1UL << 30);
 MODULE_PARM_DESC(max_user_regions,
-		 "Regions one user may have monitored over all its fds (MONITOR gives ENOSPC above; default 1048576, at most 1073741824)");
+		 "Regions one user may have monitored, plus retired regions whose events are unread, over all its fds (MONITOR folds unread events, then gives ENOSPC above; default 1048576, at most 1073741824)");
+
+/* ~0: not given at load; mw_init() makes it 1/32 of RAM. */
+unsigned long mw_max_user_memory = ~0UL;
+MW_BOUNDED_PARAM(max_user_memory, mw_max_user_memory, 1UL << 50);
+MODULE_PARM_DESC(max_user_memory,
+		 "Bytes of status areas (live and spare) and slot rings one user may make the module hold, both sized by CONFIG_DATA's max_regions (CONFIG_DATA gives ENOSPC above; default 1/32 of RAM)");
+
+unsigned long mw_max_user_contexts = 1024;
+MW_BOUNDED_PARAM(max_user_contexts, mw_max_user_contexts, 1UL << 20);
+MODULE_PARM_DESC(max_user_contexts,
+		 "Open fds (contexts) one user may have (open gives EMFILE above; default 1024, at most 1048576)");
 
 static bool mw_kdreg2_alias = true;
 module_param_named(kdreg2_alias, mw_kdreg2_alias, bool, 0444);
@@ -99,6 +111,8 @@ static int __init mw_init(void)
 {
 	int ret;
 
+	if (mw_max_user_memory == ~0UL)
+		mw_max_user_memory = (totalram_pages() << PAGE_SHIFT) / 32;
 	ret = mw_region_cache_init();
 	if (ret)
 		return ret;

@@ -4,11 +4,35 @@
  *
  * One context per open file, bound to the opener's mm.  ctx->lock (a
  * spinlock) guards the region index, the slot allocator, the event queue and
- * every value the kernel writes into the status area, because the mmu
- * notifier takes it from paths that must not sleep.  ctx->mutex serialises
- * the ioctls that may sleep (CONFIG_DATA maps memory); ctx->read_mutex
+ * the values the ioctls and the notifier write into the status area, because
+ * the mmu notifier takes it from paths that must not sleep (close writes the
+ * last values without it, once nothing else can).  ctx->mutex serialises the
+ * ioctls that may sleep (CONFIG_DATA maps memory); ctx->read_mutex
  * serialises readers and FLUSH so that the head of the event queue stays put
  * while a reader copies it out.
+ *
+ * Lock order (outer first):
+ *
+ *   ctx->mutex                      (per fd; killable)
+ *     mmap_lock of the caller's own mm (killable: attach, vm_mmap)
+ *       mw_spares_lock              (spinlock, from the area's ->close)
+ *   ctx->read_mutex                 (per fd; a reader faults on its buffer)
+ *     mmap_lock of the caller's own mm
+ *   user->ctxs_lock                 (per user; folding)
+ *     ctx->read_mutex               (trylock only: never waits for a reader)
+ *       ctx->lock
+ *   mwm->lock  ->  ctx->lock        (notifier; spinlocks, never sleeps)
+ *   mw_users_lock, mw_spares_lock, mw_contexts_lock: leaves, held for a
+ *   lookup or a list update, never across a sleep on memory or a lock
+ *   another task may hold.
+ *
+ * The rule behind it: no global lock and no lock of another user is ever
+ * held across an mmap_lock, or across anything else a user process can stall
+ * (a page fault on its memory, a copy to or from it).  A process whose own
+ * mmap_lock is stalled (a FUSE page that never arrives) can stall only its
+ * own calls, and those waits are killable.  Nothing here runs in misc_open()
+ * (which holds the kernel's global misc_mtx) but allocation: the notifier is
+ * attached at the first CONFIG_DATA.
  */
 #ifndef MAPWATCH_PRIV_H
 #define MAPWATCH_PRIV_H
@@ -35,9 +59,28 @@
 extern unsigned long mw_max_regions_limit;
 extern unsigned long mw_max_pending_events;
 extern unsigned long mw_max_user_regions;
+extern unsigned long mw_max_user_memory;
+extern unsigned long mw_max_user_contexts;
 extern bool mw_kdreg2_only;
 
-struct mw_user;
+/* Spare status areas one mm may keep (CONFIG_DATA: ENOSPC past it). */
+#define MW_MAX_SPARES 8
+
+struct mw_ctx;
+
+/* A user's budgets (user.c); charged up its user namespace chain. */
+struct mw_user {
+	struct hlist_node node;		/* in mw_users */
+	struct user_namespace *ns;
+	kuid_t uid;
+	refcount_t ref;
+	struct mw_user *parent;		/* the namespace owner, a level up */
+	atomic_long_t regions;		/* monitored + retired unread */
+	atomic_long_t memory;		/* bytes: status areas, slot rings */
+	atomic_long_t contexts;
+	struct mutex ctxs_lock;
+	struct list_head ctxs;		/* its contexts (this level only) */
+};
 
 /* The status area: kdreg2 header, mapwatch extension, state array. */
 struct mw_status {
@@ -46,7 +89,9 @@ struct mw_status {
 	struct mm_struct *mm;		/* mapped there (no reference) */
 	unsigned long uaddr;		/* at this address */
 	struct hlist_node spare_node;	/* while spare: in the spare hash */
-	bool spare, unmapped;		/* under the spare lock */
+	bool spare;			/* under the spare lock */
+	bool home;			/* mapped at uaddr in mm (spare lock) */
+	struct mw_user *user;		/* charged @size bytes */
 	void *vaddr;			/* kernel view (vmalloc) */
 	size_t size;			/* bytes, page aligned */
 	size_t max_regions;		/* of the context using it */
@@ -61,7 +106,7 @@ struct mw_region {
 	struct list_head event;		/* in ctx->pending once retired */
 	u64 cookie;
 	u32 slot;
-	u32 late;			/* busy period it was monitored in, or 0 */
+	u64 late;			/* busy period it was monitored in, or 0 */
 };
 
 /*
@@ -76,17 +121,19 @@ struct mw_mm {
 	spinlock_t lock;		/* ctxs, inflight, epoch */
 	struct list_head ctxs;
 	unsigned int inflight;
-	u32 epoch;
-	u32 busy_epoch;			/* read by MONITOR without the lock */
+	u64 epoch;			/* 64 bits: never wraps */
+	u64 busy_epoch;			/* read by MONITOR without the lock */
 };
 
 struct mw_ctx {
-	struct mw_mm *mwm;
+	struct mw_mm *mwm;		/* NULL until the first CONFIG_DATA */
 	struct list_head mm_node;	/* in mwm->ctxs */
 	unsigned int mn_users;		/* callbacks at work on it */
 	bool detaching;			/* closing: callbacks skip it */
 	struct mm_struct *mm;		/* mmgrab'd owner */
 	struct mw_user *user;		/* charged for the regions */
+	struct list_head user_node;	/* in user->ctxs */
+	size_t ring_bytes;		/* free_slots, charged to user */
 	struct pid *owner;		/* the opener (thread group) */
 	struct list_head node;		/* in the global context list */
 
@@ -100,6 +147,7 @@ struct mw_ctx {
 
 	struct list_head pending;	/* retired regions, oldest first */
 	size_t nr_queued;
+	unsigned long pend_start, pend_last;	/* cover them (if any) */
 	bool overflowed;		/* a covering record is pending */
 	unsigned long ovf_start, ovf_last;
 	u64 total_events;
@@ -108,7 +156,7 @@ struct mw_ctx {
 	u64 nr_monitor, nr_unmonitor;
 	u32 policy;			/* MAPWATCH_POLICY_* */
 	/* How many regions were monitored late in busy period late_epoch. */
-	u32 late_epoch;
+	u64 late_epoch;
 	size_t nr_late;
 	wait_queue_head_t wq;
 
@@ -136,7 +184,7 @@ static inline void mw_bump_state(u32 *word)
 
 /* status.c */
 void mw_status_put(struct mw_status *st);
-void mw_status_spare(struct mw_status *st);
+void mw_status_park(struct mw_status *st);
 long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg);
 
 /* notifier.c */
@@ -146,14 +194,14 @@ void mw_mm_exit(void);
 
 /* region.c */
 void mw_ctx_invalidate(struct mw_ctx *ctx,
-		       const struct mmu_notifier_range *range, u32 late);
+		       const struct mmu_notifier_range *range, u64 late);
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg);
 long mw_unmonitor(struct mw_ctx *ctx,
 		  struct kdreg2_ioctl_unmonitor __user *uarg);
 long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b);
 long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b);
 void mw_unmonitor_all(struct mw_ctx *ctx);
-void mw_free_regions(struct mw_ctx *ctx);
+bool mw_event_skipped(enum mmu_notifier_event event);
 int mw_region_cache_init(void);
 void mw_region_cache_exit(void);
 void mw_region_free(struct mw_region *r);
@@ -165,7 +213,9 @@ ssize_t mw_read(struct file *file, char __user *buf, size_t count,
 		loff_t *ppos);
 __poll_t mw_poll(struct file *file, struct poll_table_struct *wait);
 int mw_flush(struct mw_ctx *ctx);
-void mw_free_events(struct mw_ctx *ctx);
+void mw_drop_events(struct mw_ctx *ctx);
+long mw_fold_events(struct mw_ctx *ctx, struct list_head *dead);
+void mw_free_records(struct mw_user *u, struct list_head *dead);
 
 /* ext.c */
 long mw_ext_ioctl(struct mw_ctx *ctx, unsigned int cmd, void __user *uarg);
@@ -181,11 +231,20 @@ void mw_show_fdinfo(struct seq_file *m, struct file *file);
 /* user.c */
 struct mw_user *mw_user_get(void);
 void mw_user_put(struct mw_user *u);
+void mw_user_hold(struct mw_user *u);
+void mw_user_release(struct mw_user *u);
 bool mw_user_charge(struct mw_user *u);
 void mw_user_uncharge(struct mw_user *u, long n);
+bool mw_user_charge_memory(struct mw_user *u, size_t bytes);
+void mw_user_uncharge_memory(struct mw_user *u, size_t bytes);
 long mw_user_regions(struct mw_user *u);
+long mw_user_memory(struct mw_user *u);
+void mw_user_add_ctx(struct mw_user *u, struct mw_ctx *ctx);
+void mw_user_del_ctx(struct mw_user *u, struct mw_ctx *ctx);
+long mw_user_fold(struct mw_user *u);
 
 /* context.c */
 extern const struct file_operations mw_fops;
+void mw_ctx_mm_gone(struct mw_ctx *ctx);
 
 #endif /* MAPWATCH_PRIV_H */

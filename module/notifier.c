@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * One mmu notifier subscription per mm, shared by every context opened in
- * that mm (mmu_notifier_get/put).  Only the first open of a process pays
+ * that mm (mmu_notifier_get/put).  Only the first context of a process pays
  * mmu_notifier_register()'s mm_take_all_locks(); no close waits for an SRCU
  * grace period: the subscription is freed after the last one, later.
+ *
+ * A context attaches at its first CONFIG_DATA, not at open: registering
+ * takes the mm's mmap_lock for writing, and open runs under the kernel's
+ * global misc_mtx, so a process whose own mmap_lock is stalled would stall
+ * every misc device open on the node.  No region exists before
+ * CONFIG_DATA, so nothing can be missed before the attach.
  *
  * mwm->lock guards the list of contexts and the busy period.  A callback
  * pins each context in turn (mn_users) and handles it without mwm->lock,
@@ -15,6 +21,8 @@
 
 #include <linux/slab.h>
 #include <linux/wait_bit.h>
+
+#include "compat.h"
 
 static struct mmu_notifier *mw_mn_alloc(struct mm_struct *mm)
 {
@@ -35,7 +43,7 @@ static void mw_mn_free(struct mmu_notifier *mn)
 
 /* Hand @range to every context of @mwm; caller holds mwm->lock. */
 static void mw_mm_each_ctx(struct mw_mm *mwm,
-			   const struct mmu_notifier_range *range, u32 late)
+			   const struct mmu_notifier_range *range, u64 late)
 {
 	struct mw_ctx *ctx;
 
@@ -44,7 +52,10 @@ static void mw_mm_each_ctx(struct mw_mm *mwm,
 			continue;
 		ctx->mn_users++;
 		spin_unlock(&mwm->lock);
-		mw_ctx_invalidate(ctx, range, late);
+		if (range)
+			mw_ctx_invalidate(ctx, range, late);
+		else
+			mw_ctx_mm_gone(ctx);
 		spin_lock(&mwm->lock);
 		/* Still on the list: its close waits for mn_users == 0. */
 		if (!--ctx->mn_users && ctx->detaching) {
@@ -65,10 +76,8 @@ static int mw_mn_invalidate_start(struct mmu_notifier *mn,
 	struct mw_mm *mwm = container_of(mn, struct mw_mm, mn);
 
 	spin_lock(&mwm->lock);
-	if (!mwm->inflight++) {
-		mwm->epoch = mwm->epoch + 1 ? : 1;
-		WRITE_ONCE(mwm->busy_epoch, mwm->epoch);
-	}
+	if (!mwm->inflight++)
+		WRITE_ONCE(mwm->busy_epoch, ++mwm->epoch);
 	mw_mm_each_ctx(mwm, range, 0);
 	spin_unlock(&mwm->lock);
 	return 0;
@@ -93,19 +102,19 @@ static void mw_mn_invalidate_end(struct mmu_notifier *mn,
 	spin_unlock(&mwm->lock);
 }
 
-/* The mm is going away: every region's translation is gone with it. */
+/*
+ * The mm is going away (exit_mmap: no task uses it any more): every region's
+ * translation is gone with it.  Nobody can read an event of this mm again,
+ * though an inherited fd may keep the context open for long, so no event
+ * is queued and those queued go: the regions are freed, their state words
+ * moved on (for a mapping of the area inherited by fork).  May sleep.
+ */
 static void mw_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 {
 	struct mw_mm *mwm = container_of(mn, struct mw_mm, mn);
-	struct mmu_notifier_range all = {
-		.start = 0,
-		.end = ULONG_MAX,
-		.event = MMU_NOTIFY_RELEASE,
-		.mm = mm,
-	};
 
 	spin_lock(&mwm->lock);
-	mw_mm_each_ctx(mwm, &all, 0);
+	mw_mm_each_ctx(mwm, NULL, 0);
 	spin_unlock(&mwm->lock);
 }
 
@@ -117,11 +126,21 @@ static const struct mmu_notifier_ops mw_mn_ops = {
 	.free_notifier = mw_mn_free,
 };
 
-/* Attach @ctx to the subscription of the caller's mm (made if needed). */
+/*
+ * Attach @ctx to the subscription of the caller's mm (made if needed).
+ * Caller holds ctx->mutex and is a task of ctx->mm; only its own mm's lock
+ * is waited for, killably.
+ */
 int mw_mm_attach(struct mw_ctx *ctx)
 {
-	struct mmu_notifier *mn = mmu_notifier_get(&mw_mn_ops, ctx->mm);
+	struct mmu_notifier *mn;
 
+	if (ctx->mwm)
+		return 0;
+	if (mmap_write_lock_killable(ctx->mm))
+		return -EINTR;
+	mn = mmu_notifier_get_locked(&mw_mn_ops, ctx->mm);
+	mmap_write_unlock(ctx->mm);
 	if (IS_ERR(mn))
 		return PTR_ERR(mn);
 	ctx->mwm = container_of(mn, struct mw_mm, mn);
@@ -136,6 +155,8 @@ void mw_mm_detach(struct mw_ctx *ctx)
 {
 	struct mw_mm *mwm = ctx->mwm;
 
+	if (!mwm)
+		return;
 	spin_lock(&mwm->lock);
 	ctx->detaching = true;
 	spin_unlock(&mwm->lock);

@@ -98,22 +98,30 @@ static void mw_slot_release(struct mw_ctx *ctx, u32 slot)
 	ctx->nr_free++;
 }
 
-/* Take @r out of both indexes and free its slot.  Caller holds ctx->lock. */
+/*
+ * Take @r out of both indexes and free its slot.  Caller holds ctx->lock.
+ * The region stays charged to the user until it is freed (its event read).
+ */
 static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
 {
 	interval_tree_remove(&r->it, &ctx->ranges);
 	rb_erase(&r->by_cookie, &ctx->cookies);
 	mw_slot_release(ctx, r->slot);
-	mw_user_uncharge(ctx->user, 1);
 	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
 	if (r->late && r->late == ctx->late_epoch && ctx->nr_late)
 		ctx->nr_late--;
 }
 
+/*
+ * Events after which no frame can have changed without a later event of its
+ * own (module/README.md, "Which events are skipped", per kernel).
+ */
 static bool mw_changes_translation(enum mmu_notifier_event event)
 {
 	switch (event) {
 	case MMU_NOTIFY_PROTECTION_VMA:		/* mprotect, NUMA hinting */
+		/* Before 5.14 a THP moves under this range alone. */
+		return mw_numa_thp_legacy;
 	case MMU_NOTIFY_PROTECTION_PAGE:	/* write-protect at fork */
 	case MMU_NOTIFY_SOFT_DIRTY:		/* clear_refs */
 		return false;
@@ -122,13 +130,19 @@ static bool mw_changes_translation(enum mmu_notifier_event event)
 	}
 }
 
+/* What /sys/kernel/mapwatch/skipped_events lists (stats.c). */
+bool mw_event_skipped(enum mmu_notifier_event event)
+{
+	return !mw_changes_translation(event);
+}
+
 /*
  * Retire up to MW_RETIRE_BATCH regions overlapping [start, last] (only those
  * monitored late in busy period @late, if not 0) and queue their events.
  * Caller holds ctx->lock.
  */
 static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
-			      unsigned long last, u32 late)
+			      unsigned long last, u64 late)
 {
 	struct interval_tree_node *it, *next;
 	unsigned int fired = 0;
@@ -149,7 +163,7 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 
 /* Act on one invalidation; returns how many regions it retired. */
 static unsigned int mw_handle(struct mw_ctx *ctx,
-			      const struct mmu_notifier_range *range, u32 late)
+			      const struct mmu_notifier_range *range, u64 late)
 {
 	unsigned long last = range->end - 1;
 	unsigned int fired;
@@ -184,7 +198,7 @@ static unsigned int mw_handle(struct mw_ctx *ctx,
  * call that made the change returns.
  */
 void mw_ctx_invalidate(struct mw_ctx *ctx,
-		       const struct mmu_notifier_range *range, u32 late)
+		       const struct mmu_notifier_range *range, u64 late)
 {
 	unsigned int fired, total = 0;
 	u64 t0;
@@ -285,6 +299,17 @@ static int mw_unmonitor_locked(struct mw_ctx *ctx, u64 cookie, u64 location,
 	return 0;
 }
 
+/*
+ * About to monitor @n regions: if they would pass the user's budget, fold
+ * the user's unread events first (their records count against it).
+ */
+static void mw_make_room(struct mw_ctx *ctx, u32 n)
+{
+	if (mw_user_regions(ctx->user) + n >
+	    min_t(unsigned long, READ_ONCE(mw_max_user_regions), LONG_MAX))
+		mw_user_fold(ctx->user);
+}
+
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 {
 	struct kdreg2_ioctl_monitor m;
@@ -298,6 +323,7 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 	ret = mw_check_range((unsigned long)m.addr, m.length, m.cookie, &last);
 	if (ret)
 		return ret;
+	mw_make_room(ctx, 1);
 	spare = kmem_cache_alloc(mw_region_cache, GFP_KERNEL_ACCOUNT);
 	if (!spare)
 		return -ENOMEM;
@@ -332,8 +358,10 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 			r = NULL;
 		}
 		spin_unlock(&ctx->lock);
-		if (r)
+		if (r) {
 			mw_region_free(r);
+			mw_user_uncharge(ctx->user, 1);
+		}
 	}
 	return -EFAULT;
 }
@@ -354,13 +382,15 @@ long mw_unmonitor(struct mw_ctx *ctx,
 		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
 	trace_mapwatch_unmonitor(u.cookie, u.monitoring_params.location, ret);
-	if (r)
+	if (r) {
 		mw_region_free(r);
+		mw_user_uncharge(ctx->user, 1);
+	}
 	return ret;
 }
 
-/* Free the non-NULL regions of @r[0..n). */
-static void mw_free_bulk(struct mw_region **r, u32 n)
+/* Free the non-NULL regions of @r[0..n); returns how many. */
+static u32 mw_free_bulk(struct mw_region **r, u32 n)
 {
 	u32 i, k = 0;
 
@@ -369,6 +399,7 @@ static void mw_free_bulk(struct mw_region **r, u32 n)
 			r[k++] = r[i];
 	if (k)
 		kmem_cache_free_bulk(mw_region_cache, k, (void **)r);
+	return k;
 }
 
 /*
@@ -403,13 +434,7 @@ static void mw_undo_chunk(struct mw_ctx *ctx,
 	}
 	mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
-	while (!list_empty(&dead)) {
-		struct mw_region *r = list_first_entry(&dead, struct mw_region,
-						       event);
-
-		list_del(&r->event);
-		mw_region_free(r);
-	}
+	mw_free_records(ctx->user, &dead);
 }
 
 long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
@@ -431,6 +456,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			ret = -EFAULT;
 			break;
 		}
+		mw_make_room(ctx, n);
 		/* All or nothing; entries past @used get ENOMEM. */
 		used = mw_cache_alloc_bulk(mw_region_cache, GFP_KERNEL_ACCOUNT,
 					   n, (void **)spare);
@@ -464,6 +490,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			break;
 		}
 		done += n;
+		cond_resched();
 	}
 	kfree(e);
 	return ret ? ret : ok;
@@ -498,12 +525,13 @@ long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
-		mw_free_bulk(dead, n);
+		mw_user_uncharge(ctx->user, mw_free_bulk(dead, n));
 		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
 			ret = -EFAULT;
 			break;
 		}
 		done += n;
+		cond_resched();
 	}
 	kfree(e);
 	return ret ? ret : ok;
@@ -521,7 +549,7 @@ void mw_unmonitor_all(struct mw_ctx *ctx)
 
 	do {
 		spin_lock(&ctx->lock);
-		for (batch = 0; batch < 1024; batch++) {
+		for (batch = 0; batch < MW_RETIRE_BATCH; batch++) {
 			struct mw_region *r;
 
 			n = rb_first(&ctx->cookies);
@@ -534,43 +562,7 @@ void mw_unmonitor_all(struct mw_ctx *ctx)
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
-		while (!list_empty(&dead)) {
-			struct mw_region *r = list_first_entry(&dead,
-						struct mw_region, event);
-
-			list_del(&r->event);
-			mw_region_free(r);
-		}
+		mw_free_records(ctx->user, &dead);
 		cond_resched();
 	} while (n);
-}
-
-/*
- * Final teardown: the notifier is unregistered, nothing else runs.  The
- * status area may outlive the context (still mapped): every region it
- * described reads changed from now on, and its counters stop, with no
- * event counted, since closing changes no translation.
- */
-void mw_free_regions(struct mw_ctx *ctx)
-{
-	struct mw_status *st = ctx->status;
-	struct mw_region *r, *tmp;
-	size_t n = 0;
-
-	rbtree_postorder_for_each_entry_safe(r, tmp, &ctx->cookies,
-					     by_cookie) {
-		if (st)
-			mw_bump_state(&st->state[r->slot]);
-		mw_region_free(r);
-		if (!(++n % MW_RETIRE_BATCH))
-			cond_resched();
-	}
-	mw_user_uncharge(ctx->user, n);
-	ctx->cookies = RB_ROOT;
-	ctx->ranges = RB_ROOT_CACHED;
-	ctx->nr_regions = 0;
-	if (st) {
-		mw_publish(&st->hdr->num_active_regions, 0);
-		mw_publish(&st->hdr->pending_events, 0);
-	}
 }

@@ -108,6 +108,32 @@ static ssize_t abi_version_show(struct kobject *kobj,
 }
 static struct kobj_attribute mw_attr_abi_version = __ATTR_RO(abi_version);
 
+/*
+ * The notifier events the default policy skips on this kernel, by name
+ * (module/README.md: which ones, and why, differ by kernel).
+ */
+static ssize_t skipped_events_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	static const struct {
+		enum mmu_notifier_event event;
+		const char *name;
+	} ev[] = {
+		{ MMU_NOTIFY_PROTECTION_VMA, "protection_vma" },
+		{ MMU_NOTIFY_PROTECTION_PAGE, "protection_page" },
+		{ MMU_NOTIFY_SOFT_DIRTY, "soft_dirty" },
+	};
+	int i, n = 0;
+
+	for (i = 0; i < ARRAY_SIZE(ev); i++)
+		if (mw_event_skipped(ev[i].event))
+			n += sysfs_emit_at(buf, n, "%s%s", n ? " " : "",
+					   ev[i].name);
+	return n + sysfs_emit_at(buf, n, "\n");
+}
+static struct kobj_attribute mw_attr_skipped_events =
+	__ATTR_RO(skipped_events);
+
 static ssize_t max_hold_ns_show(struct kobject *kobj,
 				struct kobj_attribute *attr, char *buf)
 {
@@ -139,6 +165,7 @@ static struct attribute *mw_attrs[] = {
 	&mw_attr_overflows.attr,
 	&mw_attr_skipped.attr,
 	&mw_attr_abi_version.attr,
+	&mw_attr_skipped_events.attr,
 	&mw_attr_max_hold_ns.attr,
 	NULL,
 };
@@ -180,6 +207,8 @@ void mw_show_fdinfo(struct seq_file *m, struct file *file)
 	seq_printf(m, "mapwatch-regions:\t%zu\n", ctx->nr_regions);
 	seq_printf(m, "mapwatch-user-regions:\t%ld\n",
 		   mw_user_regions(ctx->user));
+	seq_printf(m, "mapwatch-user-memory:\t%ld\n",
+		   mw_user_memory(ctx->user));
 	seq_printf(m, "mapwatch-pending:\t%zu\n",
 		   ctx->nr_queued + ctx->overflowed);
 	seq_printf(m, "mapwatch-events:\t%llu\n", ctx->total_events);

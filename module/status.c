@@ -18,7 +18,18 @@
  * context let go of (closed, resized, or a CONFIG_DATA that failed after
  * mapping it) stays mapped as a spare instead, every region it described
  * reading changed, and the next CONFIG_DATA in that mm that fits in it
- * takes it over at the same address, checked under mmap_lock.
+ * takes it over at the same address.
+ *
+ * Whether an area is still mapped where it was is known without the mm's
+ * lock: the mapping cannot move or split, so it ends only through its
+ * ->close, which runs under that mm's mmap_lock and clears st->home.  So no
+ * lookup ever waits for an mmap_lock, and a process whose own lock is
+ * stalled cannot stall anybody else's CONFIG_DATA, close or exit.
+ *
+ * An area costs memory by its capacity, charged to its creator's
+ * max_user_memory until it is freed (a spare keeps its charge), and one mm
+ * keeps at most MW_MAX_SPARES spares: a CONFIG_DATA that would park one
+ * more fails with ENOSPC.
  */
 #include "mapwatch_priv.h"
 
@@ -29,6 +40,7 @@
 #include <linux/mman.h>
 #include <linux/random.h>
 #include <linux/sched/mm.h>
+#include <linux/spinlock.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
@@ -43,27 +55,33 @@ static size_t mw_status_size(size_t max_regions)
 }
 
 /*
- * A new area of @size bytes.  Its state words start at one random even
- * value, so a (location, generation) pair from another fd cannot match by
- * chance; on a resize they continue @prev's, which has no region now, so
- * no pair taken before the resize matches either.
+ * A new area of @size bytes, charged to @user.  Its state words start at
+ * one random even value, so a (location, generation) pair from another fd
+ * cannot match by chance; on a resize they continue @prev's (copied while
+ * @prev has no region; mw_config() checks that none came and went during
+ * the copy), so no pair taken before the resize matches either.
  */
-static struct mw_status *mw_status_alloc(size_t size, struct mw_status *prev)
+static struct mw_status *mw_status_alloc(size_t size, struct mw_status *prev,
+					 struct mw_user *user)
 {
 	size_t n = (size - MAPWATCH_STATE_ARRAY_OFFSET) / sizeof(u32), kept = 0;
 	struct mw_status *st;
 
+	if (!mw_user_charge_memory(user, size))
+		return ERR_PTR(-ENOSPC);
 	st = kzalloc(sizeof(*st), GFP_KERNEL_ACCOUNT);
 	if (!st)
-		return NULL;
+		goto err;
 	/* The size is the caller's choice: failing is ENOMEM, not a splat. */
 	st->vaddr = __vmalloc(size, MW_GFP_USER_MAPPED | __GFP_ZERO |
 			      __GFP_NOWARN);
 	if (!st->vaddr) {
 		kfree(st);
-		return NULL;
+		goto err;
 	}
 	refcount_set(&st->ref, 1);
+	mw_user_hold(user);
+	st->user = user;
 	st->size = size;
 	st->hdr = st->vaddr;
 	st->ext = st->vaddr + MAPWATCH_STATUS_EXT_OFFSET;
@@ -77,16 +95,24 @@ static struct mw_status *mw_status_alloc(size_t size, struct mw_status *prev)
 	st->ext->magic = MAPWATCH_STATUS_MAGIC;
 	st->ext->abi_version = MAPWATCH_ABI_VERSION;
 	return st;
+err:
+	mw_user_uncharge_memory(user, size);
+	return ERR_PTR(-ENOMEM);
 }
 
-/* Spare areas, hashed by the mm they were mapped in. */
+/*
+ * Spare areas, hashed by the mm they were mapped in.  The lock is a leaf:
+ * taken under an mmap_lock by ->close, never held across anything else.
+ */
 static DEFINE_HASHTABLE(mw_spares, 6);
-static DEFINE_MUTEX(mw_spares_lock);
+static DEFINE_SPINLOCK(mw_spares_lock);
 
 void mw_status_put(struct mw_status *st)
 {
 	if (st && refcount_dec_and_test(&st->ref)) {
 		vfree(st->vaddr);
+		mw_user_uncharge_memory(st->user, st->size);
+		mw_user_release(st->user);
 		kfree(st);
 	}
 }
@@ -103,7 +129,36 @@ static vm_fault_t mw_vma_fault(struct vm_fault *vmf)
 	return 0;
 }
 
+/* Not its home any more: no spare lookup may hand this address out. */
+static void mw_status_leave_home(struct mw_status *st)
+{
+	spin_lock(&mw_spares_lock);
+	st->home = false;
+	if (st->spare) {
+		hash_del(&st->spare_node);
+		st->spare = false;
+	}
+	spin_unlock(&mw_spares_lock);
+}
+
+/*
+ * A mapping of the area goes (munmap, MAP_FIXED over it, exit), under its
+ * mm's mmap_lock.  Copies inherited by fork live in other mms.
+ */
+static void mw_vma_close(struct vm_area_struct *vma)
+{
+	struct mw_status *st = vma->vm_private_data;
+
+	if (vma->vm_mm == READ_ONCE(st->mm) &&
+	    vma->vm_start == READ_ONCE(st->uaddr))
+		mw_status_leave_home(st);
+}
+
+#ifdef MW_HAVE_VM_OPS_MREMAP_FLAGS
+static int mw_vma_refuse(struct vm_area_struct *vma, unsigned long flags)
+#else
 static int mw_vma_refuse(struct vm_area_struct *vma)
+#endif
 {
 	return -EINVAL;
 }
@@ -115,11 +170,15 @@ static int mw_vma_refuse_split(struct vm_area_struct *vma, unsigned long addr)
 
 static const struct vm_operations_struct mw_status_vm_ops = {
 	.fault = mw_vma_fault,
+	.close = mw_vma_close,
 	.mremap = mw_vma_refuse,
 	.MW_VM_OPS_MAY_SPLIT = mw_vma_refuse_split,
 };
 
-/* Only the mapping CONFIG_DATA makes for itself is allowed. */
+/*
+ * Only the mapping CONFIG_DATA makes for itself is allowed.  Its place is
+ * recorded here, under the mmap_lock that ->close also runs under.
+ */
 static int mw_status_file_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct mw_status *st = file->private_data;
@@ -134,6 +193,11 @@ static int mw_status_file_mmap(struct file *file, struct vm_area_struct *vma)
 			VM_MAYWRITE | VM_EXEC | VM_MAYEXEC);
 	vma->vm_ops = &mw_status_vm_ops;
 	vma->vm_private_data = st;
+	spin_lock(&mw_spares_lock);
+	WRITE_ONCE(st->mm, vma->vm_mm);
+	WRITE_ONCE(st->uaddr, vma->vm_start);
+	st->home = true;
+	spin_unlock(&mw_spares_lock);
 	return 0;
 }
 
@@ -142,13 +206,7 @@ static int mw_status_file_release(struct inode *inode, struct file *file)
 {
 	struct mw_status *st = file->private_data;
 
-	mutex_lock(&mw_spares_lock);
-	st->unmapped = true;
-	if (st->spare) {
-		hash_del(&st->spare_node);
-		st->spare = false;
-	}
-	mutex_unlock(&mw_spares_lock);
+	mw_status_leave_home(st);
 	mw_status_put(st);
 	return 0;
 }
@@ -178,78 +236,100 @@ static long mw_status_map(struct mw_status *st)
 	uaddr = vm_mmap(file, 0, st->size, PROT_READ, MAP_SHARED, 0);
 	WRITE_ONCE(st->mapper, NULL);
 	fput(file);
-	if (IS_ERR_VALUE(uaddr))
+	if (IS_ERR_VALUE(uaddr)) {
+		/* ->mmap may have run before the failure. */
+		mw_status_leave_home(st);
 		return (long)uaddr;
-	st->mm = current->mm;
-	st->uaddr = uaddr;
+	}
 	st->hdr->monitoring_state_base =
 		(void __user *)(uaddr + MAPWATCH_STATE_ARRAY_OFFSET);
 	return 0;
 }
 
-/* Is @st still mapped whole where it was mapped in @mm? */
+/* Is @st mapped whole where it was mapped, in @mm?  Takes no mm lock. */
 static bool mw_status_mapped_in(struct mw_status *st, struct mm_struct *mm)
 {
-	struct vm_area_struct *vma;
 	bool ours;
 
-	if (st->mm != mm)
-		return false;
-	mmap_read_lock(mm);
-	vma = vma_lookup(mm, st->uaddr);
-	ours = vma && vma->vm_start == st->uaddr &&
-	       vma->vm_ops == &mw_status_vm_ops && vma->vm_private_data == st;
-	mmap_read_unlock(mm);
+	spin_lock(&mw_spares_lock);
+	ours = st->home && st->mm == mm;
+	spin_unlock(&mw_spares_lock);
 	return ours;
 }
 
+/* Spares of @mm.  Caller holds mw_spares_lock. */
+static unsigned int mw_spares_of(struct mm_struct *mm)
+{
+	struct mw_status *st;
+	unsigned int n = 0;
+
+	hash_for_each_possible(mw_spares, st, spare_node, (unsigned long)mm)
+		n += st->mm == mm;
+	return n;
+}
+
 /*
- * The context let go of @st: keep it as a spare if it is still mapped.  Its
- * regions' words were all moved on; nothing of the context stays in it.
+ * The context let go of @st: keep it as a spare if it is still mapped where
+ * it was.  Its regions' words were all moved on; nothing of the context
+ * stays in it.
  */
-void mw_status_spare(struct mw_status *st)
+void mw_status_park(struct mw_status *st)
 {
 	if (!st)
 		return;
-	mutex_lock(&mw_spares_lock);
-	if (!st->unmapped && !st->spare && st->mm) {
+	spin_lock(&mw_spares_lock);
+	if (st->home && !st->spare) {
 		hash_add(mw_spares, &st->spare_node, (unsigned long)st->mm);
 		st->spare = true;
 	}
-	mutex_unlock(&mw_spares_lock);
+	spin_unlock(&mw_spares_lock);
 }
 
 /*
  * An area of at least @size bytes already mapped in the caller's mm, with a
  * reference for the caller: @own (the context's current one) if it fits,
- * else a spare.  NULL if none.
+ * else a spare, taken out of the spares.  NULL if none.
  */
 static struct mw_status *mw_status_reuse(struct mw_status *own, size_t size)
 {
 	struct mm_struct *mm = current->mm;
 	struct mw_status *st, *found = NULL;
-	struct hlist_node *tmp;
 
 	if (own && own->size >= size && mw_status_mapped_in(own, mm)) {
 		refcount_inc(&own->ref);
 		return own;
 	}
-	mutex_lock(&mw_spares_lock);
-	hash_for_each_possible_safe(mw_spares, st, tmp, spare_node,
-				    (unsigned long)mm) {
-		if (st->mm != mm || st->size < size)
+	spin_lock(&mw_spares_lock);
+	hash_for_each_possible(mw_spares, st, spare_node, (unsigned long)mm) {
+		if (st->mm != mm || st->size < size || !st->home)
 			continue;
-		/* Not mapped here any more (a pointer reused by a new mm). */
 		hash_del(&st->spare_node);
 		st->spare = false;
-		if (mw_status_mapped_in(st, mm)) {
-			refcount_inc(&st->ref);
-			found = st;
-			break;
-		}
+		refcount_inc(&st->ref);
+		found = st;
+		break;
 	}
-	mutex_unlock(&mw_spares_lock);
+	spin_unlock(&mw_spares_lock);
 	return found;
+}
+
+/* Would letting go of @own now park one spare too many in this mm? */
+static bool mw_spares_full(struct mw_status *own)
+{
+	struct mm_struct *mm = current->mm;
+	bool full;
+
+	spin_lock(&mw_spares_lock);
+	full = own && own->home && own->mm == mm &&
+	       mw_spares_of(mm) >= MW_MAX_SPARES;
+	spin_unlock(&mw_spares_lock);
+	return full;
+}
+
+/* Regions there, or events to read: the context cannot change its area. */
+static bool mw_busy(struct mw_ctx *ctx)
+{
+	return ctx->nr_regions || ctx->nr_queued || ctx->overflowed;
 }
 
 long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
@@ -257,7 +337,8 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	struct kdreg2_config_data cfg;
 	struct mw_status *st, *old;
 	u32 *slots = NULL, *old_slots;
-	size_t i, size;
+	size_t i, size, ring, old_ring;
+	u64 seq;
 	bool busy;
 	long ret;
 
@@ -269,27 +350,38 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	if (cfg.max_regions > mw_max_regions_limit)
 		return -ENOSPC;
 	size = mw_status_size(cfg.max_regions);
+	ring = cfg.max_regions * sizeof(*slots);
 
-	mutex_lock(&ctx->mutex);
+	/* Only this process's threads wait here, and they can be killed. */
+	if (mutex_lock_killable(&ctx->mutex))
+		return -EINTR;
+	ret = mw_mm_attach(ctx);
+	if (ret)
+		goto out_unlock;
 	/* kdreg2: the size it already has is no change, busy or not. */
-	if (ctx->status && ctx->status->max_regions == cfg.max_regions) {
+	if (ctx->status && ctx->status->max_regions == cfg.max_regions &&
+	    mw_status_mapped_in(ctx->status, current->mm)) {
 		cfg.status_data = (void __user *)ctx->status->uaddr;
 		ret = copy_to_user(uarg, &cfg, sizeof(cfg)) ? -EFAULT : 0;
 		goto out_unlock;
 	}
 	spin_lock(&ctx->lock);
-	busy = ctx->nr_regions || ctx->nr_queued || ctx->overflowed;
+	busy = mw_busy(ctx);
+	seq = ctx->nr_monitor;
 	spin_unlock(&ctx->lock);
 	ret = -EBUSY;
 	if (busy)
 		goto out_unlock;
 
+	ret = -ENOSPC;
+	if (!mw_user_charge_memory(ctx->user, ring))
+		goto out_unlock;
 	ret = -ENOMEM;
 	if (cfg.max_regions) {
 		slots = kvmalloc_array(cfg.max_regions, sizeof(*slots),
 				       GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slots)
-			goto out_unlock;
+			goto out_ring;
 		/* Hand out low slot numbers first. */
 		for (i = 0; i < cfg.max_regions; i++)
 			slots[i] = i;
@@ -297,9 +389,14 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 
 	st = mw_status_reuse(ctx->status, size);
 	if (!st) {
-		st = mw_status_alloc(size, ctx->status);
-		if (!st)
+		ret = -ENOSPC;
+		if (mw_spares_full(ctx->status))
 			goto out_slots;
+		st = mw_status_alloc(size, ctx->status, ctx->user);
+		if (IS_ERR(st)) {
+			ret = PTR_ERR(st);
+			goto out_slots;
+		}
 		ret = mw_status_map(st);
 		if (ret)
 			goto out_put;
@@ -307,40 +404,49 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	cfg.status_data = (void __user *)st->uaddr;
 	ret = -EFAULT;
 	if (copy_to_user(uarg, &cfg, sizeof(cfg)))
-		goto out_spare;
+		goto out_park;
 
 	spin_lock(&ctx->lock);
-	/* MONITOR does not take ctx->mutex: look again under the lock. */
-	if (ctx->nr_regions || ctx->nr_queued || ctx->overflowed) {
+	/*
+	 * MONITOR does not take ctx->mutex: look again under the lock.  A
+	 * region that came and went since the first look moved words that
+	 * the new area may have copied before it moved them.
+	 */
+	if (mw_busy(ctx) || ctx->nr_monitor != seq) {
 		spin_unlock(&ctx->lock);
 		ret = -EBUSY;
-		goto out_spare;
+		goto out_park;
 	}
 	old = ctx->status;
 	old_slots = ctx->free_slots;
+	old_ring = ctx->ring_bytes;
 	st->max_regions = cfg.max_regions;
 	st->hdr->max_regions = cfg.max_regions;
 	ctx->status = st;
 	ctx->free_slots = slots;
+	ctx->ring_bytes = ring;
 	ctx->free_head = 0;
 	ctx->nr_free = cfg.max_regions;
 	mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
 
 	if (old != st)
-		mw_status_spare(old);
+		mw_status_park(old);
 	mw_status_put(old);
 	kvfree(old_slots);
+	mw_user_uncharge_memory(ctx->user, old_ring);
 	mutex_unlock(&ctx->mutex);
 	return 0;
 
-out_spare:
+out_park:
 	if (st != ctx->status)
-		mw_status_spare(st);
+		mw_status_park(st);
 out_put:
 	mw_status_put(st);
 out_slots:
 	kvfree(slots);
+out_ring:
+	mw_user_uncharge_memory(ctx->user, ring);
 out_unlock:
 	mutex_unlock(&ctx->mutex);
 	return ret;

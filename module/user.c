@@ -1,81 +1,237 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The per-user budget of monitored regions.  The device is open to every
- * user and each fd has its own limits, so without it one user could hold
- * max_regions_limit regions per fd times RLIMIT_NOFILE.  Like inotify's
- * max_user_watches, but counted here: the kernel's ucounts helpers are not
- * exported to modules.  A context charges the user who opened it (real
- * uid) at MONITOR and gives the charge back when the region is retired,
- * unmonitored or freed at close.
+ * What one user may make the module hold.  The device is open to every user
+ * and each fd has its own limits, so without these one user could hold a
+ * per-fd limit times RLIMIT_NOFILE.  Three budgets, each a module parameter:
+ *
+ *   max_user_regions   regions monitored plus regions retired whose event
+ *                      is still unread (MONITOR: ENOSPC)
+ *   max_user_memory    bytes of status areas (live and spare) and slot
+ *                      rings, both sized by capacity (CONFIG_DATA: ENOSPC)
+ *   max_user_contexts  open fds (open: EMFILE)
+ *
+ * A user is a (user namespace, uid) pair, charged up the namespace chain the
+ * way the kernel's ucounts are (inc_ucount() is not exported to modules):
+ * every charge to a user in a namespace is also a charge to the namespace's
+ * owner in its parent, up to the initial namespace, each level checked
+ * against the same budget.  So a user who maps a range of subordinate uids
+ * into a namespace still has one budget, not one per uid.
  */
 #include "mapwatch_priv.h"
 
 #include <linux/cred.h>
 #include <linux/hashtable.h>
 #include <linux/slab.h>
-
-struct mw_user {
-	struct hlist_node node;
-	kuid_t uid;
-	refcount_t ref;			/* contexts charging this user */
-	atomic_long_t regions;
-};
+#include <linux/user_namespace.h>
 
 static DEFINE_HASHTABLE(mw_users, 6);
-static DEFINE_MUTEX(mw_users_lock);
+/* Guards the hash and the reference counts; held for no sleeping call. */
+static DEFINE_SPINLOCK(mw_users_lock);
 
+static unsigned long mw_user_hash(struct user_namespace *ns, kuid_t uid)
+{
+	return (unsigned long)ns ^ __kuid_val(uid);
+}
+
+static void mw_user_free(struct mw_user *u)
+{
+	while (u) {
+		struct mw_user *parent = u->parent;
+		bool last;
+
+		spin_lock(&mw_users_lock);
+		last = refcount_dec_and_test(&u->ref);
+		if (last)
+			hash_del(&u->node);
+		spin_unlock(&mw_users_lock);
+		if (!last)
+			return;
+		WARN_ON_ONCE(atomic_long_read(&u->regions) ||
+			     atomic_long_read(&u->memory) ||
+			     atomic_long_read(&u->contexts));
+		put_user_ns(u->ns);
+		kfree(u);
+		u = parent;
+	}
+}
+
+/* The entry of (@ns, @uid) with its ancestors, referenced; NULL: ENOMEM. */
+static struct mw_user *mw_user_lookup(struct user_namespace *ns, kuid_t uid)
+{
+	unsigned long key = mw_user_hash(ns, uid);
+	struct mw_user *u, *new, *parent = NULL;
+
+	spin_lock(&mw_users_lock);
+	hash_for_each_possible(mw_users, u, node, key)
+		if (u->ns == ns && uid_eq(u->uid, uid)) {
+			refcount_inc(&u->ref);
+			spin_unlock(&mw_users_lock);
+			return u;
+		}
+	spin_unlock(&mw_users_lock);
+
+	if (ns != &init_user_ns) {
+		parent = mw_user_lookup(ns->parent, ns->owner);
+		if (!parent)
+			return NULL;
+	}
+	new = kzalloc(sizeof(*new), GFP_KERNEL_ACCOUNT);
+	if (!new) {
+		mw_user_free(parent);
+		return NULL;
+	}
+	new->ns = get_user_ns(ns);
+	new->uid = uid;
+	new->parent = parent;
+	refcount_set(&new->ref, 1);
+	mutex_init(&new->ctxs_lock);
+	INIT_LIST_HEAD(&new->ctxs);
+
+	/* Another open may have made it meanwhile: use the first. */
+	spin_lock(&mw_users_lock);
+	hash_for_each_possible(mw_users, u, node, key)
+		if (u->ns == ns && uid_eq(u->uid, uid)) {
+			refcount_inc(&u->ref);
+			spin_unlock(&mw_users_lock);
+			put_user_ns(new->ns);
+			kfree(new);
+			mw_user_free(parent);
+			return u;
+		}
+	hash_add(mw_users, &new->node, key);
+	spin_unlock(&mw_users_lock);
+	return new;
+}
+
+/* Add @n to @field of @u and its ancestors; false (nothing added) past @max. */
+static bool mw_charge(struct mw_user *u, size_t field, long n,
+		      unsigned long max)
+{
+	long lim = min_t(unsigned long, max, LONG_MAX);
+	struct mw_user *v;
+
+	for (v = u; v; v = v->parent) {
+		atomic_long_t *c = (void *)v + field;
+
+		if (atomic_long_add_return(n, c) > lim) {
+			atomic_long_sub(n, c);
+			goto undo;
+		}
+	}
+	return true;
+undo:
+	for (; u != v; u = u->parent)
+		atomic_long_sub(n, (atomic_long_t *)((void *)u + field));
+	return false;
+}
+
+static void mw_uncharge(struct mw_user *u, size_t field, long n)
+{
+	for (; u; u = u->parent)
+		atomic_long_sub(n, (atomic_long_t *)((void *)u + field));
+}
+
+/* The caller's user, charged one context; ERR_PTR(-EMFILE) past the budget. */
 struct mw_user *mw_user_get(void)
 {
-	kuid_t uid = current_uid();
-	struct mw_user *u;
+	struct mw_user *u = mw_user_lookup(current_user_ns(), current_uid());
 
-	mutex_lock(&mw_users_lock);
-	hash_for_each_possible(mw_users, u, node, __kuid_val(uid))
-		if (uid_eq(u->uid, uid)) {
-			refcount_inc(&u->ref);
-			goto out;
-		}
-	u = kzalloc(sizeof(*u), GFP_KERNEL);
-	if (u) {
-		u->uid = uid;
-		refcount_set(&u->ref, 1);
-		atomic_long_set(&u->regions, 0);
-		hash_add(mw_users, &u->node, __kuid_val(uid));
+	if (!u)
+		return ERR_PTR(-ENOMEM);
+	if (!mw_charge(u, offsetof(struct mw_user, contexts), 1,
+		       READ_ONCE(mw_max_user_contexts))) {
+		mw_user_free(u);
+		return ERR_PTR(-EMFILE);
 	}
-out:
-	mutex_unlock(&mw_users_lock);
 	return u;
 }
 
+/* Give back the context charge of mw_user_get() and the reference. */
 void mw_user_put(struct mw_user *u)
 {
-	mutex_lock(&mw_users_lock);
-	if (refcount_dec_and_test(&u->ref)) {
-		WARN_ON_ONCE(atomic_long_read(&u->regions));
-		hash_del(&u->node);
-		kfree(u);
-	}
-	mutex_unlock(&mw_users_lock);
+	mw_uncharge(u, offsetof(struct mw_user, contexts), 1);
+	mw_user_free(u);
+}
+
+/* A reference for an object that outlives its context (a status area). */
+void mw_user_hold(struct mw_user *u)
+{
+	refcount_inc(&u->ref);
+}
+
+void mw_user_release(struct mw_user *u)
+{
+	mw_user_free(u);
 }
 
 /* Charge one region; false if the user is at the budget.  Never sleeps. */
 bool mw_user_charge(struct mw_user *u)
 {
-	long max = min_t(unsigned long, READ_ONCE(mw_max_user_regions),
-			 LONG_MAX);
-
-	if (atomic_long_inc_return(&u->regions) <= max)
-		return true;
-	atomic_long_dec(&u->regions);
-	return false;
+	return mw_charge(u, offsetof(struct mw_user, regions), 1,
+			 READ_ONCE(mw_max_user_regions));
 }
 
 void mw_user_uncharge(struct mw_user *u, long n)
 {
-	atomic_long_sub(n, &u->regions);
+	if (n)
+		mw_uncharge(u, offsetof(struct mw_user, regions), n);
+}
+
+/* Charge @bytes of capacity-sized memory; false past max_user_memory. */
+bool mw_user_charge_memory(struct mw_user *u, size_t bytes)
+{
+	return mw_charge(u, offsetof(struct mw_user, memory), bytes,
+			 READ_ONCE(mw_max_user_memory));
+}
+
+void mw_user_uncharge_memory(struct mw_user *u, size_t bytes)
+{
+	if (bytes)
+		mw_uncharge(u, offsetof(struct mw_user, memory), bytes);
 }
 
 long mw_user_regions(struct mw_user *u)
 {
 	return atomic_long_read(&u->regions);
+}
+
+long mw_user_memory(struct mw_user *u)
+{
+	return atomic_long_read(&u->memory);
+}
+
+/* The user's contexts, for mw_user_fold(). */
+void mw_user_add_ctx(struct mw_user *u, struct mw_ctx *ctx)
+{
+	mutex_lock(&u->ctxs_lock);
+	list_add_tail(&ctx->user_node, &u->ctxs);
+	mutex_unlock(&u->ctxs_lock);
+}
+
+void mw_user_del_ctx(struct mw_user *u, struct mw_ctx *ctx)
+{
+	mutex_lock(&u->ctxs_lock);
+	list_del(&ctx->user_node);
+	mutex_unlock(&u->ctxs_lock);
+}
+
+/*
+ * The user is at max_user_regions: fold the unread events of its contexts
+ * into their covering records, which frees them and gives their charge back
+ * (the state words, not the events, are the truth).  A context whose reader
+ * is busy is skipped rather than waited for.  Returns how many were folded.
+ */
+long mw_user_fold(struct mw_user *u)
+{
+	struct mw_ctx *ctx;
+	LIST_HEAD(dead);
+	long n = 0;
+
+	if (mutex_lock_killable(&u->ctxs_lock))
+		return 0;
+	list_for_each_entry(ctx, &u->ctxs, user_node)
+		n += mw_fold_events(ctx, &dead);
+	mutex_unlock(&u->ctxs_lock);
+	mw_free_records(u, &dead);
+	return n;
 }
