@@ -148,6 +148,7 @@ static inline const char *tap_errname(int e)
 	case EOPNOTSUPP: return "EOPNOTSUPP";
 	case EBADSLT: return "EBADSLT";
 	case EOVERFLOW: return "EOVERFLOW";
+	case EMFILE: return "EMFILE";
 	default: return strerror(e);
 	}
 }
