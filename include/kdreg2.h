@@ -14,6 +14,9 @@
  * retired (its slot is freed, its generation moves on) and one
  * struct kdreg2_event with its cookie becomes readable from the fd.
  *
+ * open() errors: EMFILE (the user has the module's max_user_contexts fds
+ * open), EOPNOTSUPP (a 32-bit caller), ENOMEM.
+ *
  * Errors common to every ioctl:
  *   EIO     the fd is used from another mm than the one that opened it
  *           (a forked child, an fd passed over a socket, after exec).
@@ -30,16 +33,19 @@
 #define KDREG2_ATOMIC64 __u64
 #else
 #include <sys/ioctl.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #ifndef __user
 #define __user
 #endif
-/* Same size and alignment as the kernel's u32 and u64. */
-#define KDREG2_ATOMIC32 atomic_uint
-#define KDREG2_ATOMIC64 atomic_long
+/*
+ * Plain integers, as in HPE's header, so that C++ (and C before C11) can
+ * include this file; the module stores them with release semantics and the
+ * helpers below load them with acquire (__atomic builtins: GCC, Clang).
+ */
+#define KDREG2_ATOMIC32 uint32_t
+#define KDREG2_ATOMIC64 uint64_t
 #endif
 
 #ifdef __cplusplus
@@ -77,8 +83,9 @@ struct kdreg2_status_data;
  * out: status_data, the read-only status area in the caller's memory.
  * May be called again to resize while no region is monitored and no event
  * is pending.  Errors: ENOSPC (max_regions above the module's
- * max_regions_limit parameter), ENOMEM, EBUSY (regions monitored or events
- * pending), EIO.
+ * max_regions_limit parameter; the user's max_user_memory would be passed;
+ * or the process already keeps 8 areas left behind by closed fds), ENOMEM,
+ * EBUSY (regions monitored or events pending), EINTR (fatal signal), EIO.
  */
 struct kdreg2_config_data {
 	size_t max_regions;
@@ -99,7 +106,7 @@ struct kdreg2_status_data {
 static inline __attribute__((always_inline))
 uint64_t kdreg2_read_counter(const KDREG2_ATOMIC64 *counter)
 {
-	return atomic_load_explicit(counter, memory_order_acquire);
+	return __atomic_load_n(counter, __ATOMIC_ACQUIRE);
 }
 #endif
 
@@ -107,9 +114,9 @@ uint64_t kdreg2_read_counter(const KDREG2_ATOMIC64 *counter)
  * MONITOR: watch [addr, addr + length) under cookie.
  * Monitoring the same (addr, length, cookie) again returns the existing
  * params.  Errors: EINVAL (length 0, bad cookie, range wraps or leaves the
- * user address space), ENOSPC (max_regions monitored, or no CONFIG_DATA
- * yet), EBUSY (cookie
- * already used for another range), ENOMEM.
+ * user address space), ENOSPC (max_regions monitored, no CONFIG_DATA yet,
+ * or the user is at the module's max_user_regions), EBUSY (cookie already
+ * used for another range), ENOMEM.
  */
 struct kdreg2_ioctl_monitor {
 	const void __user *addr;
@@ -130,7 +137,7 @@ bool kdreg2_mapping_changed(const struct kdreg2_status_data *status_data,
 	if (status_data->max_regions < params->location)
 		return true;
 	ms = status_data->monitoring_state_base + params->location;
-	return atomic_load_explicit(&ms->u.state, memory_order_acquire) !=
+	return __atomic_load_n(&ms->u.state, __ATOMIC_ACQUIRE) !=
 	       params->generation;
 }
 #endif
@@ -157,7 +164,8 @@ enum kdreg2_event_type {
  * if the module's per-fd event cap is ever reached, further regions are
  * folded into one record with cookie KDREG2_BAD_COOKIE_VALUE whose range
  * covers all of them.  Errors: EINVAL (buffer smaller than one record),
- * EAGAIN (O_NONBLOCK and nothing pending), EFAULT, EIO.
+ * EAGAIN (O_NONBLOCK, and nothing pending or another reader busy), EACCES
+ * (bad buffer, as kdreg2; the events stay queued), EIO.
  */
 struct kdreg2_event {
 	uint32_t type;
