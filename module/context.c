@@ -41,6 +41,7 @@ static int mw_open(struct inode *inode, struct file *file)
 	mutex_init(&ctx->read_mutex);
 	init_waitqueue_head(&ctx->wq);
 	INIT_LIST_HEAD(&ctx->pending);
+	INIT_LIST_HEAD(&ctx->late);
 	ctx->ranges = RB_ROOT_CACHED;
 	ctx->cookies = RB_ROOT;
 	/* Past max_user_contexts: EMFILE, as inotify's max_user_instances. */

@@ -106,7 +106,7 @@ struct mw_region {
 	struct list_head event;		/* in ctx->pending once retired */
 	u64 cookie;
 	u32 slot;
-	u64 late;			/* busy period it was monitored in, or 0 */
+	struct list_head late_node;	/* in ctx->late, or empty */
 };
 
 /*
@@ -155,7 +155,8 @@ struct mw_ctx {
 	u64 skipped;
 	u64 nr_monitor, nr_unmonitor;
 	u32 policy;			/* MAPWATCH_POLICY_* */
-	/* How many regions were monitored late in busy period late_epoch. */
+	/* The regions monitored late in busy period late_epoch. */
+	struct list_head late;
 	u64 late_epoch;
 	size_t nr_late;
 	wait_queue_head_t wq;

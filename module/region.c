@@ -108,8 +108,10 @@ static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
 	rb_erase(&r->by_cookie, &ctx->cookies);
 	mw_slot_release(ctx, r->slot);
 	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
-	if (r->late && r->late == ctx->late_epoch && ctx->nr_late)
+	if (!list_empty(&r->late_node)) {
+		list_del_init(&r->late_node);
 		ctx->nr_late--;
+	}
 }
 
 /*
@@ -137,23 +139,34 @@ bool mw_event_skipped(enum mmu_notifier_event event)
 }
 
 /*
- * Retire up to MW_RETIRE_BATCH regions overlapping [start, last] (only those
- * monitored late in busy period @late, if not 0) and queue their events.
- * Caller holds ctx->lock.
+ * Retire up to MW_RETIRE_BATCH regions overlapping [start, last] and queue
+ * their events; with @late, only those monitored late in the current busy
+ * period, found on their own list, so an end pass never walks the regions
+ * its start already handled or skipped.  Caller holds ctx->lock.
  */
 static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
-			      unsigned long last, u64 late)
+			      unsigned long last, bool late)
 {
 	struct interval_tree_node *it, *next;
+	struct mw_region *r, *tmp;
 	unsigned int fired = 0;
 
+	if (late) {
+		list_for_each_entry_safe(r, tmp, &ctx->late, late_node) {
+			if (fired == MW_RETIRE_BATCH)
+				break;
+			if (r->it.start > last || r->it.last < start)
+				continue;
+			mw_detach(ctx, r);
+			mw_queue_event(ctx, r);
+			fired++;
+		}
+		return fired;
+	}
 	for (it = interval_tree_iter_first(&ctx->ranges, start, last);
 	     it && fired < MW_RETIRE_BATCH; it = next) {
-		struct mw_region *r = container_of(it, struct mw_region, it);
-
+		r = container_of(it, struct mw_region, it);
 		next = interval_tree_iter_next(it, start, last);
-		if (late && r->late != late)
-			continue;
 		mw_detach(ctx, r);
 		mw_queue_event(ctx, r);
 		fired++;
@@ -179,7 +192,7 @@ static unsigned int mw_handle(struct mw_ctx *ctx,
 		}
 		return 0;
 	}
-	fired = mw_retire(ctx, range->start, last, late);
+	fired = mw_retire(ctx, range->start, last, late != 0);
 	if (fired) {
 		mw_publish_counters(ctx);
 		trace_mapwatch_invalidate(range->start, range->end,
@@ -235,6 +248,29 @@ static int mw_check_range(u64 addr, u64 length, u64 cookie,
 }
 
 /*
+ * A region monitored while an invalidation of its mm is in flight (busy
+ * period @epoch, 0 if none) missed that start: each end of the period
+ * checks it.  Regions of an earlier period leave the list first (they were
+ * checked by its ends).  Caller holds ctx->lock.
+ */
+static void mw_mark_late(struct mw_ctx *ctx, struct mw_region *r, u64 epoch)
+{
+	struct mw_region *old, *tmp;
+
+	INIT_LIST_HEAD(&r->late_node);
+	if (!epoch)
+		return;
+	if (ctx->late_epoch != epoch) {
+		list_for_each_entry_safe(old, tmp, &ctx->late, late_node)
+			list_del_init(&old->late_node);
+		ctx->late_epoch = epoch;
+		ctx->nr_late = 0;
+	}
+	list_add_tail(&r->late_node, &ctx->late);
+	ctx->nr_late++;
+}
+
+/*
  * Monitor one range under ctx->lock.  *rp is a preallocated region, used
  * (and set to NULL) only when a new region is inserted.
  */
@@ -262,14 +298,7 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		r->cookie = cookie;
 		r->slot = mw_slot_take(ctx);
 		/* Inside an invalidation: its end checks this region. */
-		r->late = READ_ONCE(ctx->mwm->busy_epoch);
-		if (r->late) {
-			if (ctx->late_epoch != r->late) {
-				ctx->late_epoch = r->late;
-				ctx->nr_late = 0;
-			}
-			ctx->nr_late++;
-		}
+		mw_mark_late(ctx, r, READ_ONCE(ctx->mwm->busy_epoch));
 		interval_tree_insert(&r->it, &ctx->ranges);
 		mw_insert_cookie(ctx, r);
 		WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
