@@ -95,7 +95,7 @@ static int mw_release_file(struct inode *inode, struct file *file)
 	put_pid(ctx->owner);
 	mmdrop(ctx->mm);
 	kfree(ctx->evbuf);
-	kfree(ctx);
+	kfree_rcu(ctx, rcu);
 	return 0;
 }
 

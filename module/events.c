@@ -67,6 +67,7 @@ void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r)
 		}
 		list_add_tail(&r->event, &ctx->pending);
 		ctx->nr_queued++;
+		mw_user_unread(ctx->user, 1);
 		return;
 	}
 	mw_cover(ctx, r->it.start, r->it.last);
@@ -97,6 +98,7 @@ long mw_fold_events(struct mw_ctx *ctx, struct list_head *dead)
 		ctx->overflows += n;
 		list_splice_tail_init(&ctx->pending, dead);
 		ctx->nr_queued = 0;
+		mw_user_unread(ctx->user, -n);
 		mw_publish_counters(ctx);
 		trace_mapwatch_overflow(ctx->pend_start, ctx->pend_last,
 					KDREG2_BAD_COOKIE_VALUE,
@@ -153,6 +155,7 @@ static size_t mw_peek(struct mw_ctx *ctx, size_t max, size_t *regions,
 static void mw_consume(struct mw_ctx *ctx, size_t regions, bool covering,
 		       u64 ovf_seq, struct list_head *dead)
 {
+	mw_user_unread(ctx->user, -(long)regions);
 	while (regions--) {
 		struct mw_region *r;
 
@@ -165,8 +168,11 @@ static void mw_consume(struct mw_ctx *ctx, size_t regions, bool covering,
 	mw_publish_counters(ctx);
 }
 
-/* Free retired regions whose events are gone, and give back their charge. */
-void mw_free_records(struct mw_user *u, struct list_head *dead)
+/*
+ * Free retired regions whose events are gone, and give back their charge.
+ * Returns how many.
+ */
+long mw_free_records(struct mw_user *u, struct list_head *dead)
 {
 	struct mw_region *r, *tmp;
 	long n = 0;
@@ -178,6 +184,7 @@ void mw_free_records(struct mw_user *u, struct list_head *dead)
 	}
 	INIT_LIST_HEAD(dead);
 	mw_user_uncharge(u, n);
+	return n;
 }
 
 ssize_t mw_read(struct file *file, char __user *buf, size_t count,
@@ -260,6 +267,7 @@ int mw_flush(struct mw_ctx *ctx)
 		return -EINTR;
 	spin_lock(&ctx->lock);
 	list_splice_init(&ctx->pending, &dead);
+	mw_user_unread(ctx->user, -(long)ctx->nr_queued);
 	ctx->nr_queued = 0;
 	ctx->overflowed = false;
 	mw_publish_counters(ctx);
@@ -279,6 +287,7 @@ void mw_drop_events(struct mw_ctx *ctx)
 
 	spin_lock(&ctx->lock);
 	list_splice_init(&ctx->pending, &dead);
+	mw_user_unread(ctx->user, -(long)ctx->nr_queued);
 	ctx->nr_queued = 0;
 	ctx->overflowed = false;
 	mw_publish_counters(ctx);

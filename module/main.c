@@ -68,7 +68,7 @@ MODULE_PARM_DESC(max_user_regions,
 
 /* ~0: not given at load; mw_init() makes it 1/32 of RAM. */
 unsigned long mw_max_user_memory = ~0UL;
-MW_BOUNDED_PARAM(max_user_memory, mw_max_user_memory, 1UL << 50);
+MW_BOUNDED_PARAM(max_user_memory, mw_max_user_memory, LONG_MAX);
 MODULE_PARM_DESC(max_user_memory,
 		 "Bytes of status areas (live and spare) and slot rings one user may make the module hold, both sized by CONFIG_DATA's max_regions (CONFIG_DATA gives ENOSPC above; default 1/32 of RAM)");
 

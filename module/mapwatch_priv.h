@@ -18,13 +18,16 @@
  *       mw_spares_lock              (spinlock, from the area's ->close)
  *   ctx->read_mutex                 (per fd; a reader faults on its buffer)
  *     mmap_lock of the caller's own mm
- *   user->ctxs_lock                 (per user; folding)
+ *   user->ctxs_lock                 (per user, spinlock; folding)
  *     ctx->read_mutex               (trylock only: never waits for a reader)
  *       ctx->lock
  *   mwm->lock  ->  ctx->lock        (notifier; spinlocks, never sleeps)
- *   mw_users_lock, mw_spares_lock, mw_contexts_lock: leaves, held for a
- *   lookup or a list update, never across a sleep on memory or a lock
- *   another task may hold.
+ *   mw_users_lock, mw_spares_lock, mw_contexts_lock: leaf spinlocks, held
+ *   for a lookup or a list update of bounded length.  The sums over all
+ *   contexts (sysfs, any user) walk the list under RCU, not a lock.
+ *
+ * open() runs under misc_mtx, so it takes spinlocks only: no sleeping lock
+ * another task could hold across work a user can make long.
  *
  * The rule behind it: no global lock and no lock of another user is ever
  * held across an mmap_lock, or across anything else a user process can stall
@@ -78,7 +81,8 @@ struct mw_user {
 	atomic_long_t regions;		/* monitored + retired unread */
 	atomic_long_t memory;		/* bytes: status areas, slot rings */
 	atomic_long_t contexts;
-	struct mutex ctxs_lock;
+	atomic_long_t unread;		/* of regions: retired, queued */
+	spinlock_t ctxs_lock;
 	struct list_head ctxs;		/* its contexts (this level only) */
 };
 
@@ -135,7 +139,8 @@ struct mw_ctx {
 	struct list_head user_node;	/* in user->ctxs */
 	size_t ring_bytes;		/* free_slots, charged to user */
 	struct pid *owner;		/* the opener (thread group) */
-	struct list_head node;		/* in the global context list */
+	struct list_head node;		/* in the global context list (RCU) */
+	struct rcu_head rcu;
 
 	spinlock_t lock;
 	struct rb_root_cached ranges;
@@ -216,7 +221,7 @@ __poll_t mw_poll(struct file *file, struct poll_table_struct *wait);
 int mw_flush(struct mw_ctx *ctx);
 void mw_drop_events(struct mw_ctx *ctx);
 long mw_fold_events(struct mw_ctx *ctx, struct list_head *dead);
-void mw_free_records(struct mw_user *u, struct list_head *dead);
+long mw_free_records(struct mw_user *u, struct list_head *dead);
 
 /* ext.c */
 long mw_ext_ioctl(struct mw_ctx *ctx, unsigned int cmd, void __user *uarg);
@@ -243,6 +248,7 @@ long mw_user_memory(struct mw_user *u);
 void mw_user_add_ctx(struct mw_user *u, struct mw_ctx *ctx);
 void mw_user_del_ctx(struct mw_user *u, struct mw_ctx *ctx);
 long mw_user_fold(struct mw_user *u);
+void mw_user_unread(struct mw_user *u, long n);
 
 /* context.c */
 extern const struct file_operations mw_fops;

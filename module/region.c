@@ -334,9 +334,15 @@ static int mw_unmonitor_locked(struct mw_ctx *ctx, u64 cookie, u64 location,
  */
 static void mw_make_room(struct mw_ctx *ctx, u32 n)
 {
-	if (mw_user_regions(ctx->user) + n >
-	    min_t(unsigned long, READ_ONCE(mw_max_user_regions), LONG_MAX))
-		mw_user_fold(ctx->user);
+	long max = min_t(unsigned long, READ_ONCE(mw_max_user_regions),
+			 LONG_MAX);
+	struct mw_user *v;
+
+	for (v = ctx->user; v; v = v->parent)
+		if (mw_user_regions(v) + n > max) {
+			mw_user_fold(ctx->user);
+			return;
+		}
 }
 
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)

@@ -16,10 +16,15 @@
 #define CREATE_TRACE_POINTS
 #include "trace.h"
 
+/*
+ * The live contexts, for the sums.  Updated under a spinlock held for a list
+ * update only; read under RCU (a context is freed after a grace period), so
+ * a reader of the sums, which any user may be, delays no open or close.
+ */
 static LIST_HEAD(mw_contexts);
-static DEFINE_MUTEX(mw_contexts_lock);
+static DEFINE_SPINLOCK(mw_contexts_lock);
 /* What closed contexts contributed, so totals never go backwards. */
-static u64 mw_closed_events, mw_closed_overflows, mw_closed_skipped;
+static atomic64_t mw_closed_events, mw_closed_overflows, mw_closed_skipped;
 static struct kobject *mw_kobj;
 /* The longest ctx->lock hold of a notifier callback that retired regions. */
 static atomic64_t mw_max_hold_ns;
@@ -39,19 +44,20 @@ void mw_stats_hold(u64 ns)
 
 void mw_stats_add(struct mw_ctx *ctx)
 {
-	mutex_lock(&mw_contexts_lock);
-	list_add_tail(&ctx->node, &mw_contexts);
-	mutex_unlock(&mw_contexts_lock);
+	spin_lock(&mw_contexts_lock);
+	list_add_tail_rcu(&ctx->node, &mw_contexts);
+	spin_unlock(&mw_contexts_lock);
 }
 
+/* The context's own counts move to the closed totals; freed after RCU. */
 void mw_stats_del(struct mw_ctx *ctx)
 {
-	mutex_lock(&mw_contexts_lock);
-	list_del(&ctx->node);
-	mw_closed_events += ctx->total_events;
-	mw_closed_overflows += ctx->overflows;
-	mw_closed_skipped += ctx->skipped;
-	mutex_unlock(&mw_contexts_lock);
+	spin_lock(&mw_contexts_lock);
+	list_del_rcu(&ctx->node);
+	atomic64_add(ctx->total_events, &mw_closed_events);
+	atomic64_add(ctx->overflows, &mw_closed_overflows);
+	atomic64_add(ctx->skipped, &mw_closed_skipped);
+	spin_unlock(&mw_contexts_lock);
 }
 
 struct mw_totals {
@@ -63,15 +69,15 @@ static void mw_sum(struct mw_totals *t)
 	struct mw_ctx *ctx;
 
 	memset(t, 0, sizeof(*t));
-	mutex_lock(&mw_contexts_lock);
-	t->events = mw_closed_events;
-	t->overflows = mw_closed_overflows;
-	t->skipped = mw_closed_skipped;
+	rcu_read_lock();
+	t->events = atomic64_read(&mw_closed_events);
+	t->overflows = atomic64_read(&mw_closed_overflows);
+	t->skipped = atomic64_read(&mw_closed_skipped);
 	/*
 	 * A snapshot without ctx->lock: any reader may look, so it must not
 	 * contend with the notifier; each counter is read once, whole.
 	 */
-	list_for_each_entry(ctx, &mw_contexts, node) {
+	list_for_each_entry_rcu(ctx, &mw_contexts, node) {
 		t->contexts++;
 		t->regions += READ_ONCE(ctx->nr_regions);
 		t->pending += READ_ONCE(ctx->nr_queued) +
@@ -80,7 +86,7 @@ static void mw_sum(struct mw_totals *t)
 		t->overflows += READ_ONCE(ctx->overflows);
 		t->skipped += READ_ONCE(ctx->skipped);
 	}
-	mutex_unlock(&mw_contexts_lock);
+	rcu_read_unlock();
 }
 
 #define MW_TOTAL_ATTR(field)						\

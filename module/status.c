@@ -104,7 +104,7 @@ err:
  * Spare areas, hashed by the mm they were mapped in.  The lock is a leaf:
  * taken under an mmap_lock by ->close, never held across anything else.
  */
-static DEFINE_HASHTABLE(mw_spares, 6);
+static DEFINE_HASHTABLE(mw_spares, 12);
 static DEFINE_SPINLOCK(mw_spares_lock);
 
 void mw_status_put(struct mw_status *st)
@@ -270,15 +270,16 @@ static unsigned int mw_spares_of(struct mm_struct *mm)
 
 /*
  * The context let go of @st: keep it as a spare if it is still mapped where
- * it was.  Its regions' words were all moved on; nothing of the context
- * stays in it.
+ * it was, and its mm has fewer than MW_MAX_SPARES.  Its regions' words were
+ * all moved on; nothing of the context stays in it.  An area past the cap
+ * stays mapped (and charged) but is never reused.
  */
 void mw_status_park(struct mw_status *st)
 {
 	if (!st)
 		return;
 	spin_lock(&mw_spares_lock);
-	if (st->home && !st->spare) {
+	if (st->home && !st->spare && mw_spares_of(st->mm) < MW_MAX_SPARES) {
 		hash_add(mw_spares, &st->spare_node, (unsigned long)st->mm);
 		st->spare = true;
 	}

@@ -13,9 +13,11 @@
  * A user is a (user namespace, uid) pair, charged up the namespace chain the
  * way the kernel's ucounts are (inc_ucount() is not exported to modules):
  * every charge to a user in a namespace is also a charge to the namespace's
- * owner in its parent, up to the initial namespace, each level checked
- * against the same budget.  So a user who maps a range of subordinate uids
- * into a namespace still has one budget, not one per uid.
+ * owner in its parent, each level checked against the same budget.  So a
+ * user who maps a range of subordinate uids into a namespace still has one
+ * budget, not one per uid.  The chain stops below a namespace that root
+ * owns: containers an admin makes (a runtime's user namespaces, all owned by
+ * root) are tenants of their own, not charges to root's one budget.
  */
 #include "mapwatch_priv.h"
 
@@ -48,7 +50,8 @@ static void mw_user_free(struct mw_user *u)
 			return;
 		WARN_ON_ONCE(atomic_long_read(&u->regions) ||
 			     atomic_long_read(&u->memory) ||
-			     atomic_long_read(&u->contexts));
+			     atomic_long_read(&u->contexts) ||
+			     atomic_long_read(&u->unread));
 		put_user_ns(u->ns);
 		kfree(u);
 		u = parent;
@@ -70,7 +73,7 @@ static struct mw_user *mw_user_lookup(struct user_namespace *ns, kuid_t uid)
 		}
 	spin_unlock(&mw_users_lock);
 
-	if (ns != &init_user_ns) {
+	if (ns != &init_user_ns && !uid_eq(ns->owner, GLOBAL_ROOT_UID)) {
 		parent = mw_user_lookup(ns->parent, ns->owner);
 		if (!parent)
 			return NULL;
@@ -84,7 +87,7 @@ static struct mw_user *mw_user_lookup(struct user_namespace *ns, kuid_t uid)
 	new->uid = uid;
 	new->parent = parent;
 	refcount_set(&new->ref, 1);
-	mutex_init(&new->ctxs_lock);
+	spin_lock_init(&new->ctxs_lock);
 	INIT_LIST_HEAD(&new->ctxs);
 
 	/* Another open may have made it meanwhile: use the first. */
@@ -103,6 +106,18 @@ static struct mw_user *mw_user_lookup(struct user_namespace *ns, kuid_t uid)
 	return new;
 }
 
+/* Add @n to *@c unless that passes @lim; never above it, even briefly. */
+static bool mw_add_below(atomic_long_t *c, long n, long lim)
+{
+	long old = atomic_long_read(c);
+
+	do {
+		if (n > lim - old)
+			return false;
+	} while (!atomic_long_try_cmpxchg(c, &old, old + n));
+	return true;
+}
+
 /* Add @n to @field of @u and its ancestors; false (nothing added) past @max. */
 static bool mw_charge(struct mw_user *u, size_t field, long n,
 		      unsigned long max)
@@ -110,14 +125,9 @@ static bool mw_charge(struct mw_user *u, size_t field, long n,
 	long lim = min_t(unsigned long, max, LONG_MAX);
 	struct mw_user *v;
 
-	for (v = u; v; v = v->parent) {
-		atomic_long_t *c = (void *)v + field;
-
-		if (atomic_long_add_return(n, c) > lim) {
-			atomic_long_sub(n, c);
+	for (v = u; v; v = v->parent)
+		if (!mw_add_below((void *)v + field, n, lim))
 			goto undo;
-		}
-	}
 	return true;
 undo:
 	for (; u != v; u = u->parent)
@@ -203,35 +213,48 @@ long mw_user_memory(struct mw_user *u)
 /* The user's contexts, for mw_user_fold(). */
 void mw_user_add_ctx(struct mw_user *u, struct mw_ctx *ctx)
 {
-	mutex_lock(&u->ctxs_lock);
+	spin_lock(&u->ctxs_lock);
 	list_add_tail(&ctx->user_node, &u->ctxs);
-	mutex_unlock(&u->ctxs_lock);
+	spin_unlock(&u->ctxs_lock);
 }
 
 void mw_user_del_ctx(struct mw_user *u, struct mw_ctx *ctx)
 {
-	mutex_lock(&u->ctxs_lock);
+	spin_lock(&u->ctxs_lock);
 	list_del(&ctx->user_node);
-	mutex_unlock(&u->ctxs_lock);
+	spin_unlock(&u->ctxs_lock);
+}
+
+/* Records of @u's contexts (this level) queued unread: +@n or -@n. */
+void mw_user_unread(struct mw_user *u, long n)
+{
+	atomic_long_add(n, &u->unread);
 }
 
 /*
- * The user is at max_user_regions: fold the unread events of its contexts
- * into their covering records, which frees them and gives their charge back
- * (the state words, not the events, are the truth).  A context whose reader
- * is busy is skipped rather than waited for.  Returns how many were folded.
+ * The user is at max_user_regions: fold the unread events of its contexts,
+ * at its level and each level it is charged to, into their covering
+ * records, which frees them and gives their charge back (the state words,
+ * not the events, are the truth).  A context whose reader is busy is
+ * skipped rather than waited for; a level with nothing unread is not
+ * walked.  Returns how many were folded.
  */
 long mw_user_fold(struct mw_user *u)
 {
+	struct mw_user *v;
 	struct mw_ctx *ctx;
-	LIST_HEAD(dead);
 	long n = 0;
 
-	if (mutex_lock_killable(&u->ctxs_lock))
-		return 0;
-	list_for_each_entry(ctx, &u->ctxs, user_node)
-		n += mw_fold_events(ctx, &dead);
-	mutex_unlock(&u->ctxs_lock);
-	mw_free_records(u, &dead);
+	for (v = u; v; v = v->parent) {
+		LIST_HEAD(dead);
+
+		if (atomic_long_read(&v->unread) <= 0)
+			continue;
+		spin_lock(&v->ctxs_lock);
+		list_for_each_entry(ctx, &v->ctxs, user_node)
+			mw_fold_events(ctx, &dead);
+		spin_unlock(&v->ctxs_lock);
+		n += mw_free_records(v, &dead);
+	}
 	return n;
 }

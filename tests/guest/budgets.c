@@ -554,6 +554,10 @@ static void ns_user(int k, char *mem, int res, int hold)
 	_exit(0);
 }
 
+/* Who makes the namespace (NOBODY, or 0: root, as a container runtime). */
+static uid_t ns_owner_uid = NOBODY;
+static int ns_users = NS_USERS;
+
 /* The namespace owner: nobody, then unshare, then the eight users. */
 static void ns_owner(const char *dir, int to_parent, int from_parent,
 		     int hold)
@@ -581,8 +585,9 @@ static void ns_owner(const char *dir, int to_parent, int from_parent,
 			rep.step = 1;
 		}
 	}
-	if (!rep.err && (setresgid(NOBODY, NOBODY, NOBODY) ||
-			 setresuid(NOBODY, NOBODY, NOBODY))) {
+	if (!rep.err && ns_owner_uid &&
+	    (setresgid(ns_owner_uid, ns_owner_uid, ns_owner_uid) ||
+	     setresuid(ns_owner_uid, ns_owner_uid, ns_owner_uid))) {
 		rep.err = errno;
 		rep.step = 2;
 	}
@@ -597,7 +602,7 @@ static void ns_owner(const char *dir, int to_parent, int from_parent,
 	/* Full capabilities in the namespace: back into the chroot. */
 	if (fchdir(host) || chroot("."))
 		_exit(7);
-	for (int k = 0; k < NS_USERS; k++) {
+	for (int k = 0; k < ns_users; k++) {
 		pid_t pid = fork();
 
 		if (pid < 0)
@@ -711,6 +716,86 @@ TEST(user_namespace_shares_owner_budget)
 	EXPECT_EQ(rep.regions[0], NS_BUDGET);
 	ASSERT_LE(total, NS_BUDGET);
 	ASSERT_LE(regions, NS_BUDGET);
+}
+
+/*
+ * Namespaces root makes (a container runtime's) are tenants of their own:
+ * their users are not charged to root's one budget, or the first container
+ * to fill it would refuse every other container (review of the ucounts
+ * emulation, 2026-12-07).  Two root-owned namespaces, one user each, each
+ * monitors the whole budget while the other holds its regions.
+ */
+static pid_t ns_start(const char *dir, int base, int up[2], int down[2],
+		      int hold[2], struct ns_report *rep)
+{
+	char path[64], map[32];
+	pid_t pid;
+
+	if (pipe(up) || pipe(down) || pipe(hold))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		close(hold[1]);
+		ns_owner(dir, up[1], down[0], hold[0]);
+	}
+	close(up[1]);
+	close(down[0]);
+	close(hold[0]);
+	if (pid < 0 || read(up[0], rep, sizeof(*rep)) != sizeof(*rep))
+		return -1;
+	if (rep->err)
+		return pid;
+	snprintf(map, sizeof(map), "0 %d 1000", base);
+	snprintf(path, sizeof(path), "/proc/%d/setgroups", pid);
+	write_file(path, "deny");
+	snprintf(path, sizeof(path), "/proc/%d/uid_map", pid);
+	if (write_file(path, map))
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/gid_map", pid);
+	if (write_file(path, map) || write(down[1], "m", 1) != 1 ||
+	    read(up[0], rep, sizeof(*rep)) != sizeof(*rep))
+		return -1;
+	return pid;
+}
+
+TEST(root_made_namespaces_are_separate_tenants)
+{
+	long long old = tap_read_ll(PARAM, "max_user_regions");
+	char dir[] = "/tmp/budgets-userns.XXXXXX";
+	int up[2][2], down[2][2], hold[2][2], status;
+	struct ns_report rep[2];
+	pid_t pid[2];
+
+	ASSERT_GT(old, 0);
+	ASSERT_TRUE(mkdtemp(dir) != NULL);
+	ASSERT_EQ(write_param_ll("max_user_regions", NS_BUDGET), 0);
+	ns_owner_uid = 0;
+	ns_users = 1;
+	pid[0] = ns_start(dir, 100000, up[0], down[0], hold[0], &rep[0]);
+	pid[1] = ns_start(dir, 200000, up[1], down[1], hold[1], &rep[1]);
+	/* Each owner holds a copy of the other's pipes: close all, then wait. */
+	for (int i = 0; i < 2; i++) {
+		close(hold[i][1]);
+		close(down[i][1]);
+	}
+	for (int i = 0; i < 2; i++)
+		if (pid[i] > 0)
+			EXPECT_EQ(waitpid(pid[i], &status, 0), pid[i]);
+	ASSERT_EQ(write_param_ll("max_user_regions", old), 0);
+	EXPECT_EQ(rmdir(dir), 0);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_TRUE(pid[i] > 0);
+		if (rep[i].err == EINVAL && rep[i].step == 3)
+			SKIP("kernel without user namespaces (unshare: EINVAL)");
+		ASSERT_EQ(rep[i].err, 0);
+		tap_diag("root's namespace %d, its uid 0: %ld regions", i,
+			 rep[i].regions[0]);
+	}
+	/* The second container got its whole budget while the first held. */
+	ASSERT_EQ(rep[0].regions[0], NS_BUDGET);
+	ASSERT_EQ(rep[1].regions[0], NS_BUDGET);
 }
 
 /*
