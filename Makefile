@@ -128,12 +128,14 @@ check-kernels: $(DEPS_ALL_STAMP)
 # 60-second stress run, under KASAN, lockdep, kmemleak and fault injection.
 DEBUG_FUZZ_OPS ?= 125000
 DEBUG_STRESS_SECONDS ?= 60
+# Each of tests/trinity/run's two trinity runs (the debug lane only).
+DEBUG_TRINITY_SECONDS ?= 90
 check-debug: all
 	vm/build-debug-kernel >/dev/null
 	@$(MAKE) --no-print-directory build/kernel/$$(cat $(CACHE)/debug-kernel/version)/mapwatch.ko \
 		build/splat/$$(cat $(CACHE)/debug-kernel/version)/mapwatch_splat.ko
 	FUZZ_OPS=$(DEBUG_FUZZ_OPS) FUZZ_SEEDS=8 STRESS_SECONDS=$(DEBUG_STRESS_SECONDS) \
-		TAP_TIMEOUT=1800 TEST_TIMEOUT=3000 GUEST_TIMEOUT=5400 \
+		TRINITY_SECONDS=$(DEBUG_TRINITY_SECONDS) TAP_TIMEOUT=1800 TEST_TIMEOUT=3000 GUEST_TIMEOUT=5400 \
 		tests/check --guest --kernel debug
 
 # tests/BAD_INPUT.md from the log of the last make check.
