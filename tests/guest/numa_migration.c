@@ -6,6 +6,13 @@
  * queued) by the time that process's call returns.  A migration that moves
  * nothing (a query, a page already on its target node) changes nothing.
  *
+ * NUMA balancing moving a watched transparent huge page to the node its
+ * task runs on changes the frames too, with nobody calling anything: the
+ * region must report changed (and its event be queued) once the frames
+ * moved.  Before 5.14 that move (do_huge_pmd_numa_page() ->
+ * migrate_misplaced_transhuge_page()) has no notifier range of its own; the
+ * only one is the hinting scan's MMU_NOTIFY_PROTECTION_VMA before it.
+ *
  * Needs two NUMA nodes (vm/run --numa; listed in numa.list); the migration
  * cases skip in a one-node guest, never pass.  System calls are made with
  * syscall(2): no libnuma needed.
@@ -14,11 +21,17 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "mapwatch_uapi.h"
+#include "pagemap.h"
 #include "tap.h"
 
 #define PAGE 4096UL
@@ -383,6 +396,346 @@ TEST(migration_that_moves_nothing_does_not_invalidate)
 	ASSERT_TRUE(changed(a));
 	expect_event(p, NPAGES * PAGE, 1);
 	helper_stop(&h);
+}
+
+/*
+ * NUMA balancing of a watched THP.  The knobs it turns are global, so they
+ * are put back before the case ends (the case's other work runs in a child
+ * bounded well within the TAP timeout).
+ */
+#define HPAGE (2UL << 20)
+#define HPAGE_NR (HPAGE / PAGE)
+#define NUMA_WAIT_S 60		/* a hang guard, not a timing check */
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+struct knob {
+	char path[128];
+	char old[64];
+};
+
+static struct knob knobs[8];
+static int nknobs;
+
+static int write_str(const char *path, const char *val)
+{
+	int f = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (f < 0)
+		return -1;
+	n = write(f, val, strlen(val));
+	close(f);
+	return n == (ssize_t)strlen(val) ? 0 : -1;
+}
+
+/* Sets the knob at @path, keeping its old value; -1 if there is none. */
+static int knob_set(const char *path, const char *val)
+{
+	struct knob *k = &knobs[nknobs];
+	int f = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (f < 0)
+		return -1;
+	ASSERT_LT(nknobs, (int)NELEM(knobs));
+	n = read(f, k->old, sizeof(k->old) - 1);
+	close(f);
+	ASSERT_GT(n, 0);
+	k->old[n] = 0;
+	snprintf(k->path, sizeof(k->path), "%s", path);
+	nknobs++;
+	ASSERT_EQ(write_str(path, val), 0);
+	return 0;
+}
+
+static void knobs_restore(void)
+{
+	while (nknobs > 0) {
+		struct knob *k = &knobs[--nknobs];
+
+		if (write_str(k->path, k->old))
+			tap_diag("could not restore %s", k->path);
+	}
+}
+
+/*
+ * Short NUMA-balancing scan periods: sysctls before 5.13
+ * (kernel.numa_balancing_scan_*), debugfs from 5.13 on.  Returns where they
+ * were found, or NULL (the defaults are slower, not different).
+ */
+static const char *numa_scan_fast(void)
+{
+	static const char *const dirs[] = {
+		"/proc/sys/kernel/numa_balancing_",
+		"/sys/kernel/debug/sched/numa_balancing/",
+	};
+	static const char *const knob[][2] = {
+		{ "scan_delay_ms", "10" },
+		{ "scan_period_min_ms", "10" },
+		{ "scan_period_max_ms", "200" },
+		{ "scan_size_mb", "256" },
+	};
+	char path[128];
+
+	if (access("/sys/kernel/debug/sched", F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	for (size_t d = 0; d < NELEM(dirs); d++) {
+		snprintf(path, sizeof(path), "%s%s", dirs[d], knob[0][0]);
+		if (access(path, W_OK))
+			continue;
+		for (size_t i = 0; i < NELEM(knob); i++) {
+			snprintf(path, sizeof(path), "%s%s", dirs[d],
+				 knob[i][0]);
+			if (knob_set(path, knob[i][1]))
+				tap_diag("no %s", path);
+		}
+		return dirs[d];
+	}
+	return NULL;
+}
+
+/* The CPUs of @node, from /sys/devices/system/node/nodeN/cpulist. */
+static void node_cpus(int node, cpu_set_t *set)
+{
+	char path[64], buf[256] = "";
+	char *s = buf;
+	int f;
+
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/cpulist",
+		 node);
+	f = open(path, O_RDONLY);
+	ASSERT_TRUE(f >= 0);
+	ASSERT_GT(read(f, buf, sizeof(buf) - 1), 0);
+	close(f);
+	CPU_ZERO(set);
+	while (*s >= '0' && *s <= '9') {
+		long a = strtol(s, &s, 10), b = a;
+
+		if (*s == '-')
+			b = strtol(s + 1, &s, 10);
+		for (long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET(c, set);
+		while (*s == ',')
+			s++;
+	}
+	ASSERT_GT(CPU_COUNT(set), 0);
+}
+
+static void run_on_node(int node)
+{
+	cpu_set_t set;
+
+	node_cpus(node, &set);
+	ASSERT_OK(sched_setaffinity(0, sizeof(set), &set));
+	sched_yield();
+}
+
+/* AnonHugePages (kB, PMD-mapped THP) of the VMA holding @addr. */
+static long anon_huge_kb(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+	long kb = -1;
+
+	ASSERT_TRUE(f != NULL);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			continue;
+		}
+		if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	ASSERT_GE(kb, 0);
+	return kb;
+}
+
+/* The NUMA-balancing counters of /proc/vmstat this case reports. */
+static const char *const vmstat_names[] = {
+	"numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults",
+	"numa_hint_faults_local", "numa_pages_migrated", "pgmigrate_success",
+	"pgmigrate_fail", "thp_migration_success", "thp_migration_fail",
+};
+#define NVMSTAT NELEM(vmstat_names)
+
+static void vmstat_read(long long v[NVMSTAT])
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char name[64];
+	long long x;
+
+	ASSERT_TRUE(f != NULL);
+	for (size_t i = 0; i < NVMSTAT; i++)
+		v[i] = -1;	/* not on this kernel */
+	while (fscanf(f, "%63s %lld", name, &x) == 2)
+		for (size_t i = 0; i < NVMSTAT; i++)
+			if (!strcmp(name, vmstat_names[i]))
+				v[i] = x;
+	fclose(f);
+}
+
+static void vmstat_diag(const long long a[NVMSTAT], const long long b[NVMSTAT])
+{
+	for (size_t i = 0; i < NVMSTAT; i++)
+		if (a[i] >= 0)
+			tap_diag("  %s +%lld", vmstat_names[i], b[i] - a[i]);
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Pages of the THP at @p whose frame is no longer the one in @before. */
+static int frames_moved(int pm, const char *p, const uint64_t *before)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < HPAGE_NR; i++) {
+		uint64_t f = pagemap_frame(pm, p + i * PAGE);
+
+		if (f && f != before[i])
+			n++;
+	}
+	return n;
+}
+
+/* THP off ("[never]" selected): MADV_HUGEPAGE would get none. */
+static bool thp_never(void)
+{
+	char buf[128] = "";
+	int f = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
+
+	if (f < 0)
+		return false;
+	if (read(f, buf, sizeof(buf) - 1) < 0)
+		buf[0] = 0;
+	close(f);
+	return strstr(buf, "[never]") != NULL;
+}
+
+/* The case's own child: a fresh mm that starts under the short periods. */
+static void thp_balancing_child(void)
+{
+	static uint64_t before[HPAGE_NR];
+	long long vm0[NVMSTAT], vm1[NVMSTAT];
+	volatile char *v;
+	unsigned long iters = 0;
+	uint64_t skipped0;
+	double t0, t;
+	int pm, moved = 0, node;
+	params_t a;
+	char *area, *p;
+
+	/* Populated while running on node 0: its frames are there. */
+	run_on_node(0);
+	area = mmap(NULL, 2 * HPAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(area != MAP_FAILED);
+	p = (char *)(((uintptr_t)area + HPAGE - 1) & ~(HPAGE - 1));
+	ASSERT_OK(madvise(p, HPAGE, MADV_HUGEPAGE));
+	memset(p, 0x5a, HPAGE);
+	if (anon_huge_kb(p) != (long)(HPAGE / 1024))
+		NEED("thp", "no transparent huge page behind a touched, "
+		     "aligned MADV_HUGEPAGE range");
+	ASSERT_EQ(node_of(p), 0);
+	ASSERT_EQ(node_of(p + HPAGE - PAGE), 0);
+	pm = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_TRUE(pm >= 0);
+	for (size_t i = 0; i < HPAGE_NR; i++) {
+		before[i] = pagemap_frame(pm, p + i * PAGE);
+		ASSERT_NE(before[i], 0);	/* frames need root */
+	}
+
+	/* Watched, not pinned. */
+	setup();
+	a = watch(p, HPAGE, 42);
+	skipped0 = kdreg2_read_counter(
+		&mapwatch_status_ext(st)->skipped_invalidations);
+	vmstat_read(vm0);
+
+	/* Used from node 1 until NUMA balancing brings the page over. */
+	run_on_node(1);
+	v = p;
+	t0 = now_s();
+	do {
+		for (size_t i = 0; i < HPAGE_NR; i++)
+			(void)v[i * PAGE];
+		iters++;
+		if (pagemap_frame(pm, p) != before[0] ||
+		    pagemap_frame(pm, p + HPAGE - PAGE) != before[HPAGE_NR - 1])
+			moved = frames_moved(pm, p, before);
+		t = now_s();
+	} while (!moved && t - t0 < NUMA_WAIT_S && iters < 100000000UL);
+	vmstat_read(vm1);
+	tap_diag("after %.1f s, %lu passes: %d of %lu frames moved, node %d, "
+		 "changed %d, pending %llu, skipped invalidations %llu",
+		 t - t0, iters, moved, HPAGE_NR, node_of(p), changed(a),
+		 (unsigned long long)pending(),
+		 (unsigned long long)(kdreg2_read_counter(
+			&mapwatch_status_ext(st)->skipped_invalidations) -
+			skipped0));
+	vmstat_diag(vm0, vm1);
+	if (!moved)
+		tap_diag("NUMA balancing never moved the page within %d s "
+			 "(the counters above: did a scan mark it, did a "
+			 "fault try to move it)", NUMA_WAIT_S);
+	ASSERT_GT(moved, 0);
+
+	/* The frames moved: that is a change the region must report. */
+	ASSERT_TRUE(changed(a));
+	ASSERT_EQ(pending(), 1);
+	expect_event(p, HPAGE, 42);
+	node = node_of(p);
+	ASSERT_EQ(node, 1);
+	ASSERT_EQ(moved, (int)HPAGE_NR);	/* one huge page, moved whole */
+	for (size_t i = 0; i < HPAGE; i += PAGE)
+		ASSERT_EQ(p[i], 0x5a);
+	close(pm);
+}
+
+TEST(numa_balancing_thp_migration_invalidates)
+{
+	const char *scan;
+	pid_t pid;
+	int status;
+
+	need_two_nodes();
+	if (access("/proc/sys/kernel/numa_balancing", F_OK))
+		SKIP("kernel without NUMA balancing (CONFIG_NUMA_BALANCING)");
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK))
+		NEED("thp", "kernel without transparent huge pages");
+	if (thp_never())
+		ASSERT_OK(knob_set("/sys/kernel/mm/transparent_hugepage/enabled",
+				   "madvise"));
+	ASSERT_OK(knob_set("/proc/sys/kernel/numa_balancing", "1"));
+	scan = numa_scan_fast();
+	tap_diag("scan periods: %s", scan ? scan : "defaults (no knobs)");
+	pid = fork();
+	if (pid == 0) {
+		thp_balancing_child();
+		fflush(stdout);
+		_exit(tap_case_failed);
+	}
+	if (pid > 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	knobs_restore();
+	ASSERT_GT(pid, 0);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == TAP_SKIP_EXIT)
+		exit(TAP_SKIP_EXIT);
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		tap_diag("the case's child failed (wait status %#x)", status);
+		exit(1);
+	}
 }
 
 int main(int argc, char **argv)
