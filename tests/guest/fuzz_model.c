@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "mapwatch_uapi.h"
+#include "skipped_events.h"
 
 #define PAGE 4096UL
 #define NPAGES 64
@@ -62,6 +63,8 @@ static struct model {
 	uint64_t ovf_start, ovf_last;
 	uint64_t total, overflows, seq;
 	bool mapped[NPAGES];
+	int prot[NPAGES];	/* of each mapped page */
+	bool mprotect_retires;	/* PROTECTION_VMA not skipped here */
 	char *arena;
 } m;
 
@@ -610,6 +613,8 @@ static void op_mapping(void)
 		if (any_mapped(p0, np))
 			model_retire(s, e);
 		memset(m.mapped + p0, 1, np);
+		for (size_t i = p0; i < p0 + np; i++)
+			m.prot[i] = PROT_READ | PROT_WRITE;
 		if (below(2))
 			memset(a, 0x5a, np * PAGE);
 		break;
@@ -631,12 +636,55 @@ static void op_mapping(void)
 					     (uintptr_t)m.arena + (i + 1) * PAGE);
 		break;
 	}
-	default:
+	default: {
+		int prot = below(2) ? PROT_READ : PROT_READ | PROT_WRITE;
+
 		logop("mprotect(page %zu +%zu)", p0, np);
-		(void)mprotect(a, np * PAGE, below(2) ? PROT_READ :
-						PROT_READ | PROT_WRITE);
+		(void)mprotect(a, np * PAGE, prot);	/* ENOMEM on holes */
+		/*
+		 * The kernel changes the VMAs in order and stops at the first
+		 * hole; a VMA whose protection is already @prot is left
+		 * alone.  Each one it changes is one PROTECTION_VMA range
+		 * (change_pmd_range(): the arena's page table always exists),
+		 * which retires its regions where that event is not skipped.
+		 */
+		for (size_t i = p0; i < p0 + np && m.mapped[i]; i++) {
+			if (m.prot[i] == prot)
+				continue;
+			m.prot[i] = prot;
+			if (m.mprotect_retires)
+				model_retire((uintptr_t)m.arena + i * PAGE,
+					     (uintptr_t)m.arena + (i + 1) * PAGE);
+		}
 		break;
 	}
+	}
+}
+
+/*
+ * The arena, in one 2 MiB block with a touched read-only page of its own
+ * VMA after it: whatever the operations unmap, the block's page table stays
+ * (free_pgtables() frees none that another VMA shares), so every mprotect
+ * announces its range (the kernel skips a PMD without one).
+ */
+static char *map_arena(void)
+{
+	const size_t block = 2UL << 20, len = NPAGES * PAGE;
+	char *r = mmap(NULL, 2 * block, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *a, *end;
+
+	if (r == MAP_FAILED)
+		return NULL;
+	a = (char *)(((uintptr_t)r + block - 1) & ~(block - 1));
+	end = r + 2 * block;
+	if (mprotect(a + len, PAGE, PROT_READ))
+		return NULL;
+	*(volatile char *)(a + len);
+	if (a > r)
+		munmap(r, a - r);
+	munmap(a + len + PAGE, end - (a + len + PAGE));
+	return a;
 }
 
 static int run_seed(uint64_t seed, unsigned long ops)
@@ -663,11 +711,13 @@ static int run_seed(uint64_t seed, unsigned long ops)
 		printf("# open %s: %s\n", MAPWATCH_DEVICE_NAME, strerror(errno));
 		return 3;
 	}
-	m.arena = mmap(NULL, NPAGES * PAGE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m.arena == MAP_FAILED)
+	m.arena = map_arena();
+	if (!m.arena)
 		return 3;
 	memset(m.mapped, 1, sizeof(m.mapped));
+	for (size_t i = 0; i < NPAGES; i++)
+		m.prot[i] = PROT_READ | PROT_WRITE;
+	m.mprotect_retires = !mw_skips("protection_vma");
 	for (opno = 0; opno < ops; opno++) {
 		unsigned int r;
 

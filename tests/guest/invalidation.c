@@ -34,6 +34,7 @@
 
 #include "mapwatch_uapi.h"
 #include "pagemap.h"
+#include "skipped_events.h"
 #include "tap.h"
 
 #define PAGE 4096UL
@@ -728,6 +729,13 @@ TEST(mprotect_skipped_then_munmap_caught)
 	a = watch(p, 2 * PAGE, 1);
 	s0 = skipped();
 	ASSERT_OK(mprotect(p, 2 * PAGE, PROT_READ));
+	if (!mw_skips("protection_vma")) {
+		/* Not skipped here (5.10: NUMA balancing moves a THP under
+		 * this event alone): reported at once, nothing counted. */
+		expect_retired(a, p, 2 * PAGE, 1);
+		ASSERT_EQ(skipped(), s0);
+		return;
+	}
 	ASSERT_FALSE(changed(a));
 	ASSERT_OK(mprotect(p, PAGE, PROT_NONE));
 	ASSERT_FALSE(changed(a));
@@ -1072,27 +1080,37 @@ TEST(spurious_fork_with_private_hugetlb)
  * Spurious but safe: mprotect over part of a THP splits the VMA, and the
  * VMA split splits the PMD (MMU_NOTIFY_CLEAR over the 2 MiB) before the
  * protection change itself (PROTECTION_VMA, skipped).  Over the whole THP
- * nothing is split and nothing reported.
+ * nothing is split and nothing reported where PROTECTION_VMA is skipped;
+ * where it is not (5.10), each mprotect reports the region, and the page
+ * stays where it was all the same.
  */
 TEST(spurious_partial_mprotect_over_thp)
 {
+	bool skips = mw_skips("protection_vma");
 	char *p = map_2m(true);
-	uint64_t pfn;
+	uint64_t pfn, cookie = 1;
 	params_t a;
 
 	setup(8);
-	a = watch(p + MIB, PAGE, 1);
+	a = watch(p + MIB, PAGE, cookie);
 	pfn = pfn_of(p + MIB);
-	ASSERT_OK(mprotect(p, HPAGE, PROT_READ));
-	ASSERT_OK(mprotect(p, HPAGE, PROT_READ | PROT_WRITE));
+	for (int i = 0; i < 2; i++) {
+		ASSERT_OK(mprotect(p, HPAGE, i ? PROT_READ | PROT_WRITE :
+					       PROT_READ));
+		if (skips)
+			continue;
+		expect_retired(a, p + MIB, PAGE, cookie);
+		a = watch(p + MIB, PAGE, ++cookie);
+	}
 	ASSERT_FALSE(changed(a));
 	expect_no_event();
+	ASSERT_EQ(pfn_of(p + MIB), pfn);
 	ASSERT_EQ(anon_huge_kb(p), (long)(HPAGE / 1024));
 	ASSERT_OK(mprotect(p, 16 * PAGE, PROT_READ));
 	ASSERT_EQ(pfn_of(p + MIB), pfn);
 	ASSERT_EQ(anon_huge_kb(p + MIB), 0);
 	tap_diag("today: the PMD split of a partial mprotect reports the region");
-	expect_retired(a, p + MIB, PAGE, 1);
+	expect_retired(a, p + MIB, PAGE, cookie);
 }
 
 /*
@@ -1129,9 +1147,20 @@ TEST(spurious_mprotect_splitting_vma_off_2m)
 	ASSERT_OK(mprotect(p, len, PROT_READ));
 	ASSERT_EQ(pfn_of(p), pfn[0]);
 	ASSERT_EQ(pfn_of(p + len - PAGE), pfn[1]);
-	ASSERT_FALSE(changed(mid));
 	tap_diag("today: the VMA split announces a PMD split over the ends");
-	expect_retired(whole, p, len, 1);
+	if (!mw_skips("protection_vma")) {
+		/* 5.10: the protection change itself reports the middle too,
+		 * after the split (the ends) reported the whole. */
+		ASSERT_TRUE(changed(whole));
+		ASSERT_TRUE(changed(mid));
+		ASSERT_EQ(pending(), 2);
+		expect_event(p, len, 1);
+		expect_event(p + len / 2, PAGE, 2);
+		expect_no_event();
+	} else {
+		ASSERT_FALSE(changed(mid));
+		expect_retired(whole, p, len, 1);
+	}
 	area = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(area != MAP_FAILED);

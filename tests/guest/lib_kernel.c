@@ -15,6 +15,7 @@
 
 #include "host/libtest.h"
 #include "mapwatch_uapi.h"
+#include "skipped_events.h"
 
 static struct mapwatch *kernel(size_t max)
 {
@@ -265,15 +266,40 @@ TEST(events_poll_counters)
 	struct mapwatch_event ev[4];
 	struct seen s = { 0 };
 	char *p = map_pages(NULL, 8, 0);
+	uint64_t reported = 0;
 
 	for (int i = 0; i < 3; i++)
 		ASSERT_OK(mapwatch_watch(mw, p + 2 * i * PAGE, PAGE, 100 + i, &h[i]));
 	ASSERT_FALSE(readable(mw, 0));
 	ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 0);
 	ASSERT_OK(mprotect(p, 8 * PAGE, PROT_READ));	/* skipped, counted */
+	if (!mw_skips("protection_vma")) {
+		/* Not skipped on this kernel (5.10): every region reported
+		 * once, in address order, nothing counted; watched again. */
+		ASSERT_TRUE(readable(mw, 0));
+		ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 3);
+		for (int i = 0; i < 3; i++) {
+			ASSERT_EQ(ev[i].cookie, 100 + i);
+			ASSERT_EQ(ev[i].addr, (uintptr_t)p + 2 * i * PAGE);
+			ASSERT_OK(mapwatch_watch(mw, p + 2 * i * PAGE, PAGE,
+						 100 + i, &h[i]));
+		}
+		ASSERT_EQ(mstats(mw).skipped, 0);
+		reported = 3;
+	}
 	ASSERT_OK(mprotect(p, 8 * PAGE, PROT_READ | PROT_WRITE));
+	if (!reported) {
+		ASSERT_FALSE(readable(mw, 0));
+		ASSERT_GT(mstats(mw).skipped, 0);
+	} else {
+		ASSERT_EQ(mapwatch_read_events(mw, ev, 4), 3);
+		for (int i = 0; i < 3; i++)
+			ASSERT_OK(mapwatch_watch(mw, p + 2 * i * PAGE, PAGE,
+						 100 + i, &h[i]));
+		ASSERT_EQ(mstats(mw).skipped, 0);
+		reported += 3;
+	}
 	ASSERT_FALSE(readable(mw, 0));
-	ASSERT_GT(mstats(mw).skipped, 0);
 	ASSERT_OK(munmap(p, PAGE));
 	ASSERT_OK(madvise(p + 4 * PAGE, PAGE, MADV_DONTNEED));
 	ASSERT_TRUE(mapwatch_pending(mw));
@@ -286,7 +312,7 @@ TEST(events_poll_counters)
 	ASSERT_EQ(s.ev[0].cookie, 102);
 	ASSERT_FALSE(readable(mw, 0));
 	ASSERT_FALSE(mapwatch_pending(mw));
-	ASSERT_EQ(mstats(mw).events, 2);
+	ASSERT_EQ(mstats(mw).events, 2 + reported);
 	ASSERT_EQ(mstats(mw).watched, 1);
 	ASSERT_EQ(mstats(mw).overflows, 0);
 	mapwatch_close(mw);
