@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include "mapwatch_uapi.h"
 #include "tap.h"
@@ -199,6 +200,11 @@ static void drop_to_nobody(void)
 	ASSERT_OK(setresgid(NOBODY, NOBODY, NOBODY));
 	ASSERT_OK(setresuid(NOBODY, NOBODY, NOBODY));
 	ASSERT_EQ(geteuid(), NOBODY);
+	/*
+	 * Changing uids made the process undumpable, and on 5.10 its own
+	 * /proc/self/fdinfo then answers EACCES: the cases read it.
+	 */
+	ASSERT_OK(prctl(PR_SET_DUMPABLE, 1));
 }
 
 /* Run @fn as nobody in a child; the child's exit status. */
