@@ -21,37 +21,14 @@
 #include <sys/prctl.h>
 
 #include "mapwatch_uapi.h"
+#include "module_state.h"
 #include "tap.h"
 
 #define PAGE 4096UL
 #define MiB (1024LL * 1024)
-#define PARAM "/sys/module/mapwatch/parameters/"
+#define PARAM MW_PARAM_DIR
 #define SYSFS "/sys/kernel/mapwatch/"
 #define NOBODY 65534
-
-/* 0, or the errno of writing @val to the parameter. */
-static int write_param(const char *name, const char *val)
-{
-	char path[128];
-	int fd, err = 0;
-
-	snprintf(path, sizeof(path), PARAM "%s", name);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return errno;
-	if (write(fd, val, strlen(val)) < 0)
-		err = errno;
-	close(fd);
-	return err;
-}
-
-static int write_param_ll(const char *name, long long v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%lld", v);
-	return write_param(name, buf);
-}
 
 /*
  * Set a parameter for the case; its old value goes to *old (-1: no such
@@ -157,42 +134,6 @@ static long long status_size(size_t n)
 static long long capacity_cost(size_t n)
 {
 	return status_size(n) + 4LL * n;
-}
-
-/* How many status areas this process has mapped. */
-static int status_mappings(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, "[mapwatch-status]") != NULL;
-	fclose(f);
-	return n;
-}
-
-/* The per-fd figure @key from /proc/self/fdinfo/@fd, or -1. */
-static long long fdinfo(int fd, const char *key)
-{
-	char path[64], line[256];
-	size_t n = strlen(key);
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':') {
-			v = atoll(line + n + 1);
-			break;
-		}
-	fclose(f);
-	return v;
 }
 
 static void drop_to_nobody(void)
@@ -646,6 +587,13 @@ static int write_file(const char *path, const char *text)
 	return err;
 }
 
+/* Namespaces need CONFIG_USER_NS (the debug lane's kernel has none). */
+static void need_user_namespaces(void)
+{
+	if (access("/proc/self/ns/user", F_OK))
+		SKIP("kernel without user namespaces (no /proc/self/ns/user)");
+}
+
 TEST(user_namespace_shares_owner_budget)
 {
 	static const char clone_ok[] = "/proc/sys/kernel/unprivileged_userns_clone";
@@ -659,6 +607,7 @@ TEST(user_namespace_shares_owner_budget)
 	long total = 0;
 	pid_t pid;
 
+	need_user_namespaces();
 	ASSERT_GT(old, 0);
 	ASSERT_GE(regions0, 0);
 	ASSERT_OK(pipe(up));
@@ -774,6 +723,7 @@ TEST(root_made_namespaces_are_separate_tenants)
 	struct ns_report rep[2];
 	pid_t pid[2];
 
+	need_user_namespaces();
 	ASSERT_GT(old, 0);
 	ASSERT_TRUE(mkdtemp(dir) != NULL);
 	ASSERT_EQ(write_param_ll("max_user_regions", NS_BUDGET), 0);

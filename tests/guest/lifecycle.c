@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "mapwatch_uapi.h"
+#include "module_state.h"
 #include "tap.h"
 
 #define PAGE 4096UL
@@ -29,21 +30,6 @@
 
 typedef struct kdreg2_monitoring_params params_t;
 typedef const struct kdreg2_status_data status_t;
-
-/* How many status areas this process has mapped. */
-static int status_mappings(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, "[mapwatch-status]") != NULL;
-	fclose(f);
-	return n;
-}
 
 static double now_ns(void)
 {

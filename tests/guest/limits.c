@@ -12,37 +12,14 @@
 #include <sys/mman.h>
 
 #include "mapwatch_uapi.h"
+#include "module_state.h"
 #include "tap.h"
 
 #define PAGE 4096UL
-#define PARAM "/sys/module/mapwatch/parameters/"
+#define PARAM MW_PARAM_DIR
 #define NOBODY 65534
 #define BUDGET 3000
 #define FDS 4
-
-/* 0, or the errno of writing @val to the parameter. */
-static int write_param(const char *name, const char *val)
-{
-	char path[128];
-	int fd, err = 0;
-
-	snprintf(path, sizeof(path), PARAM "%s", name);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return errno;
-	if (write(fd, val, strlen(val)) < 0)
-		err = errno;
-	close(fd);
-	return err;
-}
-
-static int write_param_ll(const char *name, long long v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%lld", v);
-	return write_param(name, buf);
-}
 
 /* Monitor one page of @mem under @cookie: 0 or the errno. */
 static int watch(int fd, const char *mem, uint64_t cookie)
