@@ -258,6 +258,18 @@ __poll_t mw_poll(struct file *file, struct poll_table_struct *wait)
 	return 0;
 }
 
+/* Empty the queue and the covering record onto @dead, for the caller to free. */
+static void mw_take_events(struct mw_ctx *ctx, struct list_head *dead)
+{
+	spin_lock(&ctx->lock);
+	list_splice_init(&ctx->pending, dead);
+	mw_user_unread(ctx->user, -(long)ctx->nr_queued);
+	ctx->nr_queued = 0;
+	ctx->overflowed = false;
+	mw_publish_counters(ctx);
+	spin_unlock(&ctx->lock);
+}
+
 int mw_flush(struct mw_ctx *ctx)
 {
 	LIST_HEAD(dead);
@@ -265,13 +277,7 @@ int mw_flush(struct mw_ctx *ctx)
 	/* A reader may hold it across a fault on its buffer: never stuck. */
 	if (mutex_lock_killable(&ctx->read_mutex))
 		return -EINTR;
-	spin_lock(&ctx->lock);
-	list_splice_init(&ctx->pending, &dead);
-	mw_user_unread(ctx->user, -(long)ctx->nr_queued);
-	ctx->nr_queued = 0;
-	ctx->overflowed = false;
-	mw_publish_counters(ctx);
-	spin_unlock(&ctx->lock);
+	mw_take_events(ctx, &dead);
 	mutex_unlock(&ctx->read_mutex);
 	mw_free_records(ctx->user, &dead);
 	return 0;
@@ -285,12 +291,6 @@ void mw_drop_events(struct mw_ctx *ctx)
 {
 	LIST_HEAD(dead);
 
-	spin_lock(&ctx->lock);
-	list_splice_init(&ctx->pending, &dead);
-	mw_user_unread(ctx->user, -(long)ctx->nr_queued);
-	ctx->nr_queued = 0;
-	ctx->overflowed = false;
-	mw_publish_counters(ctx);
-	spin_unlock(&ctx->lock);
+	mw_take_events(ctx, &dead);
 	mw_free_records(ctx->user, &dead);
 }
