@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #define MW_PARAM_DIR "/sys/module/mapwatch/parameters/"
@@ -55,15 +56,18 @@ static inline int status_mappings(void)
 	return n;
 }
 
-/* The field @key ("mapwatch-...") of /proc/self/fdinfo/@fd, or -1. */
-static inline long long fdinfo(int fd, const char *key)
+/* The field @key ("mapwatch-...") of /proc/@pid/fdinfo/@fd (0: self), or -1. */
+static inline long long fdinfo_of(pid_t pid, int fd, const char *key)
 {
 	char path[64], line[256];
 	size_t n = strlen(key);
 	long long v = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+	else
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
@@ -74,6 +78,11 @@ static inline long long fdinfo(int fd, const char *key)
 		}
 	fclose(f);
 	return v;
+}
+
+static inline long long fdinfo(int fd, const char *key)
+{
+	return fdinfo_of(0, fd, key);
 }
 
 #endif /* MAPWATCH_TESTS_MODULE_STATE_H */

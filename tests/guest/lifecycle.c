@@ -379,27 +379,6 @@ static char task_state(pid_t tid)
 	return p && p[1] == ' ' ? p[2] : 0;
 }
 
-/* The per-fd figure @key from /proc/@pid/fdinfo/@fd, or -1. */
-static long long fdinfo_of(pid_t pid, int fd, const char *key)
-{
-	char path[64], line[256];
-	size_t n = strlen(key);
-	long long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':') {
-			v = atoll(line + n + 1);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
 /*
  * Review #5: at the mm's ->release every region's translation is gone, but
  * no task can ever read that mm's events again (read() from another mm is
