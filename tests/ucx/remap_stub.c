@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,8 +30,15 @@ static void *next(const char *fn, const char *ver)
 
 	if (!p)
 		p = dlsym(RTLD_NEXT, fn);
-	if (!p)
+	if (!p) {	/* libuct_ib loaded libibverbs RTLD_LOCAL */
+		void *h = dlopen("libibverbs.so.1", RTLD_LAZY | RTLD_NOLOAD);
+
+		p = h ? dlvsym(h, fn, ver) : NULL;
+	}
+	if (!p) {
+		fprintf(stderr, "remap_stub: no %s after this library\n", fn);
 		abort();
+	}
 	return p;
 }
 
@@ -46,12 +54,14 @@ static struct ibv_mr *after(struct ibv_mr *mr, void *addr, size_t len)
 	t = strtoul(s, NULL, 0);
 	if (t < (uintptr_t)addr || t + page > (uintptr_t)addr + len)
 		return mr;
-	if (munmap((void *)t, page))
+	fprintf(stderr, "remap_stub: registered %p+%#zx, remapping the page at %#lx\n",
+		addr, len, (unsigned long)t);
+	if (munmap((void *)t, page) ||
+	    (p = mmap((void *)t, page, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)) != (void *)t) {
+		perror("remap_stub: munmap/mmap");
 		abort();
-	p = mmap((void *)t, page, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (p != (void *)t)
-		abort();
+	}
 	memset(p, 0xa5, page);
 	setenv("REMAP_STUB_DONE", "1", 1);
 	return mr;
