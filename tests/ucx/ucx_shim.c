@@ -22,8 +22,13 @@
  *                unmap gives a new memh (the old one is still held, so its
  *                memory cannot be reused for the new one); the same memh
  *                is a stale cache hit.
+ *   bypass       (F12) sm-stale over verbs, but ucp_mem_map called through
+ *                dlsym(libucp's handle, ...), as a language binding does:
+ *                no interposed UCP entry point runs, the unmap must still
+ *                reach UCP's cache before the second lookup.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,6 +81,8 @@ static void fini(void)
 	ucp_cleanup(ctx);
 }
 
+static __typeof__(ucp_mem_map) *mem_map = ucp_mem_map;
+
 static ucs_status_t map(void *addr, size_t len, ucp_mem_h *memh)
 {
 	ucp_mem_map_params_t mp = {
@@ -84,7 +91,7 @@ static ucs_status_t map(void *addr, size_t len, ucp_mem_h *memh)
 		.length = len,
 	};
 
-	return ucp_mem_map(ctx, &mp, memh);
+	return mem_map(ctx, &mp, memh);
 }
 
 static void *xmmap(void *at, size_t len)
@@ -245,6 +252,21 @@ static int sm_stale(void)
 	return m1 == m2 ? 1 : 0;
 }
 
+/* --- bypass (F12) ---------------------------------------------------------- */
+
+static int bypass(void)
+{
+	void *h = dlopen("libucp.so.0", RTLD_LAZY | RTLD_NOLOAD);
+
+	if (!h || !(*(void **)&mem_map = dlsym(h, "ucp_mem_map")))
+		broken("dlsym(libucp.so.0, ucp_mem_map)", dlerror() ?: "?");
+	if (mem_map == ucp_mem_map)
+		broken("dlsym(libucp's handle) found the interposed ucp_mem_map", "?");
+	printf("ucx_shim %s: ucp_mem_map through libucp's own handle (%p, the "
+	       "program's is %p)\n", name, *(void **)&mem_map, (void *)ucp_mem_map);
+	return sm_stale();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(void); } cases[] = {
@@ -252,6 +274,7 @@ int main(int argc, char **argv)
 		{ "full-monitor", full_monitor },
 		{ "fork", fork_case },
 		{ "sm-stale", sm_stale },
+		{ "bypass", bypass },
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -260,6 +283,6 @@ int main(int argc, char **argv)
 			name = cases[i].name;
 			return cases[i].fn();
 		}
-	fprintf(stderr, "usage: ucx_shim reg-window|full-monitor|fork|sm-stale\n");
+	fprintf(stderr, "usage: ucx_shim reg-window|full-monitor|fork|sm-stale|bypass\n");
 	return 2;
 }
