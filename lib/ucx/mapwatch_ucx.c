@@ -16,11 +16,14 @@
  *    A range it cannot watch (the monitor full) is registered all the same
  *    and reported as unmapped at the next entry point, so UCX uses it once
  *    and drops it (uncached);
- *  - at every UCP entry point that can look up a registration (the calls
- *    that take a user buffer, ucp_mem_map, and ucp_worker_progress, where
- *    rendezvous registers receive buffers) checks whether mapwatch has
- *    pending events and, if so, hands each changed range to ucm_vm_munmap(),
- *    which queues it on every UCX registration cache.
+ *  - at every registration cache lookup, ucs_rcache_get() (UCP's cache and
+ *    every memory domain's call it from their own libraries, so through
+ *    our definition), and in ucp_worker_progress, checks whether mapwatch
+ *    has pending events and, if so, hands each changed range to
+ *    ucm_vm_munmap(), which queues it on every UCX registration cache.  No
+ *    list of UCP entry points to keep up to date: a call UCX adds, or a
+ *    binding that calls libucp through its own dlsym(), still looks its
+ *    registrations up there.
  *
  * mapwatch marks a change before the munmap() (brk, madvise, mremap...)
  * that made it returns, so a lookup that starts after that return finds the
@@ -42,6 +45,7 @@
 #include <infiniband/verbs.h>
 #include <ucm/api/ucm.h>
 #include <ucp/api/ucp.h>
+#include <ucs/memory/rcache.h>
 
 #include "mapwatch.h"
 
@@ -591,116 +595,26 @@ EXPORT ucs_status_t ucp_init_version(unsigned api_major_version, unsigned api_mi
 		sync_events();						\
 		return f args;						\
 	}
-#define ERR UCS_ERR_UNSUPPORTED
-#define ERR_PTR UCS_STATUS_PTR(UCS_ERR_UNSUPPORTED)
 
+/* Not needed for lookups (ucs_rcache_get is), but a regular drain point
+ * for ranges handed out uncached. */
 WRAP(unsigned, 0, ucp_worker_progress, (ucp_worker_h worker), (worker))
-WRAP(ucs_status_t, ERR, ucp_mem_map,
-     (ucp_context_h context, const ucp_mem_map_params_t *params, ucp_mem_h *memh_p),
-     (context, params, memh_p))
+/*
+ * The lookup every UCX registration cache makes (UCP's own, and in UCX
+ * 1.13.1 the ib, knem, xpmem, gdr_copy and rocm memory domains'), each from
+ * its own library, so through our definition: events are reported before
+ * any lookup, whichever UCP call (or UCT user) led to it.
+ */
+EXPORT ucs_status_t ucs_rcache_get(ucs_rcache_t *rcache, void *address, size_t length,
+				   int prot, void *arg, ucs_rcache_region_t **region_p)
+{
+	__typeof__(ucs_rcache_get) *f = REAL(ucs_rcache_get, NULL, "libucs.so.0");
 
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_send_nb,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_send_callback_t cb),
-     (ep, buffer, count, datatype, tag, cb))
-WRAP(ucs_status_t, ERR, ucp_tag_send_nbr,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, void *req),
-     (ep, buffer, count, datatype, tag, req))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_send_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_tag_t tag,
-      const ucp_request_param_t *param),
-     (ep, buffer, count, tag, param))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_send_sync_nb,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_send_callback_t cb),
-     (ep, buffer, count, datatype, tag, cb))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_send_sync_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_tag_t tag,
-      const ucp_request_param_t *param),
-     (ep, buffer, count, tag, param))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_recv_nb,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_tag_t tag_mask, ucp_tag_recv_callback_t cb),
-     (worker, buffer, count, datatype, tag, tag_mask, cb))
-WRAP(ucs_status_t, ERR, ucp_tag_recv_nbr,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_tag_t tag_mask, void *req),
-     (worker, buffer, count, datatype, tag, tag_mask, req))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_recv_nbx,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_tag_t tag,
-      ucp_tag_t tag_mask, const ucp_request_param_t *param),
-     (worker, buffer, count, tag, tag_mask, param))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_msg_recv_nb,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_message_h message, ucp_tag_recv_callback_t cb),
-     (worker, buffer, count, datatype, message, cb))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_tag_msg_recv_nbx,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_tag_message_h message,
-      const ucp_request_param_t *param),
-     (worker, buffer, count, message, param))
-
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_stream_send_nb,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_send_callback_t cb, unsigned flags),
-     (ep, buffer, count, datatype, cb, flags))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_stream_send_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, const ucp_request_param_t *param),
-     (ep, buffer, count, param))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_stream_recv_nb,
-     (ucp_ep_h ep, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_stream_recv_callback_t cb, size_t *length, unsigned flags),
-     (ep, buffer, count, datatype, cb, length, flags))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_stream_recv_nbx,
-     (ucp_ep_h ep, void *buffer, size_t count, size_t *length,
-      const ucp_request_param_t *param),
-     (ep, buffer, count, length, param))
-
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_am_send_nb,
-     (ucp_ep_h ep, uint16_t id, const void *buffer, size_t count,
-      ucp_datatype_t datatype, ucp_send_callback_t cb, unsigned flags),
-     (ep, id, buffer, count, datatype, cb, flags))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_am_send_nbx,
-     (ucp_ep_h ep, unsigned id, const void *header, size_t header_length,
-      const void *buffer, size_t count, const ucp_request_param_t *param),
-     (ep, id, header, header_length, buffer, count, param))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_am_recv_data_nbx,
-     (ucp_worker_h worker, void *data_desc, void *buffer, size_t count,
-      const ucp_request_param_t *param),
-     (worker, data_desc, buffer, count, param))
-
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_put_nb,
-     (ucp_ep_h ep, const void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey, ucp_send_callback_t cb),
-     (ep, buffer, length, remote_addr, rkey, cb))
-WRAP(ucs_status_t, ERR, ucp_put_nbi,
-     (ucp_ep_h ep, const void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_put_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, uint64_t remote_addr,
-      ucp_rkey_h rkey, const ucp_request_param_t *param),
-     (ep, buffer, count, remote_addr, rkey, param))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_get_nb,
-     (ucp_ep_h ep, void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey, ucp_send_callback_t cb),
-     (ep, buffer, length, remote_addr, rkey, cb))
-WRAP(ucs_status_t, ERR, ucp_get_nbi,
-     (ucp_ep_h ep, void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
-WRAP(ucs_status_ptr_t, ERR_PTR, ucp_get_nbx,
-     (ucp_ep_h ep, void *buffer, size_t count, uint64_t remote_addr,
-      ucp_rkey_h rkey, const ucp_request_param_t *param),
-     (ep, buffer, count, remote_addr, rkey, param))
-WRAP(ucs_status_t, ERR, ucp_put,
-     (ucp_ep_h ep, const void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
-WRAP(ucs_status_t, ERR, ucp_get,
-     (ucp_ep_h ep, void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
+	if (!f)
+		return UCS_ERR_UNSUPPORTED;
+	sync_events();
+	return f(rcache, address, length, prot, arg, region_p);
+}
 
 /*
  * Whether the dynamic linker resolves UCX's calls to our definitions (a
@@ -711,9 +625,12 @@ extern __typeof__(ibv_reg_mr_iova2) own_reg_mr_iova2
 	__attribute__((alias("ibv_reg_mr_iova2"), visibility("hidden")));
 extern __typeof__(ucp_worker_progress) own_worker_progress
 	__attribute__((alias("ucp_worker_progress"), visibility("hidden")));
+extern __typeof__(ucs_rcache_get) own_rcache_get
+	__attribute__((alias("ucs_rcache_get"), visibility("hidden")));
 
 static bool interposed(void)
 {
 	return dlsym(RTLD_DEFAULT, "ibv_reg_mr_iova2") == (void *)own_reg_mr_iova2 &&
-	       dlsym(RTLD_DEFAULT, "ucp_worker_progress") == (void *)own_worker_progress;
+	       dlsym(RTLD_DEFAULT, "ucp_worker_progress") == (void *)own_worker_progress &&
+	       dlsym(RTLD_DEFAULT, "ucs_rcache_get") == (void *)own_rcache_get;
 }

@@ -17,7 +17,7 @@ int main(int argc, char **argv)
 {
 	void *h = argc == 2 ? dlopen(argv[1], RTLD_NOW | RTLD_LOCAL) : NULL;
 	unsigned (*progress)(ucp_worker_h);
-	ucs_status_t (*put_nbi)(ucp_ep_h, const void *, size_t, uint64_t, ucp_rkey_h);
+	__typeof__(ucp_init_version) *init_version;
 	unsigned n;
 	ucs_status_t st;
 
@@ -26,14 +26,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	*(void **)&progress = dlsym(h, "ucp_worker_progress");
-	*(void **)&put_nbi = dlsym(h, "ucp_put_nbi");
-	if (!progress || !put_nbi || dlopen("libucp.so.0", RTLD_NOW | RTLD_NOLOAD)) {
+	*(void **)&init_version = dlsym(h, "ucp_init_version");
+	if (!progress || !init_version || dlopen("libucp.so.0", RTLD_NOW | RTLD_NOLOAD)) {
 		fprintf(stderr, "shim_missing: the shim lacks the symbols, or libucp is loaded\n");
 		return 2;
 	}
 	n = progress(NULL);
-	st = put_nbi(NULL, NULL, 0, 0, NULL);
-	printf("shim_missing: without libucp: ucp_worker_progress -> %u, ucp_put_nbi -> %s\n",
+	st = init_version(UCP_API_MAJOR, UCP_API_MINOR, NULL, NULL, NULL);
+	printf("shim_missing: without libucp: ucp_worker_progress -> %u, ucp_init_version -> %s\n",
 	       n, ucs_status_string(st));
 	return n == 0 && st == UCS_ERR_UNSUPPORTED ? 0 : 1;
 }
