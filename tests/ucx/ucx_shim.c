@@ -257,11 +257,14 @@ static int sm_stale(void)
 static int bypass(void)
 {
 	void *h = dlopen("libucp.so.0", RTLD_LAZY | RTLD_NOLOAD);
+	Dl_info info;
 
 	if (!h || !(*(void **)&mem_map = dlsym(h, "ucp_mem_map")))
 		broken("dlsym(libucp.so.0, ucp_mem_map)", dlerror() ?: "?");
-	if (mem_map == ucp_mem_map)
-		broken("dlsym(libucp's handle) found the interposed ucp_mem_map", "?");
+	if (!dladdr(*(void **)&mem_map, &info) || !info.dli_fname ||
+	    !strstr(info.dli_fname, "libucp.so"))
+		broken("dlsym(libucp's handle) found a ucp_mem_map outside libucp",
+		       info.dli_fname ?: "?");
 	printf("ucx_shim %s: ucp_mem_map through libucp's own handle (%p, the "
 	       "program's is %p)\n", name, *(void **)&mem_map, (void *)ucp_mem_map);
 	return sm_stale();
