@@ -7,14 +7,23 @@
  *  - declares UCM_EVENT_VM_UNMAPPED external (ucm_set_external_event) when
  *    the program calls ucp_init_version(), before UCX creates a registration
  *    cache, so UCX does not install unmap hooks of its own for them;
- *  - watches every range UCX registers with the NIC, by interposing the
- *    verbs registration calls libuct_ib makes (ibv_reg_mr, ibv_reg_mr_iova,
- *    ibv_reg_mr_iova2; ibv_dereg_mr unwatches);
- *  - at every UCP entry point that can look up a registration (the calls
- *    that take a user buffer, ucp_mem_map, and ucp_worker_progress, where
- *    rendezvous registers receive buffers) checks whether mapwatch has
- *    pending events and, if so, hands each changed range to ucm_vm_munmap(),
- *    which queues it on every UCX registration cache.
+ *    and only when every transport UCX_TLS allows registers through verbs
+ *    (InfiniBand/RoCE transports and self): UCX's other caches (knem, the
+ *    UCP cache of a shared-memory-only context) would hear of no unmap;
+ *  - watches every range UCX registers with the NIC before the registration
+ *    is made, by interposing the verbs registration calls libuct_ib makes
+ *    (ibv_reg_mr, ibv_reg_mr_iova, ibv_reg_mr_iova2; ibv_dereg_mr unwatches).
+ *    A range it cannot watch (the monitor full) is registered all the same
+ *    and reported as unmapped at the next entry point, so UCX uses it once
+ *    and drops it (uncached);
+ *  - at every registration cache lookup, ucs_rcache_get() (UCP's cache and
+ *    every memory domain's call it from their own libraries, so through
+ *    our definition), and in ucp_worker_progress, checks whether mapwatch
+ *    has pending events and, if so, hands each changed range to
+ *    ucm_vm_munmap(), which queues it on every UCX registration cache.  No
+ *    list of UCP entry points to keep up to date: a call UCX adds, or a
+ *    binding that calls libucp through its own dlsym(), still looks its
+ *    registrations up there.
  *
  * mapwatch marks a change before the munmap() (brk, madvise, mremap...)
  * that made it returns, so a lookup that starts after that return finds the
@@ -31,9 +40,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include <infiniband/verbs.h>
 #include <ucm/api/ucm.h>
 #include <ucp/api/ucp.h>
+#include <ucs/memory/rcache.h>
 
 #include "mapwatch.h"
 
@@ -54,7 +66,27 @@ static int draining;			/* readers between read and report */
 static int verbose;
 
 /* Counters printed at exit with MAPWATCH_UCX_STATS=1. */
-static unsigned long n_watch, n_unwatch, n_events, n_refused;
+static unsigned long n_watch, n_unwatch, n_uncached, n_events, n_refused;
+static bool stats_at_exit;
+
+/*
+ * Ranges registered without a watch (the monitor full, or failing): each
+ * is reported to ucm as unmapped at the next entry point, so UCX's cache
+ * drops the region once its user puts it back.  A stack, pushed by the
+ * registering thread, taken whole by drain().
+ */
+struct uncached {
+	struct uncached *next;
+	void *addr;
+	size_t len;
+};
+static struct uncached *uncached_head;
+
+/* After fork(): the parent's monitor (closed by the child's first
+ * ucp_init) and whether the parent had declared unmaps external in the
+ * libucm the child inherited. */
+static struct mapwatch *parent_mw;
+static bool inherited_external;
 
 /* The watch of each registration, by its struct ibv_mr. */
 struct node {
@@ -80,7 +112,9 @@ static void say(const char *fmt, const char *arg)
 /*
  * The definition after ours in the search order; a library loaded with
  * RTLD_LOCAL (a component dlopen()ed by an MPI) is not in that order, so
- * ask it by name too.
+ * ask it by name too.  NULL when there is none (a program that found our
+ * definition by dlsym() to detect a feature its libucp lacks): the
+ * wrapper then fails the call as unsupported.
  */
 static void *real(const char *name, const char *version, const char *lib)
 {
@@ -94,13 +128,13 @@ static void *real(const char *name, const char *version, const char *lib)
 		if (h)
 			p = dlsym(h, name);
 	}
-	if (!p) {
-		say("cannot find the real %s", name);
-		abort();
-	}
+	if (!p)
+		say("no %s after this library: the call fails (unsupported)", name);
 	return p;
 }
 
+/* The real function, or NULL (looked up again next time: the library
+ * may be loaded later). */
 #define REAL(fn, ver, lib) ({						\
 	static __typeof__(fn) *real_fn;					\
 	__typeof__(fn) *f = __atomic_load_n(&real_fn, __ATOMIC_ACQUIRE);	\
@@ -124,9 +158,19 @@ static void report(void *arg, const struct mapwatch_event *ev)
 
 static void drain(void)
 {
+	struct mapwatch *m = __atomic_load_n(&mw, __ATOMIC_ACQUIRE);
+	struct uncached *u, *next;
+
 	pthread_mutex_lock(&drain_lock);
 	__atomic_fetch_add(&draining, 1, __ATOMIC_SEQ_CST);
-	mapwatch_drain(mw, report, NULL);
+	if (m)
+		mapwatch_drain(m, report, NULL);
+	u = __atomic_exchange_n(&uncached_head, NULL, __ATOMIC_ACQ_REL);
+	for (; u; u = next) {
+		next = u->next;
+		ucm_vm_munmap(u->addr, u->len);
+		free(u);
+	}
 	__atomic_fetch_sub(&draining, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&drain_lock);
 }
@@ -140,8 +184,9 @@ static inline void sync_events(void)
 {
 	struct mapwatch *m = __atomic_load_n(&mw, __ATOMIC_ACQUIRE);
 
-	if (m && (mapwatch_pending(m) ||
-		  __atomic_load_n(&draining, __ATOMIC_SEQ_CST)))
+	if ((m && mapwatch_pending(m)) ||
+	    __atomic_load_n(&uncached_head, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&draining, __ATOMIC_SEQ_CST))
 		drain();
 }
 
@@ -168,36 +213,182 @@ static unsigned long env_ulong(const char *name, unsigned long def)
 static void print_stats(void)
 {
 	fprintf(stderr, "libmapwatch-ucx: %s, watched %lu, unwatched %lu, "
-		"refused %lu, events reported to ucm %lu\n",
+		"uncached %lu, refused %lu, events reported to ucm %lu\n",
 		state == ST_ACTIVE ? "active" : "off", n_watch, n_unwatch,
-		n_refused, n_events);
+		n_uncached, n_refused, n_events);
+}
+
+/*
+ * The transports a UCP configuration allows, from ucp_config_print() (so
+ * the environment, ucp_config_modify() and UCX's config files all count):
+ * true when every one registers memory only through verbs (the InfiniBand
+ * and RoCE transports, and self, which registers nothing).  Anything else
+ * may be a memory domain whose cache subscribes to unmaps but whose
+ * registrations we never see: knem's (an ioctl, not interposable), UCP's
+ * own cache of a context without IB (review 2026-12-07, F3).  "all" and
+ * "^..." allow shared memory.  *tls gets the value (malloc'ed) for the
+ * message.
+ */
+static bool verbs_only(const ucp_config_t *config, char **tls)
+{
+	static const char *const ok[] = {
+		"self", "ib", "rc", "rc_v", "rc_verbs", "rc_x", "rc_mlx5",
+		"ud", "ud_v", "ud_verbs", "ud_x", "ud_mlx5", "dc", "dc_x", "dc_mlx5",
+	};
+	__typeof__(ucp_config_read) *cread = UCP(ucp_config_read);
+	__typeof__(ucp_config_print) *cprint = UCP(ucp_config_print);
+	__typeof__(ucp_config_release) *crelease = UCP(ucp_config_release);
+	ucp_config_t *own = NULL;
+	char *text = NULL, *line, *save = NULL, *val = NULL;
+	size_t size = 0;
+	bool r = false;
+	FILE *f;
+
+	*tls = NULL;
+	if (!cread || !cprint || !crelease)
+		return false;
+	if (!config) {
+		if (cread(NULL, NULL, &own) != UCS_OK)
+			return false;
+		config = own;
+	}
+	f = open_memstream(&text, &size);
+	if (f) {
+		cprint(config, f, NULL, UCS_CONFIG_PRINT_CONFIG);
+		fclose(f);
+	}
+	if (own)
+		crelease(own);
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+
+		if (eq && eq - line >= 7 && !strncmp(eq - 7, "UCX_TLS", 7) &&
+		    (eq - line == 7 || eq[-8] == '_')) {
+			val = eq + 1;
+			break;
+		}
+	}
+	if (val) {
+		char *tok, *s2 = NULL, *copy = strdup(val);
+
+		*tls = strdup(val);
+		r = copy && *val && *val != '^' && strcmp(val, "all");
+		for (tok = r ? strtok_r(copy, ",", &s2) : NULL; tok && r;
+		     tok = strtok_r(NULL, ",", &s2)) {
+			char *colon = strchr(tok, ':');	/* ":aux" */
+			size_t i;
+
+			if (colon)
+				*colon = 0;
+			for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+				if (!strcmp(tok, ok[i]))
+					break;
+			r = i < sizeof(ok) / sizeof(ok[0]);
+		}
+		free(copy);
+	}
+	free(text);
+	return r;
+}
+
+/* In a child after fork(): the parent's monitor refuses the child (EIO),
+ * the parent's watches are not the child's.  Start again; the child's
+ * first ucp_init opens its own monitor. */
+static void atfork_child(void)
+{
+	pthread_mutex_init(&init_lock, NULL);
+	pthread_mutex_init(&drain_lock, NULL);
+	pthread_mutex_init(&table_lock, NULL);
+	if (mw) {
+		parent_mw = mw;
+		inherited_external = true;
+	}
+	mw = NULL;
+	state = ST_UNSET;
+	draining = 0;
+	for (unsigned int i = 0; i < NBUCKETS; i++)
+		while (buckets[i]) {
+			struct node *n = buckets[i];
+
+			buckets[i] = n->next;
+			free(n);
+		}
+	while (uncached_head) {
+		struct uncached *u = uncached_head;
+
+		uncached_head = u->next;
+		free(u);
+	}
+}
+
+__attribute__((constructor)) static void init(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* Not active: a child of an active parent declares unmaps internal again
+ * (its libucm copy still has them external, and nobody would report). */
+static void stay_off(void)
+{
+	if (inherited_external) {
+		ucm_unset_external_event(UCM_EVENT_VM_UNMAPPED);
+		inherited_external = false;
+	}
 }
 
 /*
  * Called before UCX builds its registration caches (ucp_init_version).
- * Declares unmaps external only when mapwatch is really there and our
- * interposition is the one UCX will call: otherwise UCX keeps its own
- * hooks (or, with them disabled, runs without a cache), which is slower
- * but never wrong.
+ * Declares unmaps external only when mapwatch is really there, our
+ * interposition is the one UCX will call, and the configuration registers
+ * through verbs alone: otherwise UCX keeps its own hooks (or, with them
+ * disabled, runs without a cache), which is slower but never wrong.
  */
-static void setup(void)
+static void setup(const ucp_config_t *config)
 {
-	const char *why = NULL;
+	const char *why = NULL, *mode;
 	struct mapwatch *m;
+	char *tls = NULL;
+	bool only_verbs = verbs_only(config, &tls);
 	int r;
 
-	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != ST_UNSET)
+	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != ST_UNSET) {
+		static bool told;
+
+		if (state == ST_ACTIVE && !only_verbs && !__atomic_exchange_n(&told, true,
+									   __ATOMIC_RELAXED))
+			say("another UCP context allows transports beyond verbs "
+			    "(UCX_TLS=%s): unmaps of memory it registers elsewhere "
+			    "are not reported (lib/ucx/README.md)", tls ? tls : "?");
+		free(tls);
 		return;
+	}
 	pthread_mutex_lock(&init_lock);
 	if (state != ST_UNSET)
 		goto out;
+	if (parent_mw) {
+		mapwatch_close(parent_mw);
+		parent_mw = NULL;
+	}
 	verbose = getenv("MAPWATCH_UCX_VERBOSE") && *getenv("MAPWATCH_UCX_VERBOSE") == '1';
-	if (getenv("MAPWATCH_UCX_STATS") && *getenv("MAPWATCH_UCX_STATS") == '1')
+	if (!stats_at_exit && getenv("MAPWATCH_UCX_STATS") &&
+	    *getenv("MAPWATCH_UCX_STATS") == '1') {
+		stats_at_exit = true;
 		atexit(print_stats);
+	}
 	if (!interposed()) {
 		say("%s", "not first in the symbol search order (preload it, or link "
 		    "it before UCX and libibverbs): off, UCX keeps its own hooks");
 		state = ST_OFF;
+		stay_off();
+		goto out;
+	}
+	if (!only_verbs) {
+		/* Not for good: a later context may be verbs-only. */
+		say("UCX_TLS=%s allows transports that do not register through "
+		    "verbs (shared memory, knem, xpmem, cma, tcp, ...): not active "
+		    "for this context, UCX keeps its own hooks", tls ? tls : "?");
+		stay_off();
 		goto out;
 	}
 	r = mapwatch_open(&m, MAPWATCH_BACKEND_AUTO,
@@ -206,11 +397,16 @@ static void setup(void)
 		say("mapwatch unavailable, UCX keeps its own hooks: %s",
 		    why ? why : strerror(-r));
 		state = ST_OFF;
+		stay_off();
 		goto out;
 	}
 	ucm_set_external_event(UCM_EVENT_VM_UNMAPPED);
-	if (ucm_global_opts.mmap_hook_mode != UCM_MMAP_HOOK_NONE)
-		say("%s", "UCX installed its memory hooks when it loaded; set "
+	inherited_external = false;
+	/* UCX's setting as UCX reads it (the environment; ucm_global_opts'
+	 * layout is UCX's to change). */
+	mode = getenv("UCX_MEM_MMAP_HOOK_MODE");
+	if (!mode || strcmp(mode, "none"))
+		say("%s", "UCX installs its memory hooks when it loads; set "
 		    "UCX_MEM_MMAP_HOOK_MODE=none to run on mapwatch alone");
 	else if (verbose)
 		say("%s", "active: unmaps reported to UCX by mapwatch");
@@ -218,6 +414,7 @@ static void setup(void)
 	__atomic_store_n(&state, ST_ACTIVE, __ATOMIC_RELEASE);
 out:
 	pthread_mutex_unlock(&init_lock);
+	free(tls);
 }
 
 /* --- registrations ------------------------------------------------------------ */
@@ -228,30 +425,64 @@ static unsigned int bucket(const struct ibv_mr *mr)
 }
 
 /*
- * Watch what was just registered.  A registration we cannot watch is
- * refused (deregistered, NULL with errno): a cache would otherwise keep it
- * past a change nobody reports.
+ * Before the real registration (a change between the NIC's pinning and a
+ * later watch would never be reported, review 2026-12-07 F2): watch the
+ * range.  *n gets the watch, or NULL when nothing needs one (not active,
+ * nested call) or none could be placed; then the range is queued as
+ * unmapped for the next entry point (UCX uses the registration and drops
+ * it: uncached).  -1 when even that fails (out of memory): refuse.
  */
-static struct ibv_mr *watch(struct ibv_mr *mr, const void *addr, size_t len)
+static int prewatch(const void *addr, size_t len, struct node **np)
 {
+	struct mapwatch *m = __atomic_load_n(&mw, __ATOMIC_ACQUIRE);
 	struct node *n;
-	uint64_t cookie;
+	struct uncached *u;
 	int r = -ENOMEM;
 
-	if (!mr || !len || !__atomic_load_n(&mw, __ATOMIC_ACQUIRE))
-		return mr;
+	*np = NULL;
+	if (in_reg || !m || !len)
+		return 0;
 	n = malloc(sizeof(*n));
 	if (n) {
-		cookie = __atomic_fetch_add(&next_cookie, 1, __ATOMIC_RELAXED);
-		r = mapwatch_watch(mw, addr, len, cookie, &n->h);
-	}
-	if (r) {
+		r = mapwatch_watch(m, addr, len,
+				   __atomic_fetch_add(&next_cookie, 1, __ATOMIC_RELAXED),
+				   &n->h);
+		if (!r) {
+			*np = n;
+			return 0;
+		}
 		free(n);
-		IBV(ibv_dereg_mr, "IBVERBS_1.1")(mr);
+	}
+	u = malloc(sizeof(*u));
+	if (!u) {
 		if (!__atomic_fetch_add(&n_refused, 1, __ATOMIC_RELAXED))
-			say("cannot watch a registration, refusing it: %s (more "
-			    "watches: MAPWATCH_UCX_MAX_WATCHES)", strerror(-r));
-		errno = -r;
+			say("%s", "out of memory: refusing a registration");
+		errno = ENOMEM;
+		return -1;
+	}
+	u->addr = (void *)addr;
+	u->len = len;
+	u->next = __atomic_load_n(&uncached_head, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&uncached_head, &u->next, u, false,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+	if (!__atomic_fetch_add(&n_uncached, 1, __ATOMIC_RELAXED))
+		say("cannot watch a registration (%s): handing it to UCX uncached "
+		    "(more watches: MAPWATCH_UCX_MAX_WATCHES)", strerror(-r));
+	return 0;
+}
+
+/* After it: keep the watch with the MR, or drop it with the failure. */
+static struct ibv_mr *postwatch(struct ibv_mr *mr, struct node *n)
+{
+	if (!n)
+		return mr;
+	if (!mr) {
+		int e = errno;
+
+		mapwatch_unwatch(mw, &n->h);
+		free(n);
+		errno = e;
 		return NULL;
 	}
 	n->mr = mr;
@@ -278,43 +509,50 @@ static struct node *unlink_mr(const struct ibv_mr *mr)
 	return n;
 }
 
+/* One wrapper per registration call: watch, register, keep. */
+#define REG_WRAPPER(fn, ver, ...)					\
+	struct node *n;							\
+	struct ibv_mr *mr;						\
+	__typeof__(fn) *f = IBV(fn, ver);				\
+									\
+	if (!f) {							\
+		errno = EOPNOTSUPP;					\
+		return NULL;						\
+	}								\
+	if (prewatch(addr, length, &n))					\
+		return NULL;						\
+	in_reg++;							\
+	mr = f(__VA_ARGS__);						\
+	in_reg--;							\
+	return postwatch(mr, n)
+
 EXPORT struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, size_t length,
 				       uint64_t iova, unsigned int access)
 {
-	struct ibv_mr *mr;
-
-	in_reg++;
-	mr = IBV(ibv_reg_mr_iova2, "IBVERBS_1.8")(pd, addr, length, iova, access);
-	in_reg--;
-	return in_reg ? mr : watch(mr, addr, length);
+	REG_WRAPPER(ibv_reg_mr_iova2, "IBVERBS_1.8", pd, addr, length, iova, access);
 }
 
 EXPORT struct ibv_mr *ibv_reg_mr_iova(struct ibv_pd *pd, void *addr, size_t length,
 				      uint64_t iova, int access)
 {
-	struct ibv_mr *mr;
-
-	in_reg++;
-	mr = IBV(ibv_reg_mr_iova, "IBVERBS_1.7")(pd, addr, length, iova, access);
-	in_reg--;
-	return in_reg ? mr : watch(mr, addr, length);
+	REG_WRAPPER(ibv_reg_mr_iova, "IBVERBS_1.7", pd, addr, length, iova, access);
 }
 
 EXPORT struct ibv_mr *ibv_reg_mr(struct ibv_pd *pd, void *addr, size_t length, int access)
 {
-	struct ibv_mr *mr;
-
-	in_reg++;
-	mr = IBV(ibv_reg_mr, "IBVERBS_1.1")(pd, addr, length, access);
-	in_reg--;
-	return in_reg ? mr : watch(mr, addr, length);
+	REG_WRAPPER(ibv_reg_mr, "IBVERBS_1.1", pd, addr, length, access);
 }
 
 EXPORT int ibv_dereg_mr(struct ibv_mr *mr)
 {
-	struct node *n = mr ? unlink_mr(mr) : NULL;
-	int r = IBV(ibv_dereg_mr, "IBVERBS_1.1")(mr);
+	__typeof__(ibv_dereg_mr) *f = IBV(ibv_dereg_mr, "IBVERBS_1.1");
+	struct node *n;
+	int r;
 
+	if (!f)
+		return EOPNOTSUPP;
+	n = mr ? unlink_mr(mr) : NULL;
+	r = f(mr);
 	if (!n)
 		return r;
 	if (r) {	/* still registered: keep watching it */
@@ -324,7 +562,8 @@ EXPORT int ibv_dereg_mr(struct ibv_mr *mr)
 		pthread_mutex_unlock(&table_lock);
 		return r;
 	}
-	mapwatch_unwatch(mw, &n->h);
+	if (mw)
+		mapwatch_unwatch(mw, &n->h);
 	__atomic_fetch_add(&n_unwatch, 1, __ATOMIC_RELAXED);
 	free(n);
 	return r;
@@ -336,126 +575,46 @@ EXPORT ucs_status_t ucp_init_version(unsigned api_major_version, unsigned api_mi
 				     const ucp_params_t *params, const ucp_config_t *config,
 				     ucp_context_h *context_p)
 {
-	setup();
-	return UCP(ucp_init_version)(api_major_version, api_minor_version, params,
-				     config, context_p);
+	__typeof__(ucp_init_version) *f = UCP(ucp_init_version);
+
+	if (!f)
+		return UCS_ERR_UNSUPPORTED;
+	setup(config);
+	return f(api_major_version, api_minor_version, params, config, context_p);
 }
 
-/* A wrapper that synchronises, then calls the real function. */
-#define WRAP(ret, fn, params, args)					\
+/* A wrapper that synchronises, then calls the real function (or fails
+ * with FAIL when there is none). */
+#define WRAP(ret, fail, fn, params, args)				\
 	EXPORT ret fn params						\
 	{								\
+		__typeof__(fn) *f = UCP(fn);				\
+									\
+		if (!f)							\
+			return fail;					\
 		sync_events();						\
-		return UCP(fn) args;					\
+		return f args;						\
 	}
 
-WRAP(unsigned, ucp_worker_progress, (ucp_worker_h worker), (worker))
-WRAP(ucs_status_t, ucp_mem_map,
-     (ucp_context_h context, const ucp_mem_map_params_t *params, ucp_mem_h *memh_p),
-     (context, params, memh_p))
+/* Not needed for lookups (ucs_rcache_get is), but a regular drain point
+ * for ranges handed out uncached. */
+WRAP(unsigned, 0, ucp_worker_progress, (ucp_worker_h worker), (worker))
+/*
+ * The lookup every UCX registration cache makes (UCP's own, and in UCX
+ * 1.13.1 the ib, knem, xpmem, gdr_copy and rocm memory domains'), each from
+ * its own library, so through our definition: events are reported before
+ * any lookup, whichever UCP call (or UCT user) led to it.
+ */
+EXPORT ucs_status_t ucs_rcache_get(ucs_rcache_t *rcache, void *address, size_t length,
+				   int prot, void *arg, ucs_rcache_region_t **region_p)
+{
+	__typeof__(ucs_rcache_get) *f = REAL(ucs_rcache_get, NULL, "libucs.so.0");
 
-WRAP(ucs_status_ptr_t, ucp_tag_send_nb,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_send_callback_t cb),
-     (ep, buffer, count, datatype, tag, cb))
-WRAP(ucs_status_t, ucp_tag_send_nbr,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, void *req),
-     (ep, buffer, count, datatype, tag, req))
-WRAP(ucs_status_ptr_t, ucp_tag_send_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_tag_t tag,
-      const ucp_request_param_t *param),
-     (ep, buffer, count, tag, param))
-WRAP(ucs_status_ptr_t, ucp_tag_send_sync_nb,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_send_callback_t cb),
-     (ep, buffer, count, datatype, tag, cb))
-WRAP(ucs_status_ptr_t, ucp_tag_send_sync_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_tag_t tag,
-      const ucp_request_param_t *param),
-     (ep, buffer, count, tag, param))
-WRAP(ucs_status_ptr_t, ucp_tag_recv_nb,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_tag_t tag_mask, ucp_tag_recv_callback_t cb),
-     (worker, buffer, count, datatype, tag, tag_mask, cb))
-WRAP(ucs_status_t, ucp_tag_recv_nbr,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_t tag, ucp_tag_t tag_mask, void *req),
-     (worker, buffer, count, datatype, tag, tag_mask, req))
-WRAP(ucs_status_ptr_t, ucp_tag_recv_nbx,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_tag_t tag,
-      ucp_tag_t tag_mask, const ucp_request_param_t *param),
-     (worker, buffer, count, tag, tag_mask, param))
-WRAP(ucs_status_ptr_t, ucp_tag_msg_recv_nb,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_tag_message_h message, ucp_tag_recv_callback_t cb),
-     (worker, buffer, count, datatype, message, cb))
-WRAP(ucs_status_ptr_t, ucp_tag_msg_recv_nbx,
-     (ucp_worker_h worker, void *buffer, size_t count, ucp_tag_message_h message,
-      const ucp_request_param_t *param),
-     (worker, buffer, count, message, param))
-
-WRAP(ucs_status_ptr_t, ucp_stream_send_nb,
-     (ucp_ep_h ep, const void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_send_callback_t cb, unsigned flags),
-     (ep, buffer, count, datatype, cb, flags))
-WRAP(ucs_status_ptr_t, ucp_stream_send_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, const ucp_request_param_t *param),
-     (ep, buffer, count, param))
-WRAP(ucs_status_ptr_t, ucp_stream_recv_nb,
-     (ucp_ep_h ep, void *buffer, size_t count, ucp_datatype_t datatype,
-      ucp_stream_recv_callback_t cb, size_t *length, unsigned flags),
-     (ep, buffer, count, datatype, cb, length, flags))
-WRAP(ucs_status_ptr_t, ucp_stream_recv_nbx,
-     (ucp_ep_h ep, void *buffer, size_t count, size_t *length,
-      const ucp_request_param_t *param),
-     (ep, buffer, count, length, param))
-
-WRAP(ucs_status_ptr_t, ucp_am_send_nb,
-     (ucp_ep_h ep, uint16_t id, const void *buffer, size_t count,
-      ucp_datatype_t datatype, ucp_send_callback_t cb, unsigned flags),
-     (ep, id, buffer, count, datatype, cb, flags))
-WRAP(ucs_status_ptr_t, ucp_am_send_nbx,
-     (ucp_ep_h ep, unsigned id, const void *header, size_t header_length,
-      const void *buffer, size_t count, const ucp_request_param_t *param),
-     (ep, id, header, header_length, buffer, count, param))
-WRAP(ucs_status_ptr_t, ucp_am_recv_data_nbx,
-     (ucp_worker_h worker, void *data_desc, void *buffer, size_t count,
-      const ucp_request_param_t *param),
-     (worker, data_desc, buffer, count, param))
-
-WRAP(ucs_status_ptr_t, ucp_put_nb,
-     (ucp_ep_h ep, const void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey, ucp_send_callback_t cb),
-     (ep, buffer, length, remote_addr, rkey, cb))
-WRAP(ucs_status_t, ucp_put_nbi,
-     (ucp_ep_h ep, const void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
-WRAP(ucs_status_ptr_t, ucp_put_nbx,
-     (ucp_ep_h ep, const void *buffer, size_t count, uint64_t remote_addr,
-      ucp_rkey_h rkey, const ucp_request_param_t *param),
-     (ep, buffer, count, remote_addr, rkey, param))
-WRAP(ucs_status_ptr_t, ucp_get_nb,
-     (ucp_ep_h ep, void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey, ucp_send_callback_t cb),
-     (ep, buffer, length, remote_addr, rkey, cb))
-WRAP(ucs_status_t, ucp_get_nbi,
-     (ucp_ep_h ep, void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
-WRAP(ucs_status_ptr_t, ucp_get_nbx,
-     (ucp_ep_h ep, void *buffer, size_t count, uint64_t remote_addr,
-      ucp_rkey_h rkey, const ucp_request_param_t *param),
-     (ep, buffer, count, remote_addr, rkey, param))
-WRAP(ucs_status_t, ucp_put,
-     (ucp_ep_h ep, const void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
-WRAP(ucs_status_t, ucp_get,
-     (ucp_ep_h ep, void *buffer, size_t length, uint64_t remote_addr,
-      ucp_rkey_h rkey),
-     (ep, buffer, length, remote_addr, rkey))
+	if (!f)
+		return UCS_ERR_UNSUPPORTED;
+	sync_events();
+	return f(rcache, address, length, prot, arg, region_p);
+}
 
 /*
  * Whether the dynamic linker resolves UCX's calls to our definitions (a
@@ -466,9 +625,12 @@ extern __typeof__(ibv_reg_mr_iova2) own_reg_mr_iova2
 	__attribute__((alias("ibv_reg_mr_iova2"), visibility("hidden")));
 extern __typeof__(ucp_worker_progress) own_worker_progress
 	__attribute__((alias("ucp_worker_progress"), visibility("hidden")));
+extern __typeof__(ucs_rcache_get) own_rcache_get
+	__attribute__((alias("ucs_rcache_get"), visibility("hidden")));
 
 static bool interposed(void)
 {
 	return dlsym(RTLD_DEFAULT, "ibv_reg_mr_iova2") == (void *)own_reg_mr_iova2 &&
-	       dlsym(RTLD_DEFAULT, "ucp_worker_progress") == (void *)own_worker_progress;
+	       dlsym(RTLD_DEFAULT, "ucp_worker_progress") == (void *)own_worker_progress &&
+	       dlsym(RTLD_DEFAULT, "ucs_rcache_get") == (void *)own_rcache_get;
 }

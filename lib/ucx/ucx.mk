@@ -3,7 +3,8 @@
 # a shared library only (soname libmapwatch-ucx.so.1), built when UCX's
 # headers (Debian's libucx-dev) and libibverbs' are installed.  It needs
 # libmapwatch.so.1 and libucm; libucp and libibverbs are looked up at run
-# time, as the ones UCX itself loads.  It exports only the UCP and verbs
+# time, as the ones UCX itself loads.  It exports only the UCX functions
+# (ucp_init_version, ucp_worker_progress, ucs_rcache_get) and verbs
 # functions it interposes, unversioned so that they match UCX's versioned
 # references to libibverbs (IBVERBS_1.1, IBVERBS_1.8).
 MAPWATCH_HAVE_UCX := $(shell [ -f /usr/include/ucp/api/ucp.h ] && \

@@ -21,3 +21,23 @@ build/tests/ucx/ucp_churn_linked: tests/ucx/ucp_churn.c $(MAPWATCH_UCX_SO)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -Lbuild/lib -Wl,-rpath-link,build/lib -lmapwatch-ucx -lucp -lucs -lucm
 endif
+# libmapwatch-ucx against UCX's contracts (ucx_shim.c; remap_stub.so is
+# preloaded after the shim by its reg-window case).
+ifeq ($(MAPWATCH_HAVE_UCX),1)
+UCX_SHIM_TESTS := build/tests/ucx/ucx_shim build/tests/ucx/remap_stub.so
+tests: $(UCX_SHIM_TESTS)
+build/tests/ucx/ucx_shim: tests/ucx/ucx_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lucp -lucs -lucm
+build/tests/ucx/remap_stub.so: tests/ucx/remap_stub.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+endif
+ifeq ($(MAPWATCH_HAVE_UCX),1)
+# Links no UCX library but libucs (ucs_status_string): the shim's calls
+# with no libucp behind them (review F13).
+tests: build/tests/ucx/shim_missing
+build/tests/ucx/shim_missing: tests/ucx/shim_missing.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lucs -ldl
+endif
