@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The userfaultfd backend's windows named by the 2026-12-07 library review,
+ * each as a case that shows it: a resize that frees under the locks the
+ * reader needs (F8), a watch over a hole (F6), another thread reusing an
+ * address before the reader has read the UNMAP event (F1, kept as the
+ * documented window and as the proof that the opt-in revalidation closes
+ * it), madvise racing a registration (F5), an mremap move leaving the
+ * moved range registered (F22).  Skipped as a whole (exit 77) where the
+ * host does not permit userfaultfd.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <semaphore.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "host/libtest.h"
+#include "../lib/internal.h"
+
+/* --- interposed calls ------------------------------------------------------- */
+
+/*
+ * poll(): with hold_reader armed, the reader's two-fd poll returns only
+ * after release_reader is posted, so the window between a munmap and the
+ * reader reading its event can be held open as long as a case needs.
+ */
+static _Atomic bool hold_reader;
+static sem_t release_reader;
+
+int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	struct timespec ts = { timeout / 1000, timeout % 1000 * 1000000L };
+	int r = syscall(SYS_ppoll, fds, n, timeout < 0 ? NULL : &ts, NULL, 0);
+
+	if (n == 2 && r > 0 && atomic_load(&hold_reader))
+		while (sem_wait(&release_reader) && errno == EINTR)
+			;
+	return r;
+}
+
+/*
+ * free(): with free_unmaps set, the first free of a real pointer first
+ * munmaps the two pages there, one after the other, standing for glibc
+ * trimming its heap in free() over memory another monitor still watches.
+ * The first munmap returns once the reader has read its event; the reader
+ * then needs the monitors' locks to apply it, so the second event waits
+ * for whatever the freeing thread holds.  Not under the sanitizers: their
+ * allocator is not glibc's, and owns free().
+ */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define HAVE_FREE_HOOK 1
+extern void __libc_free(void *);
+static char *_Atomic free_unmaps;
+static _Atomic int free_hook_ran;	/* 1: unmapping, 2: done */
+
+void free(void *ptr)
+{
+	char *p;
+
+	if (ptr && (p = atomic_exchange(&free_unmaps, NULL))) {
+		atomic_store(&free_hook_ran, 1);
+		if (munmap(p, PAGE) || munmap(p + PAGE, PAGE))
+			abort();
+		atomic_store(&free_hook_ran, 2);
+	}
+	__libc_free(ptr);
+}
+#endif
+
+static struct mapwatch *uffd(size_t max)
+{
+	return open_backend(MAPWATCH_BACKEND_USERFAULTFD, max);
+}
+
+static char *map_at(void *want, size_t len)
+{
+	char *p = mmap(want, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS |
+		       (want ? MAP_FIXED_NOREPLACE : 0), -1, 0);
+
+	if (p == MAP_FAILED && want && errno == EEXIST)
+		return NULL;
+	ASSERT_TRUE(p != MAP_FAILED);
+	if (want)
+		ASSERT_TRUE(p == want);
+	return p;
+}
+
+static uint64_t tag_content(struct fake *f, uintptr_t addr, size_t len)
+{
+	(void)f;
+	(void)len;
+	return *(volatile uint64_t *)addr;
+}
+
+/* --- F8: resize frees under the reader's locks ------------------------------ */
+
+struct resize_arg {
+	struct mapwatch *mw;
+	size_t max;
+	char *unmap;
+	int ret;
+	sem_t done;
+};
+
+static void *do_resize(void *arg)
+{
+	struct resize_arg *a = arg;
+
+	/* Armed here: pthread_create may free() too. */
+	atomic_store(&free_unmaps, a->unmap);
+	a->ret = mapwatch_resize(a->mw, a->max);
+	sem_post(&a->done);
+	return NULL;
+}
+
+/*
+ * Monitor 2 watches two pages; monitor 1 (no watches) is resized, and the
+ * free() of its old slot table unmaps them, as a heap trim would.  The
+ * second munmap waits for the reader; the reader, holding the first
+ * event, must not wait for the resize.  A 5 s watchdog fails the case
+ * instead of hanging it.
+ */
+TEST(resize_free_that_unmaps_watched_memory_does_not_hang)
+{
+#ifndef HAVE_FREE_HOOK
+	SKIP("free() belongs to the sanitizer here");
+#else
+	struct mapwatch *m1 = uffd(4096), *m2 = uffd(8);
+	struct mapwatch_handle h, h2;
+	struct resize_arg a = { .mw = m1, .max = 8192 };
+	struct timespec ts;
+	pthread_t t;
+	char *p = map_at(NULL, 2 * PAGE);
+
+	ASSERT_OK(mapwatch_watch(m2, p, PAGE, 1, &h));
+	ASSERT_OK(mapwatch_watch(m2, p + PAGE, PAGE, 2, &h2));
+	sem_init(&a.done, 0, 0);
+	a.unmap = p;
+	ASSERT_EQ(pthread_create(&t, NULL, do_resize, &a), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	if (sem_timedwait(&a.done, &ts)) {
+		tap_diag("mapwatch_resize has not returned after 5 s (the free hook %s)",
+			 atomic_load(&free_hook_ran) == 1 ?
+			 "is still unmapping the watched pages" :
+			 atomic_load(&free_hook_ran) ? "returned" : "never ran");
+		ASSERT_TRUE(false);
+	}
+	pthread_join(t, NULL);
+	ASSERT_EQ(a.ret, 0);
+	EXPECT_EQ(atomic_load(&free_hook_ran), 2);
+	EXPECT_TRUE(wait_changed(&h, 2));
+	EXPECT_TRUE(wait_changed(&h2, 2));
+	mapwatch_close(m1);
+	mapwatch_close(m2);
+#endif
+}
+
+/* --- F6: a watch over a hole ------------------------------------------------- */
+
+/*
+ * Two pages, the second unmapped, both watched: either the watch is
+ * refused, or memory mapped into the hole later and unmapped again is
+ * reported.  Accepting the watch and missing the change is the bug.
+ */
+TEST(watch_over_a_hole_is_refused_or_sees_the_hole_filled)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_handle h;
+	char *p = map_at(NULL, 2 * PAGE);
+	int r;
+
+	ASSERT_OK(munmap(p + PAGE, PAGE));
+	r = mapwatch_watch(mw, p, 2 * PAGE, 1, &h);
+	tap_diag("watch over [mapped, hole]: %d %s", r, r ? mapwatch_strerror(mw) : "");
+	if (r) {
+		EXPECT_EQ(r, -EINVAL);
+	} else {
+		if (!map_at(p + PAGE, PAGE))
+			SKIP("the hole was taken by someone else");
+		ASSERT_OK(munmap(p + PAGE, PAGE));
+		EXPECT_TRUE(wait_changed(&h, 1));
+	}
+	ASSERT_OK(munmap(p, PAGE));
+	mapwatch_close(mw);
+}
+
+/* A hole at the start and a fully unmapped range too. */
+TEST(watch_refuses_unmapped_ranges)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_handle h;
+	char *p = map_at(NULL, 3 * PAGE);
+
+	ASSERT_OK(munmap(p, PAGE));
+	EXPECT_EQ(mapwatch_watch(mw, p, 3 * PAGE, 1, &h), -EINVAL);
+	ASSERT_OK(munmap(p + PAGE, 2 * PAGE));
+	EXPECT_EQ(mapwatch_watch(mw, p + PAGE, PAGE, 1, &h), -EINVAL);
+	/* Nothing is left registered: a later watch of mapped memory there
+	 * works and sees its unmap. */
+	ASSERT_TRUE(map_at(p, 3 * PAGE) == p);
+	ASSERT_OK(mapwatch_watch(mw, p, 3 * PAGE, 2, &h));
+	ASSERT_OK(munmap(p + PAGE, PAGE));
+	EXPECT_TRUE(wait_changed(&h, 1));
+	mapwatch_close(mw);
+}
+
+/* --- F1: reuse of the address before the reader reads the UNMAP ------------- */
+
+struct unmapper {
+	char *p;
+	size_t len;
+};
+
+static void *do_munmap(void *arg)
+{
+	struct unmapper *u = arg;
+
+	if (munmap(u->p, u->len))
+		abort();
+	return NULL;
+}
+
+/*
+ * Thread A munmaps a cached buffer; the reader is held in its poll(), so
+ * A waits in the kernel with the address already free.  The main thread
+ * maps new memory there and gets it from the cache.  With revalidate,
+ * the hit is checked against the registration; without, the old
+ * registration is handed out: the window the documentation names.
+ */
+static void reuse_before_reader(bool revalidate)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_cache *c;
+	struct mapwatch_cache_entry *e;
+	struct unmapper u;
+	struct fake f;
+	pthread_t a;
+	char *p = map_at(NULL, 4 * PAGE), *q = NULL;
+	bool stale;
+
+	fake_init(&f);
+	f.tag = tag_content;
+	c = fake_cache(mw, &f, 0, 0);
+	*(volatile uint64_t *)p = 1;
+	e = mapwatch_cache_get(c, p, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(reg_of(e)->tag, 1);
+	mapwatch_cache_put(c, e);
+
+	sem_init(&release_reader, 0, 0);
+	atomic_store(&hold_reader, true);
+	u = (struct unmapper){ p, 4 * PAGE };
+	ASSERT_EQ(pthread_create(&a, NULL, do_munmap, &u), 0);
+	for (int i = 0; i < 5000000 && !q; i++)
+		q = map_at(p, 4 * PAGE);
+	if (!q)
+		SKIP("the address never came free");
+	*(volatile uint64_t *)q = 2;
+	e = mapwatch_cache_get(c, q, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	if (revalidate && !mw_revalidate(mw, q, 4 * PAGE)) {
+		/* What an opt-in cache check would do on the hit: the entry
+		 * no longer names this memory; drop it and register anew. */
+		mapwatch_cache_put(c, e);
+		ASSERT_OK(mapwatch_invalidate(mw, q, 4 * PAGE));
+		e = mapwatch_cache_get(c, q, 4 * PAGE, 0);
+		ASSERT_TRUE(e != NULL);
+	}
+	stale = reg_of(e)->tag != 2;
+	tap_diag("get at the reused address while the reader had not read the UNMAP%s: registration of memory that held %llu (%s)",
+		 revalidate ? ", revalidated" : "",
+		 (unsigned long long)reg_of(e)->tag, stale ? "stale" : "new");
+	mapwatch_cache_put(c, e);
+	atomic_store(&hold_reader, false);
+	sem_post(&release_reader);
+	pthread_join(a, NULL);
+	if (revalidate)
+		EXPECT_FALSE(stale);
+	else
+		EXPECT_TRUE(stale);	/* the documented window, exactly */
+	/* Once the reader has read the event, the entry is gone. */
+	e = mapwatch_cache_get(c, q, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	EXPECT_EQ(reg_of(e)->tag, 2);
+	mapwatch_cache_put(c, e);
+	ASSERT_OK(munmap(q, 4 * PAGE));
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+TEST(reuse_before_reader_reads_unmap_is_the_documented_window)
+{
+	reuse_before_reader(false);
+}
+
+TEST(reuse_before_reader_reads_unmap_revalidate_catches_it)
+{
+	reuse_before_reader(true);
+}
+
+/* revalidate: true for memory as watched, false after MAP_FIXED over it. */
+TEST(revalidate_sees_map_fixed_over_the_range)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_handle h;
+	char *p = map_at(NULL, 4 * PAGE);
+
+	ASSERT_OK(mapwatch_watch(mw, p, 4 * PAGE, 1, &h));
+	EXPECT_TRUE(mw_revalidate(mw, p, 4 * PAGE));
+	ASSERT_TRUE(mmap(p + 2 * PAGE, PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		    p + 2 * PAGE);
+	EXPECT_FALSE(mw_revalidate(mw, p, 4 * PAGE));
+	EXPECT_TRUE(wait_changed(&h, 1));
+	mapwatch_close(mw);
+}
+
+/* --- F22: a moved range stays registered ------------------------------------ */
+
+/* Can a userfaultfd of another library register [p, p + len)? */
+static int other_uffd_register(char *p, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { (uintptr_t)p, len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1);
+	int r;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_OK(ioctl(fd, UFFDIO_API, &api));
+	r = ioctl(fd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/*
+ * mremap moves a watched range: the watch reports it, and once the watch
+ * is gone, nothing of ours stays registered on the moved memory (another
+ * library's userfaultfd can register it; today EBUSY).
+ */
+static void moved_range_unregistered(bool dontunmap)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_handle h;
+	char *p = map_at(NULL, 2 * PAGE), *dst = map_at(NULL, 2 * PAGE);
+	char *q;
+	int r_dst, r_src = 0;
+
+	ASSERT_OK(mapwatch_watch(mw, p, 2 * PAGE, 1, &h));
+	q = mremap(p, 2 * PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED |
+		   (dontunmap ? MREMAP_DONTUNMAP : 0), dst);
+	ASSERT_TRUE(q == dst);
+	ASSERT_TRUE(wait_changed(&h, 1));
+	ASSERT_OK(mapwatch_unwatch(mw, &h));
+	/* A watch placed afterwards (here, an unrelated one) is where the
+	 * backend tidies up moved ranges at the latest. */
+	r_dst = other_uffd_register(dst, 2 * PAGE);
+	if (dontunmap)
+		r_src = other_uffd_register(p, 2 * PAGE);
+	tap_diag("another userfaultfd registering the moved range: %s%s%s",
+		 r_dst ? strerror(-r_dst) : "ok",
+		 dontunmap ? "; the emptied source: " : "",
+		 dontunmap ? (r_src ? strerror(-r_src) : "ok") : "");
+	EXPECT_EQ(r_dst, 0);
+	EXPECT_EQ(r_src, 0);
+	mapwatch_close(mw);
+}
+
+TEST(mremap_move_leaves_nothing_registered)
+{
+	moved_range_unregistered(false);
+}
+
+TEST(mremap_dontunmap_leaves_nothing_registered)
+{
+	moved_range_unregistered(true);
+}
+
+int main(int argc, char **argv)
+{
+	struct mapwatch *mw;
+	const char *why = NULL;
+
+	if (!(argc == 2 && !strcmp(argv[1], "-l"))) {
+		if (mapwatch_open(&mw, MAPWATCH_BACKEND_USERFAULTFD, 1, &why)) {
+			printf("# SKIP: whole program: %s\n", why);
+			return TAP_SKIP_EXIT;
+		}
+		mapwatch_close(mw);
+	}
+	return tap_main(argc, argv);
+}
