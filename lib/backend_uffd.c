@@ -390,16 +390,25 @@ static void uffd_close(struct mapwatch *mw)
 	mw_user_fini(mw);
 }
 
-/* The reader walks every monitor's slots under mons_lock: keep it out. */
+/*
+ * The reader walks every monitor's slots under mons_lock: keep it out
+ * while the tables change.  Allocate before and free after: a free() that
+ * trims the heap over watched memory waits for the reader, which may be
+ * waiting for mons_lock with an event in hand.
+ */
 static int uffd_resize(struct mapwatch *mw, size_t max)
 {
-	int ret;
+	struct mw_user_tables t;
+	int ret = mw_user_resize_prepare(max, &t);
 
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&up.lock);
 	pthread_rwlock_wrlock(&up.mons_lock);
-	ret = mw_user_resize(mw, max);
+	ret = mw_user_resize_swap(mw, max, &t);
 	pthread_rwlock_unlock(&up.mons_lock);
 	pthread_mutex_unlock(&up.lock);
+	mw_user_resize_free(&t);
 	return ret;
 }
 

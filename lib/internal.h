@@ -169,6 +169,17 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 			   bool unmapped);
 int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 int mw_user_resize(struct mapwatch *mw, size_t max);
+/* mw_user_resize in steps: allocate, swap under the caller's locks, free
+ * after them (user.c says why). */
+struct mw_user_tables {
+	uint32_t *gens, *free_slots;
+	struct mw_slot *slots;
+	struct mw_old_gens *old;
+};
+int mw_user_resize_prepare(size_t max, struct mw_user_tables *t);
+int mw_user_resize_swap(struct mapwatch *mw, size_t max,
+			struct mw_user_tables *t);
+void mw_user_resize_free(struct mw_user_tables *t);
 
 /*
  * The userfaultfd reader's sequence: odd from just before it read()s events
