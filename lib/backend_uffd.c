@@ -42,6 +42,7 @@
 #include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,19 +62,23 @@ _Atomic uint32_t mw_uffd_seq;
 static _Atomic uint32_t seq_waiters;
 
 /*
- * The process's userfaultfd.  lock: open/close, watch/unwatch (the
- * register ioctls and the slot states they depend on), the list.  The
- * reader takes mons_lock (read) to hand events to the monitors, and lock
- * only when it fails: neither is held across anything that waits for it.
+ * The process's userfaultfd, its reader and the monitors that share it.
+ * lock: open/close, watch/unwatch (the register ioctls and the slot states
+ * they depend on), the list.  The reader takes mons_lock (read) to hand
+ * events to the monitors, and lock only when it fails: neither is held
+ * across anything that waits for it (no malloc or free either: a free that
+ * trims the heap over watched memory waits for the reader).  uffd is
+ * atomic for the one reader outside lock, the hit-path revalidation.
  */
 static struct {
 	pthread_mutex_t lock;
 	pthread_rwlock_t mons_lock;
 	struct mapwatch *mons;
-	int uffd, wakefd;
+	_Atomic int uffd;
+	int wakefd;
 	pthread_t reader;
 	unsigned int users;
-} up = {
+} proc_uffd = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.mons_lock = PTHREAD_RWLOCK_INITIALIZER,
 	.uffd = -1, .wakefd = -1,
@@ -143,7 +148,7 @@ static void dispatch(const struct uffd_msg *m)
 	default:
 		return;
 	}
-	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next)
+	for (struct mapwatch *mw = proc_uffd.mons; mw; mw = mw->u.next)
 		mw_user_invalidate_ex(mw, start, end, unmapped);
 }
 
@@ -155,12 +160,12 @@ static void dispatch(const struct uffd_msg *m)
  */
 static void reader_failed(int uffd, int wakefd, const char *what, int e)
 {
-	pthread_mutex_lock(&up.lock);
-	if (up.uffd != uffd) {		/* closing: the closer cleans up */
-		pthread_mutex_unlock(&up.lock);
+	pthread_mutex_lock(&proc_uffd.lock);
+	if (proc_uffd.uffd != uffd) {		/* closing: the closer cleans up */
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return;
 	}
-	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next) {
+	for (struct mapwatch *mw = proc_uffd.mons; mw; mw = mw->u.next) {
 		snprintf(mw->err, sizeof(mw->err), "userfaultfd backend: the reader thread failed (%s: %s); every watch reported changed: open a new monitor",
 			 what, strerror(e));
 		atomic_store(&mw->u.dead, true);
@@ -168,9 +173,10 @@ static void reader_failed(int uffd, int wakefd, const char *what, int e)
 	}
 	close(uffd);
 	close(wakefd);
-	up.uffd = up.wakefd = -1;
+	proc_uffd.uffd = -1;
+	proc_uffd.wakefd = -1;
 	pthread_detach(pthread_self());
-	pthread_mutex_unlock(&up.lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 }
 
 struct reader_fds {
@@ -212,15 +218,15 @@ static void *uffd_reader(void *arg)
 			reader_failed(uffd, wakefd, "read", e);
 			return NULL;
 		}
-		pthread_rwlock_rdlock(&up.mons_lock);
+		pthread_rwlock_rdlock(&proc_uffd.mons_lock);
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
 			dispatch(&msg[i]);
-		pthread_rwlock_unlock(&up.mons_lock);
+		pthread_rwlock_unlock(&proc_uffd.mons_lock);
 		seq_bump();
 	}
 }
 
-/* Under up.lock: unregister the pages of slot that no other watch of any
+/* Under proc_uffd.lock: unregister the pages of slot that no other watch of any
  * monitor needs.  One pass over the slots in use (up to each monitor's
  * high-water mark) collects the few that overlap; the rest is local. */
 static void unregister_unused(struct mapwatch *mw, uint32_t slot,
@@ -232,7 +238,7 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 	size_t n = 0;
 	bool overflow = false;
 
-	for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
+	for (const struct mapwatch *m = proc_uffd.mons; m; m = m->u.next) {
 		if (m->u.dead)
 			continue;
 		for (size_t i = 0, hw = atomic_load(&m->u.hw); i < hw; i++) {
@@ -275,10 +281,42 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 			struct uffdio_range r = { .start = ps, .len = gap_end - ps };
 
 			/* Fails only where the memory is gone already. */
-			(void)ioctl(up.uffd, UFFDIO_UNREGISTER, &r);
+			(void)ioctl(proc_uffd.uffd, UFFDIO_UNREGISTER, &r);
 		}
 		ps = gap_end;
 	}
+}
+
+/*
+ * After UFFDIO_REGISTER: is every page of [start, start + len) mapped, in a
+ * VMA registered with our userfaultfd?  UFFDIO_REGISTER succeeds when any
+ * VMA is in the range and skips the holes; memory mapped into a hole later
+ * is not registered, so its munmap would send no event.
+ *  - msync() fails with ENOMEM on a hole: HOLE, the watch is refused.
+ *  - UFFDIO_WRITEPROTECT with mode 0 (we never write-protect, so it
+ *    changes nothing) fails with ENOENT on a VMA not registered in
+ *    write-protect mode: memory mapped into a hole (or over the range)
+ *    since the register.  CHANGED: the watch stands, reported changed, and
+ *    a new watch registers the new memory.
+ *  - It fails with EAGAIN while an unmap, remove or remap event of this
+ *    process is not read yet (the kernel's mmap_changing); the reader
+ *    reads it in microseconds, so try again, and after a while count it
+ *    as changed too (it may be this range's).
+ */
+enum { REGISTERED, HOLE, CHANGED };
+
+static int range_registered(uintptr_t start, size_t len)
+{
+	struct uffdio_writeprotect wp = { .range = { start, len }, .mode = 0 };
+
+	if (msync((void *)start, len, MS_ASYNC))
+		return HOLE;
+	for (int i = 0; ioctl(proc_uffd.uffd, UFFDIO_WRITEPROTECT, &wp); i++) {
+		if (errno != EAGAIN || i == 1000)
+			return CHANGED;
+		sched_yield();
+	}
+	return REGISTERED;
 }
 
 static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
@@ -291,13 +329,14 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		.range = { .start = start, .len = end - start },
 		.mode = UFFDIO_REGISTER_MODE_WP,
 	};
+	bool freed;
 	int ret, e;
 
 	if (end <= start)	/* the last page of the address space */
 		end = 0, reg.range.len = -start;
-	pthread_mutex_lock(&up.lock);
+	pthread_mutex_lock(&proc_uffd.lock);
 	if (mw->u.dead) {
-		pthread_mutex_unlock(&up.lock);
+		pthread_mutex_unlock(&proc_uffd.lock);
 		mw_seterr(mw, "%s", mw->err);
 		return -EIO;
 	}
@@ -305,22 +344,55 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 	 * is then seen, never lost. */
 	ret = mw_user_watch(mw, addr, len, cookie, h);
 	if (ret) {
-		pthread_mutex_unlock(&up.lock);
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return ret;
 	}
-	if (!ioctl(up.uffd, UFFDIO_REGISTER, &reg)) {
-		pthread_mutex_unlock(&up.lock);
-		return 0;
+	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, &reg)) {
+		e = errno;
+		mw_user_unwatch(mw, h);
+		pthread_mutex_unlock(&proc_uffd.lock);
+		mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
+			  (unsigned long)start, (unsigned long)reg.range.len, strerror(e),
+			  e == EINVAL ? " (unmapped, or memory userfaultfd cannot watch: use the kernel backend)" :
+			  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
+			  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
+		return -e;
 	}
-	e = errno;
-	mw_user_unwatch(mw, h);
-	pthread_mutex_unlock(&up.lock);
-	mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
-		  (unsigned long)start, (unsigned long)reg.range.len, strerror(e),
-		  e == EINVAL ? " (unmapped, or memory userfaultfd cannot watch: use the kernel backend)" :
-		  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
-		  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
-	return -e;
+	switch (range_registered(start, reg.range.len)) {
+	case REGISTERED:
+		break;
+	case CHANGED:
+		mw_user_retire(mw, h);
+		break;
+	case HOLE:
+		/* Part of it is registered now: take back what no one else
+		 * needs. */
+		mw_user_unwatch_freed(mw, h, &freed);
+		if (freed)
+			unregister_unused(mw, h->slot, addr, addr + len - 1);
+		pthread_mutex_unlock(&proc_uffd.lock);
+		mw_seterr(mw, "watch: %#lx+%#lx is not all mapped (userfaultfd cannot watch a hole: memory mapped there later would go unseen; the kernel backend can)",
+			  (unsigned long)start, (unsigned long)reg.range.len);
+		return -EINVAL;
+	}
+	pthread_mutex_unlock(&proc_uffd.lock);
+	return 0;
+}
+
+/* ops->revalidate: is the memory there still what our registration covers?
+ * See range_registered(); here without waiting: EAGAIN (an event not read
+ * yet) counts as changed, as it may be this very range's. */
+static bool uffd_revalidate(struct mapwatch *mw, uintptr_t addr, size_t len)
+{
+	uintptr_t pg = page_size();
+	uintptr_t start = addr & ~(pg - 1);
+	struct uffdio_writeprotect wp = {
+		.range = { start, ((addr + len + pg - 1) & ~(pg - 1)) - start },
+	};
+
+	if (atomic_load(&mw->u.dead))
+		return false;
+	return !ioctl(atomic_load(&proc_uffd.uffd), UFFDIO_WRITEPROTECT, &wp);
 }
 
 static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
@@ -329,11 +401,11 @@ static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 	bool freed, unmapped = true;
 	int ret;
 
-	pthread_mutex_lock(&up.lock);
+	pthread_mutex_lock(&proc_uffd.lock);
 	if (mw->u.dead) {
 		/* Every registration went with the userfaultfd. */
 		ret = mw_user_unwatch(mw, h);
-		pthread_mutex_unlock(&up.lock);
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return ret;
 	}
 	if (h->slot < mw->max && h->word == &mw->u.gens[h->slot]) {
@@ -346,7 +418,7 @@ static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 	ret = mw_user_unwatch_freed(mw, h, &freed);
 	if (freed && !unmapped)
 		unregister_unused(mw, h->slot, start, last);
-	pthread_mutex_unlock(&up.lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	return ret;
 }
 
@@ -356,15 +428,15 @@ static void uffd_close(struct mapwatch *mw)
 	pthread_t reader;
 	uint64_t one = 1;
 
-	pthread_mutex_lock(&up.lock);
-	pthread_rwlock_wrlock(&up.mons_lock);
-	for (struct mapwatch **pp = &up.mons; *pp; pp = &(*pp)->u.next) {
+	pthread_mutex_lock(&proc_uffd.lock);
+	pthread_rwlock_wrlock(&proc_uffd.mons_lock);
+	for (struct mapwatch **pp = &proc_uffd.mons; *pp; pp = &(*pp)->u.next) {
 		if (*pp == mw) {
 			*pp = mw->u.next;
 			break;
 		}
 	}
-	pthread_rwlock_unlock(&up.mons_lock);
+	pthread_rwlock_unlock(&proc_uffd.mons_lock);
 	/* Out of the list: unregister what no other monitor watches. */
 	for (uint32_t i = 0; i < atomic_load(&mw->u.hw) && !mw->u.dead; i++) {
 		const struct mw_slot *s = &mw->u.slots[i];
@@ -374,13 +446,14 @@ static void uffd_close(struct mapwatch *mw)
 			unregister_unused(mw, i, atomic_load(&s->start),
 					  atomic_load(&s->last));
 	}
-	if (!--up.users && up.uffd >= 0) {
-		uffd = up.uffd;
-		wakefd = up.wakefd;
-		reader = up.reader;
-		up.uffd = up.wakefd = -1;
+	if (!--proc_uffd.users && proc_uffd.uffd >= 0) {
+		uffd = proc_uffd.uffd;
+		wakefd = proc_uffd.wakefd;
+		reader = proc_uffd.reader;
+		proc_uffd.uffd = -1;
+		proc_uffd.wakefd = -1;
 	}
-	pthread_mutex_unlock(&up.lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	if (uffd >= 0) {
 		if (write(wakefd, &one, sizeof(one)) == sizeof(one))
 			pthread_join(reader, NULL);
@@ -403,11 +476,11 @@ static int uffd_resize(struct mapwatch *mw, size_t max)
 
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&up.lock);
-	pthread_rwlock_wrlock(&up.mons_lock);
+	pthread_mutex_lock(&proc_uffd.lock);
+	pthread_rwlock_wrlock(&proc_uffd.mons_lock);
 	ret = mw_user_resize_swap(mw, max, &t);
-	pthread_rwlock_unlock(&up.mons_lock);
-	pthread_mutex_unlock(&up.lock);
+	pthread_rwlock_unlock(&proc_uffd.mons_lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	mw_user_resize_free(&t);
 	return ret;
 }
@@ -421,9 +494,10 @@ static const struct mw_ops uffd_ops = {
 	.pending = mw_user_pending,
 	.stats = mw_user_stats,
 	.close = uffd_close,
+	.revalidate = uffd_revalidate,
 };
 
-/* Under up.lock: the process's userfaultfd and its reader, or -errno. */
+/* Under proc_uffd.lock: the process's userfaultfd and its reader, or -errno. */
 static int uffd_start(const char **why)
 {
 	struct uffdio_api api = {
@@ -473,15 +547,15 @@ static int uffd_start(const char **why)
 	}
 	*fds = (struct reader_fds){ uffd, wakefd };
 	/* pthread_create returns its error; errno is not set. */
-	e = pthread_create(&up.reader, NULL, uffd_reader, fds);
+	e = pthread_create(&proc_uffd.reader, NULL, uffd_reader, fds);
 	if (e) {
 		free(fds);
 		*why = "userfaultfd backend: cannot start the reader thread";
 		goto err;
 	}
-	pthread_setname_np(up.reader, "mapwatch-uffd");
-	up.uffd = uffd;
-	up.wakefd = wakefd;
+	pthread_setname_np(proc_uffd.reader, "mapwatch-uffd");
+	proc_uffd.uffd = uffd;
+	proc_uffd.wakefd = wakefd;
 	return 0;
 err:
 	close(uffd);
@@ -502,23 +576,23 @@ int mw_uffd_open(struct mapwatch *mw, const char **why)
 			       "userfaultfd backend: out of memory";
 		return ret;
 	}
-	pthread_mutex_lock(&up.lock);
-	if (up.uffd < 0) {
+	pthread_mutex_lock(&proc_uffd.lock);
+	if (proc_uffd.uffd < 0) {
 		ret = uffd_start(&reason);
 		if (ret) {
-			pthread_mutex_unlock(&up.lock);
+			pthread_mutex_unlock(&proc_uffd.lock);
 			if (why)
 				*why = reason;
 			mw_user_fini(mw);
 			return ret;
 		}
 	}
-	up.users++;
-	pthread_rwlock_wrlock(&up.mons_lock);
-	mw->u.next = up.mons;
-	up.mons = mw;
-	pthread_rwlock_unlock(&up.mons_lock);
-	pthread_mutex_unlock(&up.lock);
+	proc_uffd.users++;
+	pthread_rwlock_wrlock(&proc_uffd.mons_lock);
+	mw->u.next = proc_uffd.mons;
+	proc_uffd.mons = mw;
+	pthread_rwlock_unlock(&proc_uffd.mons_lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	mw->backend = MAPWATCH_BACKEND_USERFAULTFD;
 	mw->ops = &uffd_ops;
 	return 0;
@@ -529,15 +603,16 @@ int mw_uffd_open(struct mapwatch *mw, const char **why)
  * (the parent's munmaps would wait for a reader that is gone). */
 void mw_uffd_atfork_child(void)
 {
-	if (up.uffd >= 0)
-		close(up.uffd);
-	if (up.wakefd >= 0)
-		close(up.wakefd);
-	pthread_mutex_init(&up.lock, NULL);
-	pthread_rwlock_init(&up.mons_lock, NULL);
-	up.uffd = up.wakefd = -1;
-	up.mons = NULL;
-	up.users = 0;
+	if (proc_uffd.uffd >= 0)
+		close(proc_uffd.uffd);
+	if (proc_uffd.wakefd >= 0)
+		close(proc_uffd.wakefd);
+	pthread_mutex_init(&proc_uffd.lock, NULL);
+	pthread_rwlock_init(&proc_uffd.mons_lock, NULL);
+	proc_uffd.uffd = -1;
+	proc_uffd.wakefd = -1;
+	proc_uffd.mons = NULL;
+	proc_uffd.users = 0;
 	atomic_store(&mw_uffd_seq, 0);
 	atomic_store(&seq_waiters, 0);
 }
