@@ -54,6 +54,8 @@
 
 #include "internal.h"
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif
@@ -76,11 +78,22 @@ static struct {
 	struct mapwatch *mons;
 	_Atomic int uffd;
 	int wakefd;
+	/*
+	 * Ranges mremap moved (REMAP events), for the next watch, unwatch
+	 * or close to unregister: the moved VMA keeps our registration, and
+	 * so does the emptied source of MREMAP_DONTUNMAP.  The reader only
+	 * appends, under moved_lock, which guards nothing else; when full,
+	 * later moves stay registered (as all did before).
+	 */
+	pthread_mutex_t moved_lock;
+	struct { uintptr_t from, to, len; } moved[16];
+	unsigned int nmoved;
 	pthread_t reader;
 	unsigned int users;
 } proc_uffd = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.mons_lock = PTHREAD_RWLOCK_INITIALIZER,
+	.moved_lock = PTHREAD_MUTEX_INITIALIZER,
 	.uffd = -1, .wakefd = -1,
 };
 
@@ -144,6 +157,11 @@ static void dispatch(const struct uffd_msg *m)
 	case UFFD_EVENT_REMAP:
 		start = m->arg.remap.from;
 		end = m->arg.remap.from + m->arg.remap.len;
+		pthread_mutex_lock(&proc_uffd.moved_lock);
+		if (proc_uffd.nmoved < ARRAY_SIZE(proc_uffd.moved))
+			proc_uffd.moved[proc_uffd.nmoved++] = (typeof(proc_uffd.moved[0])){
+				start, m->arg.remap.to, m->arg.remap.len };
+		pthread_mutex_unlock(&proc_uffd.moved_lock);
 		break;
 	default:
 		return;
@@ -245,8 +263,11 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 			const struct mw_slot *sl = &m->u.slots[i];
 			uintptr_t a, b;
 
+			/* An unmapped watch's memory took its registration
+			 * with it: it keeps nothing registered. */
 			if ((m == mw && i == slot) ||
-			    atomic_load(&sl->state) == SLOT_FREE)
+			    atomic_load(&sl->state) == SLOT_FREE ||
+			    atomic_load(&sl->unmapped))
 				continue;
 			a = atomic_load(&sl->start) & ~(pg - 1);
 			b = (atomic_load(&sl->last) | (pg - 1)) + 1;
@@ -284,6 +305,35 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 			(void)ioctl(proc_uffd.uffd, UFFDIO_UNREGISTER, &r);
 		}
 		ps = gap_end;
+	}
+}
+
+/*
+ * Under proc_uffd.lock: unregister what mremap moved, where no watch needs
+ * it.  The destination is the moved VMA, ours.  The source is ours only
+ * after MREMAP_DONTUNMAP (else it is unmapped, and may be someone else's
+ * new memory by now): UFFDIO_WRITEPROTECT succeeds only over VMAs
+ * registered in write-protect mode, which is how we register.
+ */
+static void unregister_moved(void)
+{
+	typeof(proc_uffd.moved[0]) mv[ARRAY_SIZE(proc_uffd.moved)];
+	unsigned int n;
+
+	pthread_mutex_lock(&proc_uffd.moved_lock);
+	n = proc_uffd.nmoved;
+	memcpy(mv, proc_uffd.moved, n * sizeof(mv[0]));
+	proc_uffd.nmoved = 0;
+	pthread_mutex_unlock(&proc_uffd.moved_lock);
+	for (unsigned int i = 0; i < n && proc_uffd.uffd >= 0; i++) {
+		struct uffdio_writeprotect wp = {
+			.range = { mv[i].from, mv[i].len },
+		};
+
+		unregister_unused(NULL, 0, mv[i].to, mv[i].to + mv[i].len - 1);
+		if (!ioctl(proc_uffd.uffd, UFFDIO_WRITEPROTECT, &wp))
+			unregister_unused(NULL, 0, mv[i].from,
+					  mv[i].from + mv[i].len - 1);
 	}
 }
 
@@ -340,6 +390,7 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		mw_seterr(mw, "%s", mw->err);
 		return -EIO;
 	}
+	unregister_moved();
 	/* Live first: a change landing while the range is being registered
 	 * is then seen, never lost. */
 	ret = mw_user_watch(mw, addr, len, cookie, h);
@@ -418,6 +469,7 @@ static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 	ret = mw_user_unwatch_freed(mw, h, &freed);
 	if (freed && !unmapped)
 		unregister_unused(mw, h->slot, start, last);
+	unregister_moved();
 	pthread_mutex_unlock(&proc_uffd.lock);
 	return ret;
 }
@@ -437,6 +489,7 @@ static void uffd_close(struct mapwatch *mw)
 		}
 	}
 	pthread_rwlock_unlock(&proc_uffd.mons_lock);
+	unregister_moved();
 	/* Out of the list: unregister what no other monitor watches. */
 	for (uint32_t i = 0; i < atomic_load(&mw->u.hw) && !mw->u.dead; i++) {
 		const struct mw_slot *s = &mw->u.slots[i];
@@ -609,6 +662,8 @@ void mw_uffd_atfork_child(void)
 		close(proc_uffd.wakefd);
 	pthread_mutex_init(&proc_uffd.lock, NULL);
 	pthread_rwlock_init(&proc_uffd.mons_lock, NULL);
+	pthread_mutex_init(&proc_uffd.moved_lock, NULL);
+	proc_uffd.nmoved = 0;
 	proc_uffd.uffd = -1;
 	proc_uffd.wakefd = -1;
 	proc_uffd.mons = NULL;
