@@ -97,6 +97,7 @@ static uint64_t tag_content(struct fake *f, uintptr_t addr, size_t len)
 
 /* --- F8: resize frees under the reader's locks ------------------------------ */
 
+#ifdef HAVE_FREE_HOOK
 struct resize_arg {
 	struct mapwatch *mw;
 	size_t max;
@@ -115,6 +116,7 @@ static void *do_resize(void *arg)
 	sem_post(&a->done);
 	return NULL;
 }
+#endif
 
 /*
  * Monitor 2 watches two pages; monitor 1 (no watches) is resized, and the
