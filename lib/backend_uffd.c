@@ -42,7 +42,6 @@
 #include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,35 +337,29 @@ static void unregister_moved(void)
 }
 
 /*
- * After UFFDIO_REGISTER: is every page of [start, start + len) mapped, in a
- * VMA registered with our userfaultfd?  UFFDIO_REGISTER succeeds when any
- * VMA is in the range and skips the holes; memory mapped into a hole later
- * is not registered, so its munmap would send no event.
- *  - msync() fails with ENOMEM on a hole: HOLE, the watch is refused.
- *  - UFFDIO_WRITEPROTECT with mode 0 (we never write-protect, so it
- *    changes nothing) fails with ENOENT on a VMA not registered in
- *    write-protect mode: memory mapped into a hole (or over the range)
- *    since the register.  CHANGED: the watch stands, reported changed, and
- *    a new watch registers the new memory.
- *  - It fails with EAGAIN while an unmap, remove or remap event of this
- *    process is not read yet (the kernel's mmap_changing); the reader
- *    reads it in microseconds, so try again, and after a while count it
- *    as changed too (it may be this range's).
+ * UFFDIO_REGISTER succeeds when any VMA is in the range and skips the
+ * holes; memory mapped into a hole later is not registered, so its munmap
+ * would send no event.  So after registering: a hole (msync() fails with
+ * ENOMEM there) refuses the watch.  Memory mapped into a hole after the
+ * register and before the msync is not registered either: a second
+ * register takes it in (over what is registered already it changes
+ * nothing and walks no page tables), and a second msync makes sure no
+ * hole opened in between.  What is left needs a page unmapped, mapped and
+ * unmapped again, by other threads, within these four calls.  The watch is
+ * live throughout, so any unmap of registered memory is seen.
  */
-enum { REGISTERED, HOLE, CHANGED };
-
-static int range_registered(uintptr_t start, size_t len)
+static int register_holes(struct uffdio_register *reg)
 {
-	struct uffdio_writeprotect wp = { .range = { start, len }, .mode = 0 };
+	void *start = (void *)(uintptr_t)reg->range.start;
+	size_t len = reg->range.len;
 
-	if (msync((void *)start, len, MS_ASYNC))
-		return HOLE;
-	for (int i = 0; ioctl(proc_uffd.uffd, UFFDIO_WRITEPROTECT, &wp); i++) {
-		if (errno != EAGAIN || i == 1000)
-			return CHANGED;
-		sched_yield();
-	}
-	return REGISTERED;
+	if (msync(start, len, MS_ASYNC))
+		return EINVAL;
+	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, reg))
+		return errno;
+	if (msync(start, len, MS_ASYNC))
+		return EINVAL;
+	return 0;
 }
 
 static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
@@ -399,35 +392,25 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		return ret;
 	}
 	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, &reg)) {
-		e = errno;
+		e = errno;		/* nothing registered */
 		mw_user_unwatch(mw, h);
-		pthread_mutex_unlock(&proc_uffd.lock);
-		mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
-			  (unsigned long)start, (unsigned long)reg.range.len, strerror(e),
-			  e == EINVAL ? " (unmapped, or memory userfaultfd cannot watch: use the kernel backend)" :
-			  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
-			  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
-		return -e;
-	}
-	switch (range_registered(start, reg.range.len)) {
-	case REGISTERED:
-		break;
-	case CHANGED:
-		mw_user_retire(mw, h);
-		break;
-	case HOLE:
-		/* Part of it is registered now: take back what no one else
-		 * needs. */
+	} else if ((e = register_holes(&reg))) {
+		/* Part of the range is registered now: take back what no
+		 * one else needs. */
 		mw_user_unwatch_freed(mw, h, &freed);
 		if (freed)
 			unregister_unused(mw, h->slot, addr, addr + len - 1);
+	} else {
 		pthread_mutex_unlock(&proc_uffd.lock);
-		mw_seterr(mw, "watch: %#lx+%#lx is not all mapped (userfaultfd cannot watch a hole: memory mapped there later would go unseen; the kernel backend can)",
-			  (unsigned long)start, (unsigned long)reg.range.len);
-		return -EINVAL;
+		return 0;
 	}
 	pthread_mutex_unlock(&proc_uffd.lock);
-	return 0;
+	mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
+		  (unsigned long)start, (unsigned long)reg.range.len, strerror(e),
+		  e == EINVAL ? " (a hole, or memory userfaultfd cannot watch: use the kernel backend)" :
+		  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
+		  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
+	return -e;
 }
 
 /*

@@ -167,7 +167,6 @@ void mw_user_stats(const struct mapwatch *mw, struct mapwatch_stats *s);
 void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 			   bool unmapped);
-void mw_user_retire(struct mapwatch *mw, const struct mapwatch_handle *h);
 int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 int mw_user_resize(struct mapwatch *mw, size_t max);
 /* mw_user_resize in steps: allocate, swap under the caller's locks, free

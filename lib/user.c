@@ -315,29 +315,6 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 		return;	/* the counter is saturated: already readable */
 }
 
-/* Report the watch of h changed, if it is still that live watch. */
-void mw_user_retire(struct mapwatch *mw, const struct mapwatch_handle *h)
-{
-	struct mw_user *u = &mw->u;
-	struct mw_slot *s = &u->slots[h->slot];
-	int live = SLOT_LIVE;
-	uint64_t one = 1;
-	bool any = false;
-
-	pthread_mutex_lock(&u->ev_lock);
-	if (u->gens[h->slot] == h->gen && s->cookie == h->cookie &&
-	    atomic_compare_exchange_strong(&s->state, &live, SLOT_CHANGED)) {
-		bump(&u->gens[h->slot]);
-		atomic_fetch_sub(&u->live, 1);
-		push_event(u, atomic_load(&s->start), atomic_load(&s->last),
-			   s->cookie);
-		any = true;
-	}
-	pthread_mutex_unlock(&u->ev_lock);
-	if (any && write(u->efd, &one, sizeof(one)) < 0)
-		return;	/* the counter is saturated: already readable */
-}
-
 int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max)
 {
 	struct mw_user *u = &mw->u;

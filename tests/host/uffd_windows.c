@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 #include "host/libtest.h"
+#include "pagemap.h"
 #include "../lib/internal.h"
 
 /* --- interposed calls ------------------------------------------------------- */
@@ -370,6 +371,108 @@ TEST(revalidate_cost_per_hit)
 	}
 	mapwatch_cache_destroy(c);
 	mapwatch_close(mw);
+}
+
+/* --- F5: madvise(DONTNEED) racing a new registration ---------------------- */
+
+static int pagemap_fd = -1;
+static char *_Atomic purged;	/* the page thread A purges */
+static _Atomic bool purging;
+
+static void *purge_loop(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&purging)) {
+		char *p = atomic_load(&purged);
+
+		*(volatile char *)p = 1;
+		if (madvise(p, PAGE, MADV_DONTNEED))
+			abort();
+	}
+	return NULL;
+}
+
+/* The fake registration remembers the frame under the purged page, as a
+ * pinning registration would (faulting it in first, as pinning does). */
+static uint64_t tag_frame(struct fake *f, uintptr_t addr, size_t len)
+{
+	char *p = atomic_load(&purged);
+
+	(void)f;
+	(void)addr;
+	(void)len;
+	(void)*(volatile char *)p;
+	return pagemap_frame(pagemap_fd, p);
+}
+
+/*
+ * Thread A writes and purges page P in a loop; the main thread registers
+ * [P - PAGE, P + PAGE) anew every round (another monitor keeps P
+ * registered, so every purge sends a REMOVE).  The kernel sends the REMOVE
+ * and waits for it to be read before it zaps: a watch placed between the
+ * two sees no event, and its registration names the page about to be
+ * zapped.  Counted and printed: entries that still read unchanged once
+ * their frame is gone -- the window lib/README.md documents (6 in 15135
+ * rounds of 2 s on the 6.18 host, 2026-12-07).  Asserted: the race ran,
+ * and a stale entry is one the next REMOVE of its page does report.
+ * MAPWATCH_F5_SECONDS (default 2) bounds the run.
+ */
+TEST(madvise_racing_a_registration)
+{
+	const char *env = getenv("MAPWATCH_F5_SECONDS");
+	double secs = env ? atof(env) : 2, end;
+	struct mapwatch *mw = uffd(8), *keep = uffd(8);
+	struct mapwatch_handle kh;
+	struct mapwatch_cache *c;
+	struct fake f;
+	pthread_t a;
+	char *base = map_at(NULL, 2 * PAGE);
+	long rounds = 0, stale = 0, missed_frames = 0;
+
+	if (getuid() != 0)
+		SKIP("page frames in /proc/self/pagemap need root");
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+	ASSERT_GE(pagemap_fd, 0);
+	atomic_store(&purged, base + PAGE);
+	ASSERT_OK(mapwatch_watch(keep, base + PAGE, PAGE, 1, &kh));
+	fake_init(&f);
+	f.tag = tag_frame;
+	c = fake_cache(mw, &f, 0, 0);
+	atomic_store(&purging, true);
+	ASSERT_EQ(pthread_create(&a, NULL, purge_loop, NULL), 0);
+	for (end = now_s() + secs; now_s() < end; rounds++) {
+		struct mapwatch_cache_entry *e =
+			mapwatch_cache_get(c, base, 2 * PAGE, 0);
+		uint64_t now;
+
+		if (!e) {	/* changed during registration, REG_TRIES times */
+			missed_frames++;
+			continue;
+		}
+		now = pagemap_frame(pagemap_fd, base + PAGE);
+		if (now != reg_of(e)->tag && !mapwatch_cache_entry_changed(e)) {
+			/* The next purge of the page, from its start, is
+			 * seen: the entry is stale only until then. */
+			double until = now_s() + 5;
+
+			stale++;
+			while (!mapwatch_cache_entry_changed(e) &&
+			       now_s() < until)
+				usleep(100);
+			EXPECT_TRUE(mapwatch_cache_entry_changed(e));
+		}
+		mapwatch_cache_put(c, e);
+		/* A fresh watch next round. */
+		ASSERT_OK(mapwatch_invalidate(mw, base, 2 * PAGE));
+	}
+	atomic_store(&purging, false);
+	pthread_join(a, NULL);
+	tap_diag("%ld rounds: %ld registrations unchanged over a purged frame, %ld gets that gave up (changed every try)",
+		 rounds, stale, missed_frames);
+	EXPECT_GT(rounds, 100);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+	mapwatch_close(keep);
 }
 
 /* --- F22: a moved range stays registered ------------------------------------ */
