@@ -469,7 +469,7 @@ TEST(madvise_racing_a_registration)
 	pthread_join(a, NULL);
 	tap_diag("%ld rounds: %ld registrations unchanged over a purged frame, %ld gets that gave up (changed every try)",
 		 rounds, stale, missed_frames);
-	EXPECT_GT(rounds, 100);
+	EXPECT_GE(rounds, 100);
 	mapwatch_cache_destroy(c);
 	mapwatch_close(mw);
 	mapwatch_close(keep);
