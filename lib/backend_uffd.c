@@ -20,15 +20,28 @@
  * When the reader has read an event the kernel lets the unmapping thread
  * go, a moment before the reader marks the watches changed: the reader's
  * sequence (mw_uffd_seq, internal.h) lets the cache wait out that moment,
- * so a thread whose munmap returned never gets the old registration.  A bare
- * mapwatch_changed() may still turn true a moment late.
+ * so a thread whose munmap returned, and any thread ordered after that
+ * return, never gets the old registration.  A bare mapwatch_changed() may
+ * still turn true a moment late.  What that does not cover, and no user-
+ * space code can (tests/host/uffd_windows.c shows both):
+ *  - the kernel frees the range and drops mmap_lock before it queues the
+ *    UNMAP event: another thread that maps new memory there before the
+ *    reader has read the event, and gets it from the cache, gets the old
+ *    registration.  uffd_revalidate() is the opt-in check for a hit.
+ *  - madvise DONTNEED/FREE/REMOVE sends REMOVE before it zaps the pages: a
+ *    registration of them made in between is never reported (until they
+ *    change again).
+ *
+ * A watch over a range with holes is refused: UFFDIO_REGISTER skips holes,
+ * and memory mapped into one later would send no event.
  *
  * A range stays registered while any watch of any monitor covers it, and is
  * unregistered when the last one goes (a registration splits the VMA, and
  * every later munmap of it waits for the reader) -- except memory an event
- * said was unmapped or moved: the address may already belong to a new
- * mapping, maybe registered by someone else, which unregistering would
- * strip.
+ * said was unmapped: the address may already belong to a new mapping, maybe
+ * registered by someone else, which unregistering would strip.  Memory
+ * mremap moved is unregistered at the next watch, unwatch or close: the
+ * destination, and the source when MREMAP_DONTUNMAP left it ours.
  *
  * What userfaultfd cannot see (the module can): page migration (NUMA,
  * compaction, migrate_pages by another process), copy-on-write after fork,
