@@ -200,6 +200,19 @@ static inline void mw_settle(void)
 		mw_uffd_settle_wait(v);
 }
 
+/*
+ * mw_settle() for one monitor: only a userfaultfd monitor has a reader to
+ * wait for (one per process, serving every userfaultfd monitor, so the
+ * sequence stays process-wide).  A cache over the kernel or manual backend
+ * then never waits for another monitor's reader (review F23).  cache.c
+ * still calls mw_settle(); it moves to this one call by call.
+ */
+static inline void mw_settle_mon(const struct mapwatch *mw)
+{
+	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD)
+		mw_settle();
+}
+
 /* The backend's revalidate hook: a cache's opt-in check on a hit. */
 static inline bool mw_revalidate(struct mapwatch *mw, const void *addr,
 				 size_t len)

@@ -42,6 +42,22 @@ int poll(struct pollfd *fds, nfds_t n, int timeout)
 }
 
 /*
+ * read(): with hold_read armed, the reader's read() of the userfaultfd
+ * (16 messages at a time) waits for release_read: the reader is then
+ * mid-batch, its sequence odd.
+ */
+static _Atomic bool hold_read;
+static sem_t release_read;
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+	if (n == 16 * sizeof(struct uffd_msg) && atomic_load(&hold_read))
+		while (sem_wait(&release_read) && errno == EINTR)
+			;
+	return syscall(SYS_read, fd, buf, n);
+}
+
+/*
  * free(): with free_unmaps set, the first free of a real pointer first
  * munmaps the two pages there, one after the other, standing for glibc
  * trimming its heap in free() over memory another monitor still watches.
@@ -473,6 +489,51 @@ TEST(madvise_racing_a_registration)
 	mapwatch_cache_destroy(c);
 	mapwatch_close(mw);
 	mapwatch_close(keep);
+}
+
+/* --- F23: settling waits only for a userfaultfd monitor ------------------- */
+
+static void *settle_manual(void *arg)
+{
+	mw_settle_mon(arg);
+	return NULL;
+}
+
+/*
+ * The userfaultfd reader is held mid-batch (its sequence odd, a munmap
+ * waiting); settling for a manual monitor must not wait for it, as
+ * mw_settle() does for every monitor.  5 s watchdogs.
+ */
+TEST(settle_of_another_backend_does_not_wait_for_the_reader)
+{
+	struct mapwatch *u = uffd(8);
+	struct mapwatch *m = open_backend(MAPWATCH_BACKEND_MANUAL, 8);
+	struct mapwatch_handle h;
+	struct unmapper um;
+	pthread_t a, t;
+	double until;
+	char *p = map_at(NULL, PAGE);
+	void *ret;
+
+	ASSERT_OK(mapwatch_watch(u, p, PAGE, 1, &h));
+	sem_init(&release_read, 0, 0);
+	atomic_store(&hold_read, true);
+	um = (struct unmapper){ p, PAGE };
+	ASSERT_EQ(pthread_create(&a, NULL, do_munmap, &um), 0);
+	until = now_s() + 5;
+	while (!(atomic_load(&mw_uffd_seq) & 1) && now_s() < until)
+		usleep(100);
+	ASSERT_TRUE(atomic_load(&mw_uffd_seq) & 1);
+	ASSERT_EQ(pthread_create(&t, NULL, settle_manual, m), 0);
+	ASSERT_EQ(pthread_timedjoin_np(t, &ret, &(struct timespec){
+		time(NULL) + 5, 0 }), 0);
+	atomic_store(&hold_read, false);
+	sem_post(&release_read);
+	pthread_join(a, NULL);
+	mw_settle_mon(u);
+	EXPECT_TRUE(mapwatch_changed(&h));
+	mapwatch_close(m);
+	mapwatch_close(u);
 }
 
 /* --- F22: a moved range stays registered ------------------------------------ */
