@@ -347,13 +347,13 @@ TEST(revalidate_sees_new_memory_at_the_ends)
 /*
  * What the opt-in costs per cache hit, printed (no timing assertion: the
  * host is shared); asserted only that memory as watched stays valid.
- * MAPWATCH_REVALIDATE_HITS sets the hits per size (default 100000).
+ * MAPWATCH_REVALIDATE_HITS sets the hits per size (default 20000).
  */
 TEST(revalidate_cost_per_hit)
 {
 	static const size_t pages[] = { 1, 16, 256, 4096 };
 	const char *env = getenv("MAPWATCH_REVALIDATE_HITS");
-	long n = env ? atol(env) : 100000;
+	long n = env ? atol(env) : 20000;
 	struct mapwatch *mw = uffd(8);
 	struct mapwatch_cache *c;
 	struct fake f;
