@@ -53,13 +53,27 @@
  *                munmap, mremap, MAP_FIXED, brk, madvise DONTNEED/FREE/
  *                REMOVE.  Blind to copy-on-write after fork, migration,
  *                swap, KSM and to other processes; SysV shared memory and
- *                most file mappings cannot be watched at all (EINVAL).  The
- *                kernel releases the unmapping thread as soon as the
- *                library's reader thread has read the event, a moment
- *                before mapwatch_changed() turns true: not synchronous.
- *                The cache (get, entry_changed) waits out that moment.
- *                One userfaultfd per process, shared by its monitors;
- *                memory another library's userfaultfd watches: EBUSY.
+ *                most file mappings cannot be watched at all (EINVAL), nor
+ *                can a range with unmapped pages (EINVAL: memory mapped
+ *                into the hole later would go unseen).  The kernel
+ *                releases the unmapping thread as soon as the library's
+ *                reader thread has read the event, a moment before
+ *                mapwatch_changed() turns true: not synchronous.  The
+ *                cache (get, entry_changed) waits out that moment, so a
+ *                thread whose munmap returned, or one that learned of it
+ *                afterwards (a lock, a message, a join), never gets the
+ *                old registration.  Not covered: (1) another thread that
+ *                maps new memory at the freed address before the reader
+ *                has read the event (the kernel frees the range first,
+ *                then queues the event): for as long as the reader takes
+ *                to run, microseconds, milliseconds on a busy CPU, its get
+ *                may return the old registration; (2) madvise DONTNEED/
+ *                FREE/REMOVE: the event comes before the pages are
+ *                dropped, and a registration of them made in between is
+ *                not reported until their next change.  The kernel
+ *                backend has neither window.  One userfaultfd per process,
+ *                shared by its monitors; memory another library's
+ *                userfaultfd watches: EBUSY.
  *   manual       only mapwatch_invalidate(): a test double, or for
  *                applications that know when they free memory.
  */

@@ -20,15 +20,28 @@
  * When the reader has read an event the kernel lets the unmapping thread
  * go, a moment before the reader marks the watches changed: the reader's
  * sequence (mw_uffd_seq, internal.h) lets the cache wait out that moment,
- * so a thread whose munmap returned never gets the old registration.  A bare
- * mapwatch_changed() may still turn true a moment late.
+ * so a thread whose munmap returned, and any thread ordered after that
+ * return, never gets the old registration.  A bare mapwatch_changed() may
+ * still turn true a moment late.  What that does not cover, and no user-
+ * space code can (tests/host/uffd_windows.c shows both):
+ *  - the kernel frees the range and drops mmap_lock before it queues the
+ *    UNMAP event: another thread that maps new memory there before the
+ *    reader has read the event, and gets it from the cache, gets the old
+ *    registration.  uffd_revalidate() is the opt-in check for a hit.
+ *  - madvise DONTNEED/FREE/REMOVE sends REMOVE before it zaps the pages: a
+ *    registration of them made in between is never reported (until they
+ *    change again).
+ *
+ * A watch over a range with holes is refused: UFFDIO_REGISTER skips holes,
+ * and memory mapped into one later would send no event.
  *
  * A range stays registered while any watch of any monitor covers it, and is
  * unregistered when the last one goes (a registration splits the VMA, and
  * every later munmap of it waits for the reader) -- except memory an event
- * said was unmapped or moved: the address may already belong to a new
- * mapping, maybe registered by someone else, which unregistering would
- * strip.
+ * said was unmapped: the address may already belong to a new mapping, maybe
+ * registered by someone else, which unregistering would strip.  Memory
+ * mremap moved is unregistered at the next watch, unwatch or close: the
+ * destination, and the source when MREMAP_DONTUNMAP left it ours.
  *
  * What userfaultfd cannot see (the module can): page migration (NUMA,
  * compaction, migrate_pages by another process), copy-on-write after fork,
@@ -53,6 +66,8 @@
 
 #include "internal.h"
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif
@@ -61,21 +76,36 @@ _Atomic uint32_t mw_uffd_seq;
 static _Atomic uint32_t seq_waiters;
 
 /*
- * The process's userfaultfd.  lock: open/close, watch/unwatch (the
- * register ioctls and the slot states they depend on), the list.  The
- * reader takes mons_lock (read) to hand events to the monitors, and lock
- * only when it fails: neither is held across anything that waits for it.
+ * The process's userfaultfd, its reader and the monitors that share it.
+ * lock: open/close, watch/unwatch (the register ioctls and the slot states
+ * they depend on), the list.  The reader takes mons_lock (read) to hand
+ * events to the monitors, and lock only when it fails: neither is held
+ * across anything that waits for it (no malloc or free either: a free that
+ * trims the heap over watched memory waits for the reader).  uffd is
+ * atomic for the one reader outside lock, the hit-path revalidation.
  */
 static struct {
 	pthread_mutex_t lock;
 	pthread_rwlock_t mons_lock;
 	struct mapwatch *mons;
-	int uffd, wakefd;
+	_Atomic int uffd;
+	int wakefd;
+	/*
+	 * Ranges mremap moved (REMAP events), for the next watch, unwatch
+	 * or close to unregister: the moved VMA keeps our registration, and
+	 * so does the emptied source of MREMAP_DONTUNMAP.  The reader only
+	 * appends, under moved_lock, which guards nothing else; when full,
+	 * later moves stay registered (as all did before).
+	 */
+	pthread_mutex_t moved_lock;
+	struct { uintptr_t from, to, len; } moved[16];
+	unsigned int nmoved;
 	pthread_t reader;
 	unsigned int users;
-} up = {
+} proc_uffd = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.mons_lock = PTHREAD_RWLOCK_INITIALIZER,
+	.moved_lock = PTHREAD_MUTEX_INITIALIZER,
 	.uffd = -1, .wakefd = -1,
 };
 
@@ -139,11 +169,16 @@ static void dispatch(const struct uffd_msg *m)
 	case UFFD_EVENT_REMAP:
 		start = m->arg.remap.from;
 		end = m->arg.remap.from + m->arg.remap.len;
+		pthread_mutex_lock(&proc_uffd.moved_lock);
+		if (proc_uffd.nmoved < ARRAY_SIZE(proc_uffd.moved))
+			proc_uffd.moved[proc_uffd.nmoved++] = (typeof(proc_uffd.moved[0])){
+				start, m->arg.remap.to, m->arg.remap.len };
+		pthread_mutex_unlock(&proc_uffd.moved_lock);
 		break;
 	default:
 		return;
 	}
-	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next)
+	for (struct mapwatch *mw = proc_uffd.mons; mw; mw = mw->u.next)
 		mw_user_invalidate_ex(mw, start, end, unmapped);
 }
 
@@ -155,12 +190,12 @@ static void dispatch(const struct uffd_msg *m)
  */
 static void reader_failed(int uffd, int wakefd, const char *what, int e)
 {
-	pthread_mutex_lock(&up.lock);
-	if (up.uffd != uffd) {		/* closing: the closer cleans up */
-		pthread_mutex_unlock(&up.lock);
+	pthread_mutex_lock(&proc_uffd.lock);
+	if (proc_uffd.uffd != uffd) {		/* closing: the closer cleans up */
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return;
 	}
-	for (struct mapwatch *mw = up.mons; mw; mw = mw->u.next) {
+	for (struct mapwatch *mw = proc_uffd.mons; mw; mw = mw->u.next) {
 		snprintf(mw->err, sizeof(mw->err), "userfaultfd backend: the reader thread failed (%s: %s); every watch reported changed: open a new monitor",
 			 what, strerror(e));
 		atomic_store(&mw->u.dead, true);
@@ -168,9 +203,10 @@ static void reader_failed(int uffd, int wakefd, const char *what, int e)
 	}
 	close(uffd);
 	close(wakefd);
-	up.uffd = up.wakefd = -1;
+	proc_uffd.uffd = -1;
+	proc_uffd.wakefd = -1;
 	pthread_detach(pthread_self());
-	pthread_mutex_unlock(&up.lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 }
 
 struct reader_fds {
@@ -212,15 +248,15 @@ static void *uffd_reader(void *arg)
 			reader_failed(uffd, wakefd, "read", e);
 			return NULL;
 		}
-		pthread_rwlock_rdlock(&up.mons_lock);
+		pthread_rwlock_rdlock(&proc_uffd.mons_lock);
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
 			dispatch(&msg[i]);
-		pthread_rwlock_unlock(&up.mons_lock);
+		pthread_rwlock_unlock(&proc_uffd.mons_lock);
 		seq_bump();
 	}
 }
 
-/* Under up.lock: unregister the pages of slot that no other watch of any
+/* Under proc_uffd.lock: unregister the pages of slot that no other watch of any
  * monitor needs.  One pass over the slots in use (up to each monitor's
  * high-water mark) collects the few that overlap; the rest is local. */
 static void unregister_unused(struct mapwatch *mw, uint32_t slot,
@@ -232,15 +268,18 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 	size_t n = 0;
 	bool overflow = false;
 
-	for (const struct mapwatch *m = up.mons; m; m = m->u.next) {
+	for (const struct mapwatch *m = proc_uffd.mons; m; m = m->u.next) {
 		if (m->u.dead)
 			continue;
 		for (size_t i = 0, hw = atomic_load(&m->u.hw); i < hw; i++) {
 			const struct mw_slot *sl = &m->u.slots[i];
 			uintptr_t a, b;
 
+			/* An unmapped watch's memory took its registration
+			 * with it: it keeps nothing registered. */
 			if ((m == mw && i == slot) ||
-			    atomic_load(&sl->state) == SLOT_FREE)
+			    atomic_load(&sl->state) == SLOT_FREE ||
+			    atomic_load(&sl->unmapped))
 				continue;
 			a = atomic_load(&sl->start) & ~(pg - 1);
 			b = (atomic_load(&sl->last) | (pg - 1)) + 1;
@@ -275,10 +314,65 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 			struct uffdio_range r = { .start = ps, .len = gap_end - ps };
 
 			/* Fails only where the memory is gone already. */
-			(void)ioctl(up.uffd, UFFDIO_UNREGISTER, &r);
+			(void)ioctl(proc_uffd.uffd, UFFDIO_UNREGISTER, &r);
 		}
 		ps = gap_end;
 	}
+}
+
+/*
+ * Under proc_uffd.lock: unregister what mremap moved, where no watch needs
+ * it.  The destination is the moved VMA, ours.  The source is ours only
+ * after MREMAP_DONTUNMAP (else it is unmapped, and may be someone else's
+ * new memory by now): UFFDIO_WRITEPROTECT succeeds only over VMAs
+ * registered in write-protect mode, which is how we register.
+ */
+static void unregister_moved(void)
+{
+	typeof(proc_uffd.moved[0]) mv[ARRAY_SIZE(proc_uffd.moved)];
+	unsigned int n;
+
+	pthread_mutex_lock(&proc_uffd.moved_lock);
+	n = proc_uffd.nmoved;
+	memcpy(mv, proc_uffd.moved, n * sizeof(mv[0]));
+	proc_uffd.nmoved = 0;
+	pthread_mutex_unlock(&proc_uffd.moved_lock);
+	for (unsigned int i = 0; i < n && proc_uffd.uffd >= 0; i++) {
+		struct uffdio_writeprotect wp = {
+			.range = { mv[i].from, mv[i].len },
+		};
+
+		unregister_unused(NULL, 0, mv[i].to, mv[i].to + mv[i].len - 1);
+		if (!ioctl(proc_uffd.uffd, UFFDIO_WRITEPROTECT, &wp))
+			unregister_unused(NULL, 0, mv[i].from,
+					  mv[i].from + mv[i].len - 1);
+	}
+}
+
+/*
+ * UFFDIO_REGISTER succeeds when any VMA is in the range and skips the
+ * holes; memory mapped into a hole later is not registered, so its munmap
+ * would send no event.  So after registering: a hole (msync() fails with
+ * ENOMEM there) refuses the watch.  Memory mapped into a hole after the
+ * register and before the msync is not registered either: a second
+ * register takes it in (over what is registered already it changes
+ * nothing and walks no page tables), and a second msync makes sure no
+ * hole opened in between.  What is left needs a page unmapped, mapped and
+ * unmapped again, by other threads, within these four calls.  The watch is
+ * live throughout, so any unmap of registered memory is seen.
+ */
+static int register_holes(struct uffdio_register *reg)
+{
+	void *start = (void *)(uintptr_t)reg->range.start;
+	size_t len = reg->range.len;
+
+	if (msync(start, len, MS_ASYNC))
+		return EINVAL;
+	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, reg))
+		return errno;
+	if (msync(start, len, MS_ASYNC))
+		return EINVAL;
+	return 0;
 }
 
 static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
@@ -291,36 +385,79 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		.range = { .start = start, .len = end - start },
 		.mode = UFFDIO_REGISTER_MODE_WP,
 	};
+	bool freed;
 	int ret, e;
 
 	if (end <= start)	/* the last page of the address space */
 		end = 0, reg.range.len = -start;
-	pthread_mutex_lock(&up.lock);
+	pthread_mutex_lock(&proc_uffd.lock);
 	if (mw->u.dead) {
-		pthread_mutex_unlock(&up.lock);
+		pthread_mutex_unlock(&proc_uffd.lock);
 		mw_seterr(mw, "%s", mw->err);
 		return -EIO;
 	}
+	unregister_moved();
 	/* Live first: a change landing while the range is being registered
 	 * is then seen, never lost. */
 	ret = mw_user_watch(mw, addr, len, cookie, h);
 	if (ret) {
-		pthread_mutex_unlock(&up.lock);
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return ret;
 	}
-	if (!ioctl(up.uffd, UFFDIO_REGISTER, &reg)) {
-		pthread_mutex_unlock(&up.lock);
+	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, &reg)) {
+		e = errno;		/* nothing registered */
+		mw_user_unwatch(mw, h);
+	} else if ((e = register_holes(&reg))) {
+		/* Part of the range is registered now: take back what no
+		 * one else needs. */
+		mw_user_unwatch_freed(mw, h, &freed);
+		if (freed)
+			unregister_unused(mw, h->slot, addr, addr + len - 1);
+	} else {
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return 0;
 	}
-	e = errno;
-	mw_user_unwatch(mw, h);
-	pthread_mutex_unlock(&up.lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	mw_seterr(mw, "watch: userfaultfd cannot register %#lx+%#lx: %s%s",
 		  (unsigned long)start, (unsigned long)reg.range.len, strerror(e),
-		  e == EINVAL ? " (unmapped, or memory userfaultfd cannot watch: use the kernel backend)" :
+		  e == EINVAL ? " (a hole, or memory userfaultfd cannot watch: use the kernel backend)" :
 		  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
 		  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
 	return -e;
+}
+
+/*
+ * ops->revalidate: is the memory at the ends of [addr, addr + len) still
+ * the VMA our registration covers?  UFFDIO_WRITEPROTECT with mode 0 fails
+ * with ENOENT over a VMA not registered in write-protect mode (memory
+ * mapped there since, its UNMAP event maybe not read yet) and with EAGAIN
+ * while any unmap, remove or remap event of the process is unread (it may
+ * be this range's): both count as changed.  Only the first and the last
+ * page: the ioctl walks the page tables of its range (measured on 6.18:
+ * 3.5 us for one touched page, 420 us for 4096), and memory mapped at a
+ * freed address covers the start of the hole (a same-size mmap, or
+ * bottom-up) or its end (top-down).  A smaller mapping strictly inside the
+ * range, not touching either end, is not seen: that is the documented
+ * limit.  No wait and no lock: this runs on a cache hit.
+ */
+static bool uffd_revalidate(struct mapwatch *mw, uintptr_t addr, size_t len)
+{
+	uintptr_t pg = page_size();
+	uintptr_t first = addr & ~(pg - 1);
+	uintptr_t last = (addr + len - 1) & ~(pg - 1);
+	int uffd = atomic_load(&proc_uffd.uffd);
+	struct uffdio_writeprotect wp = { .range = { first, pg } };
+
+	if (atomic_load(&mw->u.dead))
+		return false;
+	if (last - first <= pg) {		/* one or two pages: one call */
+		wp.range.len = last + pg - first;
+		return !ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+	}
+	if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))
+		return false;
+	wp.range.start = last;
+	return !ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
 }
 
 static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
@@ -329,11 +466,11 @@ static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 	bool freed, unmapped = true;
 	int ret;
 
-	pthread_mutex_lock(&up.lock);
+	pthread_mutex_lock(&proc_uffd.lock);
 	if (mw->u.dead) {
 		/* Every registration went with the userfaultfd. */
 		ret = mw_user_unwatch(mw, h);
-		pthread_mutex_unlock(&up.lock);
+		pthread_mutex_unlock(&proc_uffd.lock);
 		return ret;
 	}
 	if (h->slot < mw->max && h->word == &mw->u.gens[h->slot]) {
@@ -346,7 +483,8 @@ static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 	ret = mw_user_unwatch_freed(mw, h, &freed);
 	if (freed && !unmapped)
 		unregister_unused(mw, h->slot, start, last);
-	pthread_mutex_unlock(&up.lock);
+	unregister_moved();
+	pthread_mutex_unlock(&proc_uffd.lock);
 	return ret;
 }
 
@@ -356,15 +494,16 @@ static void uffd_close(struct mapwatch *mw)
 	pthread_t reader;
 	uint64_t one = 1;
 
-	pthread_mutex_lock(&up.lock);
-	pthread_rwlock_wrlock(&up.mons_lock);
-	for (struct mapwatch **pp = &up.mons; *pp; pp = &(*pp)->u.next) {
+	pthread_mutex_lock(&proc_uffd.lock);
+	pthread_rwlock_wrlock(&proc_uffd.mons_lock);
+	for (struct mapwatch **pp = &proc_uffd.mons; *pp; pp = &(*pp)->u.next) {
 		if (*pp == mw) {
 			*pp = mw->u.next;
 			break;
 		}
 	}
-	pthread_rwlock_unlock(&up.mons_lock);
+	pthread_rwlock_unlock(&proc_uffd.mons_lock);
+	unregister_moved();
 	/* Out of the list: unregister what no other monitor watches. */
 	for (uint32_t i = 0; i < atomic_load(&mw->u.hw) && !mw->u.dead; i++) {
 		const struct mw_slot *s = &mw->u.slots[i];
@@ -374,13 +513,14 @@ static void uffd_close(struct mapwatch *mw)
 			unregister_unused(mw, i, atomic_load(&s->start),
 					  atomic_load(&s->last));
 	}
-	if (!--up.users && up.uffd >= 0) {
-		uffd = up.uffd;
-		wakefd = up.wakefd;
-		reader = up.reader;
-		up.uffd = up.wakefd = -1;
+	if (!--proc_uffd.users && proc_uffd.uffd >= 0) {
+		uffd = proc_uffd.uffd;
+		wakefd = proc_uffd.wakefd;
+		reader = proc_uffd.reader;
+		proc_uffd.uffd = -1;
+		proc_uffd.wakefd = -1;
 	}
-	pthread_mutex_unlock(&up.lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	if (uffd >= 0) {
 		if (write(wakefd, &one, sizeof(one)) == sizeof(one))
 			pthread_join(reader, NULL);
@@ -390,16 +530,25 @@ static void uffd_close(struct mapwatch *mw)
 	mw_user_fini(mw);
 }
 
-/* The reader walks every monitor's slots under mons_lock: keep it out. */
+/*
+ * The reader walks every monitor's slots under mons_lock: keep it out
+ * while the tables change.  Allocate before and free after: a free() that
+ * trims the heap over watched memory waits for the reader, which may be
+ * waiting for mons_lock with an event in hand.
+ */
 static int uffd_resize(struct mapwatch *mw, size_t max)
 {
-	int ret;
+	struct mw_user_tables t;
+	int ret = mw_user_resize_prepare(max, &t);
 
-	pthread_mutex_lock(&up.lock);
-	pthread_rwlock_wrlock(&up.mons_lock);
-	ret = mw_user_resize(mw, max);
-	pthread_rwlock_unlock(&up.mons_lock);
-	pthread_mutex_unlock(&up.lock);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&proc_uffd.lock);
+	pthread_rwlock_wrlock(&proc_uffd.mons_lock);
+	ret = mw_user_resize_swap(mw, max, &t);
+	pthread_rwlock_unlock(&proc_uffd.mons_lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
+	mw_user_resize_free(&t);
 	return ret;
 }
 
@@ -412,9 +561,10 @@ static const struct mw_ops uffd_ops = {
 	.pending = mw_user_pending,
 	.stats = mw_user_stats,
 	.close = uffd_close,
+	.revalidate = uffd_revalidate,
 };
 
-/* Under up.lock: the process's userfaultfd and its reader, or -errno. */
+/* Under proc_uffd.lock: the process's userfaultfd and its reader, or -errno. */
 static int uffd_start(const char **why)
 {
 	struct uffdio_api api = {
@@ -464,15 +614,15 @@ static int uffd_start(const char **why)
 	}
 	*fds = (struct reader_fds){ uffd, wakefd };
 	/* pthread_create returns its error; errno is not set. */
-	e = pthread_create(&up.reader, NULL, uffd_reader, fds);
+	e = pthread_create(&proc_uffd.reader, NULL, uffd_reader, fds);
 	if (e) {
 		free(fds);
 		*why = "userfaultfd backend: cannot start the reader thread";
 		goto err;
 	}
-	pthread_setname_np(up.reader, "mapwatch-uffd");
-	up.uffd = uffd;
-	up.wakefd = wakefd;
+	pthread_setname_np(proc_uffd.reader, "mapwatch-uffd");
+	proc_uffd.uffd = uffd;
+	proc_uffd.wakefd = wakefd;
 	return 0;
 err:
 	close(uffd);
@@ -493,23 +643,23 @@ int mw_uffd_open(struct mapwatch *mw, const char **why)
 			       "userfaultfd backend: out of memory";
 		return ret;
 	}
-	pthread_mutex_lock(&up.lock);
-	if (up.uffd < 0) {
+	pthread_mutex_lock(&proc_uffd.lock);
+	if (proc_uffd.uffd < 0) {
 		ret = uffd_start(&reason);
 		if (ret) {
-			pthread_mutex_unlock(&up.lock);
+			pthread_mutex_unlock(&proc_uffd.lock);
 			if (why)
 				*why = reason;
 			mw_user_fini(mw);
 			return ret;
 		}
 	}
-	up.users++;
-	pthread_rwlock_wrlock(&up.mons_lock);
-	mw->u.next = up.mons;
-	up.mons = mw;
-	pthread_rwlock_unlock(&up.mons_lock);
-	pthread_mutex_unlock(&up.lock);
+	proc_uffd.users++;
+	pthread_rwlock_wrlock(&proc_uffd.mons_lock);
+	mw->u.next = proc_uffd.mons;
+	proc_uffd.mons = mw;
+	pthread_rwlock_unlock(&proc_uffd.mons_lock);
+	pthread_mutex_unlock(&proc_uffd.lock);
 	mw->backend = MAPWATCH_BACKEND_USERFAULTFD;
 	mw->ops = &uffd_ops;
 	return 0;
@@ -520,15 +670,18 @@ int mw_uffd_open(struct mapwatch *mw, const char **why)
  * (the parent's munmaps would wait for a reader that is gone). */
 void mw_uffd_atfork_child(void)
 {
-	if (up.uffd >= 0)
-		close(up.uffd);
-	if (up.wakefd >= 0)
-		close(up.wakefd);
-	pthread_mutex_init(&up.lock, NULL);
-	pthread_rwlock_init(&up.mons_lock, NULL);
-	up.uffd = up.wakefd = -1;
-	up.mons = NULL;
-	up.users = 0;
+	if (proc_uffd.uffd >= 0)
+		close(proc_uffd.uffd);
+	if (proc_uffd.wakefd >= 0)
+		close(proc_uffd.wakefd);
+	pthread_mutex_init(&proc_uffd.lock, NULL);
+	pthread_rwlock_init(&proc_uffd.mons_lock, NULL);
+	pthread_mutex_init(&proc_uffd.moved_lock, NULL);
+	proc_uffd.nmoved = 0;
+	proc_uffd.uffd = -1;
+	proc_uffd.wakefd = -1;
+	proc_uffd.mons = NULL;
+	proc_uffd.users = 0;
 	atomic_store(&mw_uffd_seq, 0);
 	atomic_store(&seq_waiters, 0);
 }

@@ -32,6 +32,11 @@ struct mw_ops {
 	bool (*pending)(const struct mapwatch *mw);
 	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
 	void (*close)(struct mapwatch *mw);
+	/* Optional (NULL: always true): false when [addr, addr + len) is
+	 * certainly no longer the memory a watch of it was placed on, checked
+	 * with the kernel now rather than through the events (userfaultfd:
+	 * memory mapped where the reader has not yet read the UNMAP). */
+	bool (*revalidate)(struct mapwatch *mw, uintptr_t addr, size_t len);
 };
 
 /* A watch of the user-space backends (userfaultfd, manual). */
@@ -164,6 +169,17 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 			   bool unmapped);
 int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 int mw_user_resize(struct mapwatch *mw, size_t max);
+/* mw_user_resize in steps: allocate, swap under the caller's locks, free
+ * after them (user.c says why). */
+struct mw_user_tables {
+	uint32_t *gens, *free_slots;
+	struct mw_slot *slots;
+	struct mw_old_gens *old;
+};
+int mw_user_resize_prepare(size_t max, struct mw_user_tables *t);
+int mw_user_resize_swap(struct mapwatch *mw, size_t max,
+			struct mw_user_tables *t);
+void mw_user_resize_free(struct mw_user_tables *t);
 
 /*
  * The userfaultfd reader's sequence: odd from just before it read()s events
@@ -182,6 +198,27 @@ static inline void mw_settle(void)
 
 	if (v & 1)
 		mw_uffd_settle_wait(v);
+}
+
+/*
+ * mw_settle() for one monitor: only a userfaultfd monitor has a reader to
+ * wait for (one per process, serving every userfaultfd monitor, so the
+ * sequence stays process-wide).  A cache over the kernel or manual backend
+ * then never waits for another monitor's reader (review F23).  cache.c
+ * still calls mw_settle(); it moves to this one call by call.
+ */
+static inline void mw_settle_mon(const struct mapwatch *mw)
+{
+	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD)
+		mw_settle();
+}
+
+/* The backend's revalidate hook: a cache's opt-in check on a hit. */
+static inline bool mw_revalidate(struct mapwatch *mw, const void *addr,
+				 size_t len)
+{
+	return !mw->ops->revalidate ||
+	       mw->ops->revalidate(mw, (uintptr_t)addr, len);
 }
 
 /* cache.c, for tests only: add n references to a held entry, return the

@@ -63,56 +63,90 @@ void mw_user_fini(struct mapwatch *mw)
  * New tables for max watches, while every slot is free and no event is
  * pending (-EBUSY otherwise).  The old generation words stay until close:
  * a handle of a watch unwatched before may still be read (changed).
- * Caller holds whatever keeps other threads out of u->slots (the
- * userfaultfd backend: its process lock and the monitor list's).
+ *
+ * In three steps, so that nothing is allocated or freed under a lock the
+ * userfaultfd reader needs: free() may trim the heap, a trim is a munmap
+ * or madvise, and over watched memory that waits for the reader to read
+ * the event -- which it cannot while it waits for us to apply the one
+ * before (the reader holds an event while it takes the monitors' locks).
  */
-int mw_user_resize(struct mapwatch *mw, size_t max)
+int mw_user_resize_prepare(size_t max, struct mw_user_tables *t)
 {
-	struct mw_user *u = &mw->u;
-	uint32_t *gens, *free_slots;
-	struct mw_slot *slots;
-	struct mw_old_gens *o;
-	int ret = 0;
-
+	memset(t, 0, sizeof(*t));
 	if (max >= UINT32_MAX)
 		return -EINVAL;
-	gens = calloc(max + 1, sizeof(*gens));
-	slots = calloc(max + 1, sizeof(*slots));
-	free_slots = calloc(max + 1, sizeof(*free_slots));
-	o = malloc(sizeof(*o));
+	t->gens = calloc(max + 1, sizeof(*t->gens));
+	t->slots = calloc(max + 1, sizeof(*t->slots));
+	t->free_slots = calloc(max + 1, sizeof(*t->free_slots));
+	t->old = malloc(sizeof(*t->old));
+	if (!t->gens || !t->slots || !t->free_slots || !t->old) {
+		mw_user_resize_free(t);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Swap t's tables in.  On success t holds the old slot tables (the old
+ * generation words move to old_gens), for mw_user_resize_free() after the
+ * caller's locks; on -EBUSY it still holds the new ones.  Caller holds
+ * whatever keeps other threads out of u->slots (the userfaultfd backend:
+ * its process lock and the monitor list's).
+ */
+int mw_user_resize_swap(struct mapwatch *mw, size_t max,
+			struct mw_user_tables *t)
+{
+	struct mw_user *u = &mw->u;
+	int ret = 0;
+
 	pthread_mutex_lock(&mw->lock);
 	pthread_mutex_lock(&u->ev_lock);
-	if (u->nfree != mw->max || u->ring_count || u->ovf)
+	if (u->nfree != mw->max || u->ring_count || u->ovf) {
 		ret = -EBUSY;
-	else if (!gens || !slots || !free_slots || !o)
-		ret = -ENOMEM;
-	if (!ret) {
-		o->gens = u->gens;
-		o->next = u->old_gens;
-		u->old_gens = o;
-		free(u->slots);
-		free(u->free_slots);
-		u->gens = gens;
-		u->slots = slots;
-		u->free_slots = free_slots;
+	} else {
+		struct mw_slot *old_slots = u->slots;
+		uint32_t *old_free = u->free_slots;
+
+		t->old->gens = u->gens;
+		t->old->next = u->old_gens;
+		u->old_gens = t->old;
+		u->gens = t->gens;
+		u->slots = t->slots;
+		u->free_slots = t->free_slots;
 		u->nfree = 0;
 		for (size_t i = 0; i < max; i++)
 			u->free_slots[u->nfree++] = max - 1 - i;
 		atomic_store(&u->hw, 0);
 		mw->max = max;
-		gens = NULL;
-		slots = NULL;
-		free_slots = NULL;
-		o = NULL;
+		*t = (struct mw_user_tables){ .slots = old_slots,
+					      .free_slots = old_free };
 	}
 	pthread_mutex_unlock(&u->ev_lock);
 	pthread_mutex_unlock(&mw->lock);
-	free(gens);
-	free(slots);
-	free(free_slots);
-	free(o);
 	if (ret == -EBUSY)
 		mw_seterr(mw, "resize: watches active or events pending");
+	return ret;
+}
+
+void mw_user_resize_free(struct mw_user_tables *t)
+{
+	free(t->gens);
+	free(t->slots);
+	free(t->free_slots);
+	free(t->old);
+	memset(t, 0, sizeof(*t));
+}
+
+/* The manual backend has no reader: its own locks are enough. */
+int mw_user_resize(struct mapwatch *mw, size_t max)
+{
+	struct mw_user_tables t;
+	int ret = mw_user_resize_prepare(max, &t);
+
+	if (ret)
+		return ret;
+	ret = mw_user_resize_swap(mw, max, &t);
+	mw_user_resize_free(&t);
 	return ret;
 }
 
