@@ -110,8 +110,14 @@ static int mw_auto_open(struct mapwatch *mw, bool any, char *reason,
 	return ret;
 }
 
-int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
-		  size_t max_watches, const char **why)
+/*
+ * The default mapwatch_open is MAPWATCH_1.3's: AUTO never settles below
+ * MAPWATCH_F_SYNC.  lib/compat.c keeps MAPWATCH_1.0's (AUTO = AUTO_ANY) for
+ * programs linked before; both are named in lib/libmapwatch.map, so both
+ * carry their version explicitly.
+ */
+static int open_monitor(struct mapwatch **out, enum mapwatch_backend backend,
+			size_t max_watches, const char **why)
 {
 	static __thread char reason[600];
 	const char *dummy;
@@ -170,6 +176,20 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	}
 	*out = mw;
 	return 0;
+}
+
+#ifdef MAPWATCH_BUILD_SHARED
+__attribute__((symver("mapwatch_open@@MAPWATCH_1.3"), visibility("default")))
+int mw_open_1_3(struct mapwatch **out, enum mapwatch_backend backend,
+		size_t max_watches, const char **why);
+int mw_open_1_3(struct mapwatch **out, enum mapwatch_backend backend,
+		size_t max_watches, const char **why)
+#else
+int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
+		  size_t max_watches, const char **why)
+#endif
+{
+	return open_monitor(out, backend, max_watches, why);
 }
 
 /* A child after fork() owns none of the parent's watches.  The fork
@@ -242,6 +262,16 @@ int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The inline mapwatch_changed() after mw_settle(): what the cache's hit
+ * path does, for monitor users (review 2026-12-07 F18). */
+bool mapwatch_changed_sync(const struct mapwatch_handle *h)
+{
+	if (!h || !h->word)
+		return true;
+	mw_settle();
+	return mapwatch_changed(h);
 }
 
 int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,
