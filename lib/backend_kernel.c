@@ -185,27 +185,54 @@ static int kernel_unwatch_batch(struct mapwatch *mw,
 	return ok;
 }
 
+/*
+ * Only KDREG2_EVENT_MAPPING_CHANGE records are mapping changes; one of
+ * another type (a newer module's) is skipped, never parsed as one, and the
+ * monitor's error says so.  A batch of nothing else reads on; when records
+ * were skipped and none was a change, -ENOMSG (as libfabric's kdreg2
+ * monitor answers), once.
+ */
 static int kernel_read(struct mapwatch *mw, struct mapwatch_event *ev,
 		       size_t max)
 {
 	struct kdreg2_event kev[64];
+	uint32_t unknown_type = 0;
+	size_t skipped = 0;
 	ssize_t n;
+	int k = 0;
 
 	if (max > 64)
 		max = 64;
-	n = read(mw->fd, kev, max * sizeof(kev[0]));
-	if (n < 0)
-		return errno == EAGAIN ? 0 : -errno;
-	n /= sizeof(kev[0]);
-	for (ssize_t i = 0; i < n; i++) {
-		const struct kdreg2_mapping_change *c = &kev[i].u.mapping_change;
+	while (!k) {
+		n = read(mw->fd, kev, max * sizeof(kev[0]));
+		if (n < 0) {
+			if (errno != EAGAIN)
+				return -errno;
+			break;
+		}
+		n /= sizeof(kev[0]);
+		if (!n)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			const struct kdreg2_mapping_change *c =
+				&kev[i].u.mapping_change;
 
-		ev[i].addr = (uintptr_t)c->addr;
-		ev[i].len = c->len;
-		ev[i].cookie = c->cookie == KDREG2_BAD_COOKIE_VALUE ?
-			       MAPWATCH_COOKIE_RANGE : c->cookie;
+			if (kev[i].type != KDREG2_EVENT_MAPPING_CHANGE) {
+				unknown_type = kev[i].type;
+				skipped++;
+				continue;
+			}
+			ev[k].addr = (uintptr_t)c->addr;
+			ev[k].len = c->len;
+			ev[k].cookie = c->cookie == KDREG2_BAD_COOKIE_VALUE ?
+				       MAPWATCH_COOKIE_RANGE : c->cookie;
+			k++;
+		}
 	}
-	return n;
+	if (skipped)
+		mw_seterr(mw, "read: skipped %zu kdreg2 record(s) of unknown type (type %u): not mapping changes (a newer module?)",
+			  skipped, unknown_type);
+	return k ? k : skipped ? -ENOMSG : 0;
 }
 
 static bool kernel_pending(const struct mapwatch *mw)
