@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -254,6 +255,38 @@ static void kernel_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
 	}
 }
 
+/*
+ * The length of mapwatch.ko's status mapping at @addr, from the kernel's
+ * own account of it (/proc/self/maps): CONFIG_DATA may have taken over a
+ * larger spare than max_regions needs, and the module refuses to split its
+ * mapping, so a length computed from max_regions would make munmap() fail
+ * (EINVAL) and leave the area behind.  0 when what starts at @addr is not
+ * the module's status mapping any more (the application unmapped it and
+ * mapped its own there): nothing of ours to unmap.  @guess when /proc is
+ * not there to ask.
+ */
+static size_t status_mapping_len(const void *addr, size_t guess)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char *line = NULL;
+	size_t cap = 0, len = 0;
+	unsigned long start, end;
+
+	if (!f)
+		return guess;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "%lx-%lx", &start, &end) != 2 ||
+		    start != (uintptr_t)addr)
+			continue;
+		if (strstr(line, "[mapwatch-status]"))
+			len = end - start;
+		break;
+	}
+	free(line);
+	fclose(f);
+	return len;
+}
+
 static void kernel_close(struct mapwatch *mw)
 {
 	size_t size = MAPWATCH_STATE_ARRAY_OFFSET + (mw->st_max + 1) * 4;
@@ -264,8 +297,11 @@ static void kernel_close(struct mapwatch *mw)
 	 * still this context's (after it, another thread's CONFIG_DATA may
 	 * take it over at the same address).  HPE's kdreg2 maps a status
 	 * page and a separate array and unmaps both itself. */
-	if (!mw->plain_kdreg2)
-		munmap((void *)mw->st, (size + page - 1) / page * page);
+	if (!mw->plain_kdreg2) {
+		size = status_mapping_len(mw->st, (size + page - 1) / page * page);
+		if (size)
+			munmap((void *)mw->st, size);
+	}
 	close(mw->fd);
 }
 

@@ -7,6 +7,9 @@
  * sits right after the status page: the library must never unmap it (nor
  * the module's own mappings), must not claim MAPWATCH_F_SYNC or
  * MAPWATCH_F_ALL_CHANGES, and AUTO must not settle for it silently.
+ * read() of the device serves queued records (unknown types: F21); with
+ * fake_mapwatch set it plays mapwatch.ko handing out a larger spare area
+ * (F24: close must unmap all of it, and nothing that replaced it).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -46,8 +49,54 @@ int open64(const char *path, int flags, ...)
 	return fake_open(path, flags);
 }
 
+/*
+ * Playing mapwatch.ko instead (review 2026-12-07 F24): PROBE answers, and
+ * CONFIG_DATA hands out a spare area of spare_pages pages, more than the
+ * request needs, as the module does when it takes over a larger spare (one
+ * mapping named like the module's, "[mapwatch-status]", followed by a
+ * sentinel page of the application's).
+ */
+static bool fake_mapwatch;
+static size_t spare_pages;
+static char *spare;
+
+static int fake_mapwatch_ioctl(unsigned long req, void *arg)
+{
+	if (req == MAPWATCH_IOCTL_PROBE) {
+		struct mapwatch_probe *p = arg;
+
+		p->abi_version = MAPWATCH_ABI_VERSION;
+		p->features = MAPWATCH_FEATURE_STATUS_EXT;
+		return 0;
+	}
+	if (req == KDREG2_IOCTL_CONFIG_DATA) {
+		struct kdreg2_config_data *cfg = arg;
+		struct kdreg2_status_data *st;
+		int fd = memfd_create("[mapwatch-status]", MFD_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, spare_pages * PAGE))
+			abort();
+		spare = mmap(NULL, (spare_pages + 1) * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (spare == MAP_FAILED ||
+		    mmap(spare, spare_pages * PAGE, PROT_READ, MAP_SHARED | MAP_FIXED,
+			 fd, 0) == MAP_FAILED)
+			abort();
+		close(fd);
+		sentinel = spare + spare_pages * PAGE;
+		strcpy(sentinel, "application data");
+		st = (struct kdreg2_status_data *)spare;
+		cfg->status_data = st;
+		return 0;
+	}
+	errno = ENOTTY;
+	return -1;
+}
+
 static int fake_ioctl(unsigned long req, void *arg)
 {
+	if (fake_mapwatch)
+		return fake_mapwatch_ioctl(req, arg);
 	if (req == KDREG2_IOCTL_CONFIG_DATA) {
 		struct kdreg2_config_data *cfg = arg;
 		struct kdreg2_status_data *st;
@@ -241,6 +290,46 @@ TEST(read_of_only_unknown_records_is_enomsg)
 	EXPECT_TRUE(strstr(mapwatch_strerror(mw), "unknown type") != NULL);
 	ASSERT_EQ(mapwatch_read_events(mw, ev, 8), 0);
 	mapwatch_close(mw);
+}
+
+/* The whole area goes at close, however much larger than the request the
+ * module made it; the application's page after it stays. */
+TEST(close_unmaps_a_larger_spare_whole)
+{
+	struct mapwatch *mw;
+
+	fake_mapwatch = true;
+	spare_pages = 3;	/* 16 watches need one page */
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	ASSERT_TRUE(mapped(spare));
+	mapwatch_close(mw);
+	for (size_t i = 0; i < spare_pages; i++) {
+		if (mapped(spare + i * PAGE))
+			tap_diag("page %zu of the %zu-page area still mapped", i,
+				 spare_pages);
+		EXPECT_FALSE(mapped(spare + i * PAGE));
+	}
+	ASSERT_TRUE(mapped(sentinel));
+	EXPECT_EQ(strcmp(sentinel, "application data"), 0);
+}
+
+/* Nothing is unmapped when the area's address holds something else by
+ * close time (the application unmapped it and mapped its own there). */
+TEST(close_leaves_what_replaced_the_area)
+{
+	struct mapwatch *mw;
+	char *mine;
+
+	fake_mapwatch = true;
+	spare_pages = 2;
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	mine = mmap(spare, 2 * PAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_TRUE(mine == spare);
+	strcpy(mine, "mine");
+	mapwatch_close(mw);
+	ASSERT_TRUE(mapped(mine));
+	EXPECT_EQ(strcmp(mine, "mine"), 0);
 }
 
 int main(int argc, char **argv)
