@@ -229,8 +229,9 @@ static inline bool mapwatch_changed(const struct mapwatch_handle *h)
  * mapwatch_changed(), after waiting out the userfaultfd reader: true for
  * every change made by a call that returned before this one started (in
  * this thread, or in one that synchronized with it since), on every
- * backend.  One load when no reader is mid-batch (always on the kernel and
- * manual backends); otherwise it waits for the reader to apply the batch.
+ * backend.  One load more when no userfaultfd reader of the process is
+ * mid-batch (always, in a process without a userfaultfd monitor);
+ * otherwise it waits for the reader to apply the batch.
  * A NULL handle, or one no watch filled, reads changed.  Added in 1.3.0.
  */
 MAPWATCH_EXPORT bool mapwatch_changed_sync(const struct mapwatch_handle *h);
@@ -390,9 +391,8 @@ struct mapwatch_cache_stats {
  *  - A request [addr, addr + len) is widened to whole `align` units.  It
  *    hits any cached entry that covers the widened range and was registered
  *    with at least the requested flags (entry flags & flags == flags): an
- *    entry starting at the same unit (found through one hash, read without a
- *    lock), or a
- *    larger entry starting below it (found through an address-ordered
+ *    entry starting at the same unit (found through one hash, read without
+ *    a lock), or a larger entry starting below it (found through an address-ordered
  *    index, searched only when the first lookup misses).
  *  - On a miss the widened range is registered as a new entry.  Entries may
  *    overlap and are never merged; a smaller entry inside a new larger one
