@@ -392,8 +392,8 @@ struct mapwatch_cache_stats {
  *    hits any cached entry that covers the widened range and was registered
  *    with at least the requested flags (entry flags & flags == flags): an
  *    entry starting at the same unit (found through one hash, read without
- *    a lock), or a larger entry starting below it (found through an address-ordered
- *    index, searched only when the first lookup misses).
+ *    a lock), or a larger entry starting below it (found through an
+ *    address-ordered index, searched only when the first lookup misses).
  *  - On a miss the widened range is registered as a new entry.  Entries may
  *    overlap and are never merged; a smaller entry inside a new larger one
  *    stays until it is evicted.  Threads missing on the same range at once
