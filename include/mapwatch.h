@@ -37,6 +37,21 @@
  * with a newer library, and one built against a newer header either works
  * with an older library or fails cleanly.
  *
+ * Frozen: struct mapwatch_handle (read by the inline mapwatch_changed()),
+ * struct mapwatch_watch_req and struct mapwatch_event (they travel in
+ * arrays) can never change size or layout within libmapwatch.so.1; what
+ * they cannot carry goes into a new function (mapwatch_changed_sync()).
+ *
+ * dlopen(): dlsym() finds a function only under its default version, the
+ * one this header's programs link.  The names of the inline wrappers below
+ * (mapwatch_cache_create, mapwatch_get_stats, mapwatch_cache_get_stats)
+ * exist in the library only as hidden MAPWATCH_1.0 versions for 1.0.0's
+ * binaries, which dlsym() never returns: look up the *_sized() functions
+ * they call (mapwatch_cache_create_sized, mapwatch_get_stats_sized,
+ * mapwatch_cache_get_stats_sized, mapwatch_cache_get_req_sized) and pass
+ * sizeof() yourself.  dlsym(h, "mapwatch_open") is MAPWATCH_1.3's (this
+ * header's AUTO); dlvsym(h, "mapwatch_open", "MAPWATCH_1.0") is 1.0.0's.
+ *
  * Threads: every function may be called from any thread at the same time,
  * on the same monitor or cache, except that mapwatch_close() and
  * mapwatch_cache_destroy() must be the last call on their object.  The text
@@ -90,7 +105,7 @@ extern "C" {
 
 /* The version of this header; mapwatch_version() is the library's. */
 #define MAPWATCH_VERSION_MAJOR	1
-#define MAPWATCH_VERSION_MINOR	2
+#define MAPWATCH_VERSION_MINOR	3
 #define MAPWATCH_VERSION_PATCH	0
 #define MAPWATCH_VERSION_CODE(major, minor, patch) \
 	(((major) << 16) | ((minor) << 8) | (patch))
@@ -113,7 +128,9 @@ MAPWATCH_EXPORT unsigned int mapwatch_version(void);
 
 enum mapwatch_backend {
 	MAPWATCH_BACKEND_AUTO = 0,	/* the kernel backend with
-					   MAPWATCH_F_SYNC, else an error */
+					   MAPWATCH_F_SYNC, else an error
+					   (programs built before 1.3:
+					   as AUTO_ANY, their old AUTO) */
 	MAPWATCH_BACKEND_KERNEL,	/* /dev/mapwatch, else /dev/kdreg2 */
 	MAPWATCH_BACKEND_USERFAULTFD,	/* no module needed; sees less */
 	MAPWATCH_BACKEND_MANUAL,	/* changes only via mapwatch_invalidate() */
@@ -129,7 +146,8 @@ struct mapwatch;
 
 /*
  * A watch.  Fill it with mapwatch_watch(); it may be copied.  Only
- * mapwatch_changed() looks inside.
+ * mapwatch_changed() looks inside.  Frozen (see "ABI" above): the inline
+ * mapwatch_changed() of every program reads this layout.
  */
 struct mapwatch_handle {
 	const uint32_t *word;	/* the watch's generation word */
@@ -138,7 +156,7 @@ struct mapwatch_handle {
 	uint64_t cookie;
 };
 
-/* A watch request of mapwatch_watch_batch(). */
+/* A watch request of mapwatch_watch_batch().  Frozen: passed in arrays. */
 struct mapwatch_watch_req {
 	const void *addr;		/* in */
 	size_t len;			/* in */
@@ -164,7 +182,8 @@ struct mapwatch_stats {
 };
 
 /* One change: the watch with this cookie (or every watch overlapping
- * [addr, addr + len) when cookie is MAPWATCH_COOKIE_RANGE) changed. */
+ * [addr, addr + len) when cookie is MAPWATCH_COOKIE_RANGE) changed.
+ * Frozen: read in arrays. */
 struct mapwatch_event {
 	uintptr_t addr;
 	size_t len;
@@ -176,7 +195,9 @@ struct mapwatch_event {
  * returns a negative errno and, when why is not NULL, a sentence saying
  * what to do (module not loaded, permission, userfaultfd disabled...).
  * On success *why is NULL, unless AUTO_ANY settled for less than
- * MAPWATCH_F_SYNC: then it says what it fell back to and why.
+ * MAPWATCH_F_SYNC: then it says what it fell back to and why.  *why may
+ * point into a buffer of the calling thread that its next mapwatch_open()
+ * overwrites (and that ends with the thread): copy it to keep it.
  */
 MAPWATCH_EXPORT int mapwatch_open(struct mapwatch **mw, enum mapwatch_backend backend,
 		  size_t max_watches, const char **why);
@@ -217,6 +238,17 @@ static inline bool mapwatch_changed(const struct mapwatch_handle *h)
 {
 	return __atomic_load_n(h->word, __ATOMIC_ACQUIRE) != h->gen;
 }
+
+/*
+ * mapwatch_changed(), after waiting out the userfaultfd reader: true for
+ * every change made by a call that returned before this one started (in
+ * this thread, or in one that synchronized with it since), on every
+ * backend.  One load more when no userfaultfd reader of the process is
+ * mid-batch (always, in a process without a userfaultfd monitor);
+ * otherwise it waits for the reader to apply the batch.
+ * A NULL handle, or one no watch filled, reads changed.  Added in 1.3.0.
+ */
+MAPWATCH_EXPORT bool mapwatch_changed_sync(const struct mapwatch_handle *h);
 
 /* Read up to max pending events; returns how many (0: none pending). */
 MAPWATCH_EXPORT int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
@@ -373,9 +405,9 @@ struct mapwatch_cache_stats {
  *  - A request [addr, addr + len) is widened to whole `align` units.  It
  *    hits any cached entry that covers the widened range and was registered
  *    with at least the requested flags (entry flags & flags == flags): an
- *    entry starting at the same unit (found through a sharded hash), or a
- *    larger entry starting below it (found through an address-ordered
- *    index, searched only when the first lookup misses).
+ *    entry starting at the same unit (found through one hash, read without
+ *    a lock), or a larger entry starting below it (found through an
+ *    address-ordered index, searched only when the first lookup misses).
  *  - On a miss the widened range is registered as a new entry.  Entries may
  *    overlap and are never merged; a smaller entry inside a new larger one
  *    stays until it is evicted.  Threads missing on the same range at once

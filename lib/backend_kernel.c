@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -185,27 +186,54 @@ static int kernel_unwatch_batch(struct mapwatch *mw,
 	return ok;
 }
 
+/*
+ * Only KDREG2_EVENT_MAPPING_CHANGE records are mapping changes; one of
+ * another type (a newer module's) is skipped, never parsed as one, and the
+ * monitor's error says so.  A batch of nothing else reads on; when records
+ * were skipped and none was a change, -ENOMSG (as libfabric's kdreg2
+ * monitor answers), once.
+ */
 static int kernel_read(struct mapwatch *mw, struct mapwatch_event *ev,
 		       size_t max)
 {
 	struct kdreg2_event kev[64];
+	uint32_t unknown_type = 0;
+	size_t skipped = 0;
 	ssize_t n;
+	int k = 0;
 
 	if (max > 64)
 		max = 64;
-	n = read(mw->fd, kev, max * sizeof(kev[0]));
-	if (n < 0)
-		return errno == EAGAIN ? 0 : -errno;
-	n /= sizeof(kev[0]);
-	for (ssize_t i = 0; i < n; i++) {
-		const struct kdreg2_mapping_change *c = &kev[i].u.mapping_change;
+	while (!k) {
+		n = read(mw->fd, kev, max * sizeof(kev[0]));
+		if (n < 0) {
+			if (errno != EAGAIN)
+				return -errno;
+			break;
+		}
+		n /= sizeof(kev[0]);
+		if (!n)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			const struct kdreg2_mapping_change *c =
+				&kev[i].u.mapping_change;
 
-		ev[i].addr = (uintptr_t)c->addr;
-		ev[i].len = c->len;
-		ev[i].cookie = c->cookie == KDREG2_BAD_COOKIE_VALUE ?
-			       MAPWATCH_COOKIE_RANGE : c->cookie;
+			if (kev[i].type != KDREG2_EVENT_MAPPING_CHANGE) {
+				unknown_type = kev[i].type;
+				skipped++;
+				continue;
+			}
+			ev[k].addr = (uintptr_t)c->addr;
+			ev[k].len = c->len;
+			ev[k].cookie = c->cookie == KDREG2_BAD_COOKIE_VALUE ?
+				       MAPWATCH_COOKIE_RANGE : c->cookie;
+			k++;
+		}
 	}
-	return n;
+	if (skipped)
+		mw_seterr(mw, "read: skipped %zu kdreg2 record(s) of unknown type (type %u): not mapping changes (a newer module?)",
+			  skipped, unknown_type);
+	return k ? k : skipped ? -ENOMSG : 0;
 }
 
 static bool kernel_pending(const struct mapwatch *mw)
@@ -227,6 +255,38 @@ static void kernel_stats(const struct mapwatch *mw, struct mapwatch_stats *s)
 	}
 }
 
+/*
+ * The length of mapwatch.ko's status mapping at @addr, from the kernel's
+ * own account of it (/proc/self/maps): CONFIG_DATA may have taken over a
+ * larger spare than max_regions needs, and the module refuses to split its
+ * mapping, so a length computed from max_regions would make munmap() fail
+ * (EINVAL) and leave the area behind.  0 when what starts at @addr is not
+ * the module's status mapping any more (the application unmapped it and
+ * mapped its own there): nothing of ours to unmap.  @guess when /proc is
+ * not there to ask.
+ */
+static size_t status_mapping_len(const void *addr, size_t guess)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char *line = NULL;
+	size_t cap = 0, len = 0;
+	unsigned long start, end;
+
+	if (!f)
+		return guess;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "%lx-%lx", &start, &end) != 2 ||
+		    start != (uintptr_t)addr)
+			continue;
+		if (strstr(line, "[mapwatch-status]"))
+			len = end - start;
+		break;
+	}
+	free(line);
+	fclose(f);
+	return len;
+}
+
 static void kernel_close(struct mapwatch *mw)
 {
 	size_t size = MAPWATCH_STATE_ARRAY_OFFSET + (mw->st_max + 1) * 4;
@@ -237,8 +297,11 @@ static void kernel_close(struct mapwatch *mw)
 	 * still this context's (after it, another thread's CONFIG_DATA may
 	 * take it over at the same address).  HPE's kdreg2 maps a status
 	 * page and a separate array and unmaps both itself. */
-	if (!mw->plain_kdreg2)
-		munmap((void *)mw->st, (size + page - 1) / page * page);
+	if (!mw->plain_kdreg2) {
+		size = status_mapping_len(mw->st, (size + page - 1) / page * page);
+		if (size)
+			munmap((void *)mw->st, size);
+	}
 	close(mw->fd);
 }
 

@@ -35,4 +35,21 @@ void mw_cache_get_stats_1_0(struct mapwatch_cache *c,
 {
 	mapwatch_cache_get_stats_sized(c, s, MW_CACHE_STATS_SIZE_1_0);
 }
+/*
+ * In 1.0.0 MAPWATCH_BACKEND_AUTO meant "the kernel module, else
+ * userfaultfd" (tests/abi/mapwatch-1.0.h); since MAPWATCH_1.3 it never
+ * settles below MAPWATCH_F_SYNC, which is AUTO_ANY's old meaning here.  A
+ * program built before then binds this definition (an unversioned
+ * reference of 1.0.0's day binds MAPWATCH_1.0 too) and keeps the fallback
+ * it was written for; *why says what it fell back to.  Review 2026-12-07
+ * F17.
+ */
+COMPAT_1_0(mapwatch_open)
+int mw_open_1_0(struct mapwatch **out, enum mapwatch_backend backend,
+		size_t max_watches, const char **why)
+{
+	if (backend == MAPWATCH_BACKEND_AUTO)
+		backend = MAPWATCH_BACKEND_AUTO_ANY;
+	return mapwatch_open(out, backend, max_watches, why);
+}
 #endif /* MAPWATCH_BUILD_SHARED */

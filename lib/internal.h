@@ -54,6 +54,31 @@ struct mw_slot {
  * reports changes (the userfaultfd reader) takes only ev_lock, which is
  * never held across anything that can unmap memory or block, so an
  * unmapping thread waiting for that reader can never wait for us.
+ *
+ * Layers, each calling only those below it:
+ *   cache.c            (the cache API)
+ *   monitor.c, compat.c (the monitor API: opens and dispatches to ...)
+ *   backend_kernel.c, backend_uffd.c (and the manual backend of user.c)
+ *   user.c             (slots and event ring of the user-space backends)
+ *   errors.c, abi.c    (last error, range check; sized structs)
+ *
+ * Lock order, outermost first; a thread holding one may take only those
+ * after it:
+ *   c->lock          a cache's (cache.c); never two caches' at once, and
+ *                    no monitor call is made under it
+ *   c->tree_lock     the cache's interval tree, under c->lock or alone
+ *   mw->share_lock   the caches of a monitor; never with a c->lock held:
+ *                    a cache is pinned under it, then it is dropped
+ *   up.lock          backend_uffd.c: the process's userfaultfd, its
+ *                    register/unregister ioctls, the monitor list
+ *   up.mons_lock     backend_uffd.c, rwlock: the reader holds it (read)
+ *                    while it hands events to the monitors
+ *   mw->lock         a monitor's watch/unwatch/read (user.c)
+ *   u->ev_lock       a user-space monitor's event ring (user.c); all the
+ *                    reader takes besides mons_lock
+ * The process-wide locks (up.*) come before any monitor's, so the reader,
+ * under mons_lock, reaches ev_lock only; the sequence mw_uffd_seq is no
+ * lock (see mw_settle()).
  */
 struct mw_user {
 	uint32_t *gens;			/* one word per slot */
@@ -104,8 +129,15 @@ struct mapwatch {
 	uint64_t share_batch;		/* event batches routed */
 };
 
+/*
+ * errors.c, the bottom layer (it calls nothing of the library): the
+ * calling thread's last failure, about one monitor (mapwatch_strerror()),
+ * and the range check of every watch entry point.
+ */
 void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* This thread's last failure if it was about mw, else NULL. */
+const char *mw_last_error(const struct mapwatch *mw);
 
 /*
  * Bumped in every child by a pthread_atfork() handler: a monitor whose
@@ -123,8 +155,8 @@ static inline bool mw_forked(const struct mapwatch *mw)
 /* 0, or -EIO (with the reason in mw->err) in a child after fork(). */
 int mw_check_owner(const struct mapwatch *mw);
 
-/* -EINVAL (and the reason) for an empty or wrapping range or the reserved
- * cookie; what every watch entry point checks first. */
+/* errors.c: -EINVAL (and the reason) for an empty or wrapping range or the
+ * reserved cookie; what every watch entry point checks first. */
 int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
 		   uint64_t cookie);
 

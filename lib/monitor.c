@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * The monitor API: backend choice, fork safety, and dispatch.
+ * The monitor API: backend choice, fork safety, and dispatch.  Above the
+ * backends, which it opens and calls through mw_ops; they call only the
+ * layer below (errors.c, user.c), never back into this file.
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,23 +25,6 @@ static void mw_atfork_child(void)
 static void mw_init_once(void)
 {
 	pthread_atfork(NULL, NULL, mw_atfork_child);
-}
-
-/* The last failure of this thread, and the monitor it was about: two
- * threads failing at once each read their own. */
-static __thread struct {
-	const struct mapwatch *mw;
-	char text[200];
-} last_err;
-
-void mw_seterr(struct mapwatch *mw, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_err.text, sizeof(last_err.text), fmt, ap);
-	va_end(ap);
-	last_err.mw = mw;
 }
 
 const char *mapwatch_backend_name(enum mapwatch_backend b)
@@ -110,8 +94,14 @@ static int mw_auto_open(struct mapwatch *mw, bool any, char *reason,
 	return ret;
 }
 
-int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
-		  size_t max_watches, const char **why)
+/*
+ * The default mapwatch_open is MAPWATCH_1.3's: AUTO never settles below
+ * MAPWATCH_F_SYNC.  lib/compat.c keeps MAPWATCH_1.0's (AUTO = AUTO_ANY) for
+ * programs linked before; both are named in lib/libmapwatch.map, so both
+ * carry their version explicitly.
+ */
+static int open_monitor(struct mapwatch **out, enum mapwatch_backend backend,
+			size_t max_watches, const char **why)
 {
 	static __thread char reason[600];
 	const char *dummy;
@@ -172,6 +162,20 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 	return 0;
 }
 
+#ifdef MAPWATCH_BUILD_SHARED
+__attribute__((symver("mapwatch_open@@MAPWATCH_1.3"), visibility("default")))
+int mw_open_1_3(struct mapwatch **out, enum mapwatch_backend backend,
+		size_t max_watches, const char **why);
+int mw_open_1_3(struct mapwatch **out, enum mapwatch_backend backend,
+		size_t max_watches, const char **why)
+#else
+int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
+		  size_t max_watches, const char **why)
+#endif
+{
+	return open_monitor(out, backend, max_watches, why);
+}
+
 /* A child after fork() owns none of the parent's watches.  The fork
  * generation catches fork(); getpid() also catches a raw clone(). */
 int mw_check_owner(const struct mapwatch *mw)
@@ -224,24 +228,25 @@ uint64_t mapwatch_features(const struct mapwatch *mw)
 
 const char *mapwatch_strerror(const struct mapwatch *mw)
 {
+	const char *last = mw ? mw_last_error(mw) : NULL;
+
 	if (!mw)
 		return "NULL monitor";
-	if (last_err.mw == mw && last_err.text[0])
-		return last_err.text;
+	if (last)
+		return last;
 	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD && atomic_load(&mw->u.dead))
 		return mw->err;
 	return "no error";
 }
 
-int mw_check_range(struct mapwatch *mw, const void *addr, size_t len,
-		   uint64_t cookie)
+/* The inline mapwatch_changed() after mw_settle(): what the cache's hit
+ * path does, for monitor users (review 2026-12-07 F18). */
+bool mapwatch_changed_sync(const struct mapwatch_handle *h)
 {
-	if (!len || cookie == MAPWATCH_COOKIE_RANGE ||
-	    (uintptr_t)addr + len - 1 < (uintptr_t)addr) {
-		mw_seterr(mw, "watch: empty or wrapping range, or reserved cookie");
-		return -EINVAL;
-	}
-	return 0;
+	if (!h || !h->word)
+		return true;
+	mw_settle();
+	return mapwatch_changed(h);
 }
 
 int mapwatch_watch(struct mapwatch *mw, const void *addr, size_t len,

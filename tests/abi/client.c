@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include MAPWATCH_HEADER
 #include "tap.h"
@@ -156,6 +158,50 @@ TEST(cache_without_config_and_changes)
 	EXPECT_TRUE(mapwatch_cache_create(mw, NULL, NULL) == NULL);
 	EXPECT_EQ(errno, EINVAL);
 	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/*
+ * Every old header says MAPWATCH_BACKEND_AUTO is "kernel module, else
+ * userfaultfd" (review 2026-12-07 F17): on a host without the module a
+ * program linked in 1.0.0's day (MAPWATCH_LINKED_1_0: against stub-1.0.c,
+ * unversioned references) must still get a working monitor, as it did
+ * then, not the refusal that AUTO means in today's header.
+ */
+TEST(auto_without_module_falls_back_as_documented)
+{
+	struct mapwatch *mw = NULL;
+	struct mapwatch_handle h;
+	const char *why = NULL;
+	struct stat st;
+	char *p;
+	int r;
+
+#ifndef MAPWATCH_LINKED_1_0
+	/* Built against the old header but linked today: it binds today's
+	 * mapwatch_open (MAPWATCH_1.3), whose AUTO is auto_now.c's. */
+	SKIP("linked against today's library: today's AUTO (abi_auto_meaning)");
+#endif
+	if (!stat("/dev/mapwatch", &st) || !stat("/dev/kdreg2", &st))
+		SKIP("a module is loaded here: AUTO takes it, both then and now");
+	r = mapwatch_open(&mw, MAPWATCH_BACKEND_AUTO, 16, &why);
+	tap_diag("mapwatch_open(AUTO): %d (%s), why: %s", r, strerror(-r),
+		 why ? why : "(null)");
+	ASSERT_EQ(r, 0);
+	ASSERT_EQ(mapwatch_backend(mw), MAPWATCH_BACKEND_USERFAULTFD);
+	/* A working monitor: a watched mapping unmapped reads changed. */
+	p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	p[0] = 1;
+	ASSERT_EQ(mapwatch_watch(mw, p, PAGE, 9, &h), 0);
+	ASSERT_FALSE(mapwatch_changed(&h));
+	ASSERT_EQ(munmap(p, PAGE), 0);
+	/* userfaultfd: the reader thread marks it a moment after munmap
+	 * returns (the old header says so too). */
+	for (int i = 0; i < 2000 && !mapwatch_changed(&h); i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	ASSERT_TRUE(mapwatch_changed(&h));
 	mapwatch_close(mw);
 }
 

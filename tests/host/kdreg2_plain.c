@@ -7,6 +7,9 @@
  * sits right after the status page: the library must never unmap it (nor
  * the module's own mappings), must not claim MAPWATCH_F_SYNC or
  * MAPWATCH_F_ALL_CHANGES, and AUTO must not settle for it silently.
+ * read() of the device serves queued records (unknown types: F21); with
+ * fake_mapwatch set it plays mapwatch.ko handing out a larger spare area
+ * (F24: close must unmap all of it, and nothing that replaced it).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -46,8 +49,54 @@ int open64(const char *path, int flags, ...)
 	return fake_open(path, flags);
 }
 
+/*
+ * Playing mapwatch.ko instead (review 2026-12-07 F24): PROBE answers, and
+ * CONFIG_DATA hands out a spare area of spare_pages pages, more than the
+ * request needs, as the module does when it takes over a larger spare (one
+ * mapping named like the module's, "[mapwatch-status]", followed by a
+ * sentinel page of the application's).
+ */
+static bool fake_mapwatch;
+static size_t spare_pages;
+static char *spare;
+
+static int fake_mapwatch_ioctl(unsigned long req, void *arg)
+{
+	if (req == MAPWATCH_IOCTL_PROBE) {
+		struct mapwatch_probe *p = arg;
+
+		p->abi_version = MAPWATCH_ABI_VERSION;
+		p->features = MAPWATCH_FEATURE_STATUS_EXT;
+		return 0;
+	}
+	if (req == KDREG2_IOCTL_CONFIG_DATA) {
+		struct kdreg2_config_data *cfg = arg;
+		struct kdreg2_status_data *st;
+		int fd = memfd_create("[mapwatch-status]", MFD_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, spare_pages * PAGE))
+			abort();
+		spare = mmap(NULL, (spare_pages + 1) * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (spare == MAP_FAILED ||
+		    mmap(spare, spare_pages * PAGE, PROT_READ, MAP_SHARED | MAP_FIXED,
+			 fd, 0) == MAP_FAILED)
+			abort();
+		close(fd);
+		sentinel = spare + spare_pages * PAGE;
+		strcpy(sentinel, "application data");
+		st = (struct kdreg2_status_data *)spare;
+		cfg->status_data = st;
+		return 0;
+	}
+	errno = ENOTTY;
+	return -1;
+}
+
 static int fake_ioctl(unsigned long req, void *arg)
 {
+	if (fake_mapwatch)
+		return fake_mapwatch_ioctl(req, arg);
 	if (req == KDREG2_IOCTL_CONFIG_DATA) {
 		struct kdreg2_config_data *cfg = arg;
 		struct kdreg2_status_data *st;
@@ -97,6 +146,40 @@ int ioctl(int fd, unsigned long req, ...)
 	if (fd >= 0 && fd == fake_fd)
 		return fake_ioctl(req, arg);
 	return syscall(SYS_ioctl, fd, req, arg);
+}
+
+/* What read() of the fake device returns next: whole records, as kdreg2's
+ * read() does; EAGAIN once they are gone. */
+static struct kdreg2_event queued[8];
+static size_t nqueued, queued_at;
+
+static void queue_event(uint32_t type, uint64_t cookie)
+{
+	struct kdreg2_event *e = &queued[nqueued++];
+
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->u.mapping_change.addr = (void *)(0x10000000UL + cookie * PAGE);
+	e->u.mapping_change.len = PAGE;
+	e->u.mapping_change.cookie = cookie;
+}
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+	size_t k;
+
+	if (fd < 0 || fd != fake_fd)
+		return syscall(SYS_read, fd, buf, n);
+	k = n / sizeof(queued[0]);
+	if (k > nqueued - queued_at)
+		k = nqueued - queued_at;
+	if (!k) {
+		errno = EAGAIN;
+		return -1;
+	}
+	memcpy(buf, &queued[queued_at], k * sizeof(queued[0]));
+	queued_at += k;
+	return k * sizeof(queued[0]);
 }
 
 static bool mapped(const void *p)
@@ -160,6 +243,93 @@ TEST(auto_refuses_plain_kdreg2_auto_any_says_why)
 	EXPECT_EQ(mapwatch_backend(mw), MAPWATCH_BACKEND_KERNEL);
 	EXPECT_TRUE(why && strstr(why, "kdreg2"));
 	mapwatch_close(mw);
+}
+
+/*
+ * Review 2026-12-07 F21: a record whose type is not MAPPING_CHANGE (a newer
+ * module's) is not a mapping change: it must not come out as an event
+ * (its bytes would be read as one); the others of the batch still do.
+ */
+TEST(read_skips_records_of_unknown_type)
+{
+	struct mapwatch *mw;
+	struct mapwatch_event ev[8];
+	int n;
+
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	queue_event(KDREG2_EVENT_MAPPING_CHANGE, 7);
+	queue_event(99, 0xdead);
+	queue_event(KDREG2_EVENT_MAPPING_CHANGE, 8);
+	n = mapwatch_read_events(mw, ev, 8);
+	tap_diag("read_events: %d; %s", n, mapwatch_strerror(mw));
+	for (int i = 0; i < n; i++)
+		tap_diag("  event %d: cookie %#llx", i,
+			 (unsigned long long)ev[i].cookie);
+	ASSERT_EQ(n, 2);
+	EXPECT_EQ(ev[0].cookie, 7);
+	EXPECT_EQ(ev[1].cookie, 8);
+	EXPECT_TRUE(strstr(mapwatch_strerror(mw), "type 99") != NULL);
+	ASSERT_EQ(mapwatch_read_events(mw, ev, 8), 0);
+	mapwatch_close(mw);
+}
+
+/* A batch of nothing but unknown records: -ENOMSG (libfabric's answer),
+ * saying so, once; then nothing pending. */
+TEST(read_of_only_unknown_records_is_enomsg)
+{
+	struct mapwatch *mw;
+	struct mapwatch_event ev[8];
+	int n;
+
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	queue_event(2, 1);
+	queue_event(0, 2);
+	n = mapwatch_read_events(mw, ev, 8);
+	tap_diag("read_events: %d; %s", n, mapwatch_strerror(mw));
+	ASSERT_EQ(n, -ENOMSG);
+	EXPECT_TRUE(strstr(mapwatch_strerror(mw), "unknown type") != NULL);
+	ASSERT_EQ(mapwatch_read_events(mw, ev, 8), 0);
+	mapwatch_close(mw);
+}
+
+/* The whole area goes at close, however much larger than the request the
+ * module made it; the application's page after it stays. */
+TEST(close_unmaps_a_larger_spare_whole)
+{
+	struct mapwatch *mw;
+
+	fake_mapwatch = true;
+	spare_pages = 3;	/* 16 watches need one page */
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	ASSERT_TRUE(mapped(spare));
+	mapwatch_close(mw);
+	for (size_t i = 0; i < spare_pages; i++) {
+		if (mapped(spare + i * PAGE))
+			tap_diag("page %zu of the %zu-page area still mapped", i,
+				 spare_pages);
+		EXPECT_FALSE(mapped(spare + i * PAGE));
+	}
+	ASSERT_TRUE(mapped(sentinel));
+	EXPECT_EQ(strcmp(sentinel, "application data"), 0);
+}
+
+/* Nothing is unmapped when the area's address holds something else by
+ * close time (the application unmapped it and mapped its own there). */
+TEST(close_leaves_what_replaced_the_area)
+{
+	struct mapwatch *mw;
+	char *mine;
+
+	fake_mapwatch = true;
+	spare_pages = 2;
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	mine = mmap(spare, 2 * PAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ASSERT_TRUE(mine == spare);
+	strcpy(mine, "mine");
+	mapwatch_close(mw);
+	ASSERT_TRUE(mapped(mine));
+	EXPECT_EQ(strcmp(mine, "mine"), 0);
 }
 
 int main(int argc, char **argv)

@@ -226,6 +226,48 @@ TEST(watch_changed_unwatch_userfaultfd)
 	mapwatch_close(mw);
 }
 
+/*
+ * mapwatch_changed_sync() (review 2026-12-07 F18): after the munmap of
+ * this thread returned it reads changed every time, though the reader
+ * thread may not have applied the event yet (which a bare
+ * mapwatch_changed() can show); on the manual backend it is
+ * mapwatch_changed(); a NULL or unfilled handle reads changed.
+ */
+TEST(changed_sync_sees_a_returned_munmap)
+{
+	struct mapwatch *mw = uffd(16);
+	struct mapwatch_handle h;
+	int early = 0;
+
+	for (int i = 0; i < 500; i++) {
+		char *p = map_pages(1);
+
+		ASSERT_EQ(mapwatch_watch(mw, p, PAGE, 1, &h), 0);
+		ASSERT_FALSE(mapwatch_changed_sync(&h));
+		ASSERT_EQ(munmap(p, PAGE), 0);
+		early += !mapwatch_changed(&h);
+		ASSERT_TRUE(mapwatch_changed_sync(&h));
+		ASSERT_EQ(mapwatch_unwatch(mw, &h), 0);
+	}
+	tap_diag("500 munmaps: mapwatch_changed() still false just after %d of them",
+		 early);
+	mapwatch_close(mw);
+}
+
+TEST(changed_sync_manual_and_null)
+{
+	struct mapwatch *mw = manual(16);
+	struct mapwatch_handle h, unfilled = { 0 };
+
+	ASSERT_EQ(mapwatch_watch(mw, (char *)0x10000000, PAGE, 1, &h), 0);
+	ASSERT_FALSE(mapwatch_changed_sync(&h));
+	ASSERT_EQ(mapwatch_invalidate(mw, (char *)0x10000000, 1), 0);
+	ASSERT_TRUE(mapwatch_changed_sync(&h));
+	ASSERT_TRUE(mapwatch_changed_sync(NULL));
+	ASSERT_TRUE(mapwatch_changed_sync(&unfilled));
+	mapwatch_close(mw);
+}
+
 /* A stale handle whose slot was reused does not unwatch the new watch. */
 TEST(stale_handle_leaves_the_slot_user_alone)
 {
