@@ -88,7 +88,7 @@ static int mw_auto_open(struct mapwatch *mw, bool any, char *reason,
 	}
 	ret = mw_uffd_open(mw, &uwhy);
 	snprintf(reason, size, ret ? "%s; %s" :
-		 "fell back to userfaultfd (%s): sees only this process's munmap/mremap/madvise, not copy-on-write, migration or other processes; the cache waits for its reader, a bare mapwatch_changed() may be late",
+		 "fell back to userfaultfd (%s): sees only this process's munmap/mremap/madvise, not copy-on-write, migration or other processes; no stale hit for the thread whose munmap returned or threads ordered after it, but another thread mapping the freed address before the reader runs, or a registration racing madvise, can get an old registration (mapwatch(7))",
 		 kwhy, uwhy);
 	*why = reason;
 	return ret;
