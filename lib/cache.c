@@ -125,6 +125,8 @@ struct mapwatch_cache {
 	struct mapwatch_cache *share_next;	/* the monitor's caches */
 	unsigned int pins;			/* routers applying events here */
 	uint64_t routed;			/* the last router's batch */
+	_Atomic uint64_t test_reapplied;	/* one router applied one batch
+						   here twice (tests) */
 	struct mapwatch_cache_ops ops;
 	struct mapwatch_cache_config cfg;
 	uintptr_t align;
@@ -693,6 +695,9 @@ static int process_events(struct mapwatch_cache *c)
 
 		total += n;
 		apply_events(c, ev, n);
+		struct mapwatch_cache *done[16];
+		int ndone = 0;
+
 		pthread_mutex_lock(&mw->share_lock);
 		batch = ++mw->share_batch;
 		for (;;) {
@@ -708,6 +713,11 @@ static int process_events(struct mapwatch_cache *c)
 			}
 			break;
 found:
+			for (int i = 0; i < ndone; i++)
+				if (done[i] == t)
+					atomic_fetch_add(&t->test_reapplied, 1);
+			if (ndone < 16)
+				done[ndone++] = t;
 			t->pins++;
 			pthread_mutex_unlock(&mw->share_lock);
 			apply_events(t, ev, n);
@@ -1376,6 +1386,14 @@ uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n)
 {
 	/* Two's complement: a negative n borrows nothing from the hits. */
 	return REFS(atomic_fetch_add(&e->ru, (uint64_t)n) + (uint64_t)n);
+}
+
+/* Tests only (not exported): how often one router applied one batch of
+ * events to this cache more than once. */
+uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c);
+uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c)
+{
+	return atomic_load(&c->test_reapplied);
 }
 
 void mapwatch_cache_hold(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
