@@ -124,7 +124,6 @@ struct mapwatch_cache {
 	/* Under mw->share_lock: */
 	struct mapwatch_cache *share_next;	/* the monitor's caches */
 	unsigned int pins;			/* routers applying events here */
-	uint64_t routed;			/* the last router's batch */
 	_Atomic uint64_t test_reapplied;	/* one router applied one batch
 						   here twice (tests) */
 	struct mapwatch_cache_ops ops;
@@ -676,56 +675,82 @@ static void apply_events(struct mapwatch_cache *t,
 	drop_dead(t, x.dead);
 }
 
+#define ROUTE_STACK 16		/* caches of one monitor routed without malloc */
+
 /*
  * Read the monitor's pending events and take the changed entries out of
  * every cache over it, not only c (libfabric's ofi_monitor_notify() walks
  * the caches of a monitor the same way): whichever cache drains serves the
- * others, whose fd then no longer polls readable.  Another cache is pinned
- * (under the monitor's share_lock) while its events are applied, so that
- * its destroy waits; no two cache locks are ever held together.
+ * others, whose fd then no longer polls readable.
+ *
+ * Per batch, the caches it concerns are listed and pinned under the
+ * monitor's share_lock, then served one after the other unlocked, each
+ * once, then unpinned.  A pin makes a destroy wait; no two cache locks are
+ * ever held together.  The list is this router's own: an earlier version
+ * marked each served cache with the batch in a field of the cache, which a
+ * second router draining the same monitor overwrote, so that both went
+ * round applying their batches again and again (F7).
+ *
+ * Should the list not fit and malloc fail, the caches beyond the first
+ * ROUTE_STACK are not served this time: their changed entries still fail
+ * every hit (the watch word) and leave at their next lookup or put.
  */
 static int process_events(struct mapwatch_cache *c)
 {
 	struct mapwatch *mw = c->mw;
 	struct mapwatch_event ev[64];
+	struct mapwatch_cache *stack[ROUTE_STACK];
 	int n, total = 0;
 
 	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
-		uint64_t batch;
+		struct mapwatch_cache **to = stack, *t;
+		size_t cap = ROUTE_STACK, nto = 0, ncaches = 0;
 
 		total += n;
 		apply_events(c, ev, n);
-		struct mapwatch_cache *done[16];
-		int ndone = 0;
-
 		pthread_mutex_lock(&mw->share_lock);
-		batch = ++mw->share_batch;
-		for (;;) {
-			struct mapwatch_cache *t;
+		for (t = mw->caches; t; t = t->share_next)
+			ncaches++;
+		if (ncaches > ROUTE_STACK) {
+			struct mapwatch_cache **big = malloc(ncaches * sizeof(*big));
 
-			for (t = mw->caches; t; t = t->share_next) {
-				if (t == c || t->routed == batch)
-					continue;
-				t->routed = batch;
-				for (int i = 0; i < n; i++)
-					if (for_cache(t, &ev[i]))
-						goto found;
+			if (big) {
+				to = big;
+				cap = ncaches;
 			}
-			break;
-found:
-			for (int i = 0; i < ndone; i++)
-				if (done[i] == t)
-					atomic_fetch_add(&t->test_reapplied, 1);
-			if (ndone < 16)
-				done[ndone++] = t;
-			t->pins++;
-			pthread_mutex_unlock(&mw->share_lock);
-			apply_events(t, ev, n);
-			pthread_mutex_lock(&mw->share_lock);
-			if (!--t->pins)
-				pthread_cond_broadcast(&mw->share_cond);
+		}
+		for (t = mw->caches; t && nto < cap; t = t->share_next) {
+			if (t == c)
+				continue;
+			for (int i = 0; i < n; i++) {
+				if (for_cache(t, &ev[i])) {
+					t->pins++;
+					to[nto++] = t;
+					break;
+				}
+			}
 		}
 		pthread_mutex_unlock(&mw->share_lock);
+		for (size_t i = 0; i < nto; i++) {
+			/* Tests: a cache listed twice would be served twice. */
+			for (size_t j = 0; j < i; j++)
+				if (to[j] == to[i])
+					atomic_fetch_add(&to[i]->test_reapplied, 1);
+			apply_events(to[i], ev, n);
+		}
+		if (nto) {
+			bool idle = false;
+
+			pthread_mutex_lock(&mw->share_lock);
+			for (size_t i = 0; i < nto; i++)
+				if (!--to[i]->pins)
+					idle = true;
+			if (idle)
+				pthread_cond_broadcast(&mw->share_cond);
+			pthread_mutex_unlock(&mw->share_lock);
+		}
+		if (to != stack)
+			free(to);
 	}
 	return n < 0 ? n : total;
 }
