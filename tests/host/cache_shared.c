@@ -345,6 +345,87 @@ TEST(two_routers_three_caches_loop)
 	mapwatch_close(mw);
 }
 
+/* --- F14: a shared monitor's capacity ------------------------------------- */
+
+/*
+ * F14: cache A's idle entries fill the monitor; cache B's get used to fail
+ * with ENOSPC ("monitor full of held entries", which it was not) because
+ * B could only evict its own entries.  B now evicts A's idle ones.
+ */
+TEST(shared_monitor_capacity_is_shared)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 4);
+	struct counts ka, kb;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb);
+	struct mapwatch_cache_stats sa, sb;
+	struct mapwatch_cache_entry *e;
+
+	for (int i = 0; i < 4; i++)
+		mapwatch_cache_put(a, mapwatch_cache_get(a, BASE + i * PAGE, PAGE, 0));
+	ASSERT_EQ(mapwatch_cache_get_stats(a, &sa), 0);
+	ASSERT_EQ(sa.entries, 4);
+	e = mapwatch_cache_get(b, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_FALSE(mapwatch_cache_entry_changed(e));
+	ASSERT_EQ(mapwatch_cache_get_stats(a, &sa), 0);
+	ASSERT_EQ(mapwatch_cache_get_stats(b, &sb), 0);
+	tap_diag("A: %llu entries, %llu evicted; B: %llu entries, %llu uncached",
+		 (unsigned long long)sa.entries, (unsigned long long)sa.evict_lru,
+		 (unsigned long long)sb.entries, (unsigned long long)sb.uncached);
+	EXPECT_EQ(sa.entries, 3);		/* one of A's idle entries went */
+	EXPECT_EQ(sa.evict_lru, 1);
+	EXPECT_EQ(atomic_load(&ka.f.ndereg), 1);
+	EXPECT_EQ(sb.entries, 1);		/* and B's is cached, watched */
+	EXPECT_EQ(sb.uncached, 0);
+	mapwatch_cache_put(b, e);
+	/* B's entry is watched: a change reaches it. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE + 8 * PAGE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(b), 1);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 1);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	EXPECT_EQ(atomic_load(&ka.f.nreg), atomic_load(&ka.f.ndereg));
+	mapwatch_close(mw);
+}
+
+/*
+ * F14: every watch held (A holds its 4 entries): B's get is served by a
+ * registration of its own, uncached and unwatched (counted as uncached
+ * and pass-through), deregistered at its put, instead of ENOSPC.
+ */
+TEST(full_shared_monitor_serves_uncached)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 4);
+	struct counts ka, kb;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb);
+	struct mapwatch_cache_entry *held[4], *e, *e2;
+	struct mapwatch_cache_stats sb;
+
+	for (int i = 0; i < 4; i++) {
+		held[i] = mapwatch_cache_get(a, BASE + i * PAGE, PAGE, 0);
+		ASSERT_TRUE(held[i] != NULL);
+	}
+	e = mapwatch_cache_get(b, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(mapwatch_cache_get_stats(b, &sb), 0);
+	EXPECT_EQ(sb.entries, 0);
+	EXPECT_EQ(sb.uncached, 1);
+	EXPECT_EQ(sb.passthrough, 1);
+	/* Not cached: the next get registers again. */
+	e2 = mapwatch_cache_get(b, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e2 != NULL);
+	EXPECT_TRUE(e2 != e);
+	EXPECT_EQ(atomic_load(&kb.f.nreg), 2);
+	mapwatch_cache_put(b, e);
+	mapwatch_cache_put(b, e2);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 2);
+	for (int i = 0; i < 4; i++)
+		mapwatch_cache_put(a, held[i]);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	mapwatch_close(mw);
+}
+
 /* --- growing --------------------------------------------------------------- */
 
 static void resize_rules(enum mapwatch_backend b, char *mem)
