@@ -342,7 +342,11 @@ struct mapwatch_cache_stats {
 					   the cache (every entry held, or
 					   pass-through) */
 	uint64_t passthrough;		/* since 1.1: of which memory the
-					   monitor could not watch */
+					   monitor could not watch (since
+					   1.3 also: no watch to be had, every
+					   watch of the monitor held, or the
+					   backend out of room; see
+					   mapwatch_cache_get()) */
 };
 
 /*
@@ -416,10 +420,19 @@ mapwatch_cache_create(struct mapwatch *mw, const struct mapwatch_cache_ops *ops,
 MAPWATCH_EXPORT void mapwatch_cache_destroy(struct mapwatch_cache *c);
 /* A referenced, valid entry covering [addr, addr + len), or NULL with
  * errno set: what the reg callback set (EIO if it set none), EINVAL (empty
- * or wrapping range), ENOSPC (monitor full of held entries), ENOMEM, EIO
- * (in a child after fork), EAGAIN (the range kept changing while being
- * registered), or what the monitor's watch failed with (userfaultfd:
- * EINVAL for memory it cannot watch). */
+ * or wrapping range), ENOMEM, EIO (in a child after fork), EAGAIN (the
+ * range kept changing while being registered), or what the monitor's watch
+ * failed with (userfaultfd: EINVAL for memory it cannot watch).
+ *
+ * No watch to be had: when the monitor is full, an idle entry of any cache
+ * over the monitor is evicted to free one (its watches are shared by all
+ * of them).  When every watch is held, or the backend cannot place one
+ * more (userfaultfd: each watch may split a VMA, and past
+ * vm.max_map_count, 65530 by default, the kernel refuses; some 30,000
+ * separate buffers), the get is served by a registration of its own:
+ * made now, uncached, unwatched (mapwatch_cache_entry_changed() stays
+ * false), deregistered at its last put, counted in stats.uncached and
+ * stats.passthrough.  Before 1.3 that get failed with ENOSPC. */
 MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 						void *addr, size_t len,
 						int flags);

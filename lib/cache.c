@@ -809,8 +809,8 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 	return !one_more && !over_limits(c, add_bytes);
 }
 
-/* The monitor is full: evict one idle entry to free its watch. */
-static bool make_room(struct mapwatch_cache *c)
+/* Evict one idle entry of c (its registration and its watch go). */
+static bool evict_one(struct mapwatch_cache *c)
 {
 	struct mapwatch_cache_entry *dead = NULL;
 	bool ok;
@@ -819,6 +819,62 @@ static bool make_room(struct mapwatch_cache *c)
 	ok = evict(c, 0, true, &dead);
 	pthread_mutex_unlock(&c->lock);
 	drop_dead(c, dead);
+	return ok;
+}
+
+/*
+ * Out of a resource idle entries hold: evict one.  With shared, the
+ * resource is the monitor's watches, which every cache over the monitor
+ * draws on (F14): when c has no idle entry, one of another cache's goes.
+ * The other caches are pinned under share_lock as the event router pins
+ * them, and evicted from with no lock but their own.  Without shared (reg
+ * failed: the registration resources of c's own ops), only c's entries.
+ * No lock held on entry.
+ */
+static bool make_room(struct mapwatch_cache *c, bool shared)
+{
+	struct mapwatch *mw = c->mw;
+	struct mapwatch_cache *stack[ROUTE_STACK], **to = stack, *t;
+	size_t cap = ROUTE_STACK, nto = 0, ncaches = 0, i;
+	bool ok = false;
+
+	if (evict_one(c))
+		return true;
+	if (!shared)
+		return false;
+	pthread_mutex_lock(&mw->share_lock);
+	for (t = mw->caches; t; t = t->share_next)
+		ncaches++;
+	if (ncaches > ROUTE_STACK) {
+		struct mapwatch_cache **big = malloc(ncaches * sizeof(*big));
+
+		if (big) {
+			to = big;
+			cap = ncaches;
+		}
+	}
+	for (t = mw->caches; t && nto < cap; t = t->share_next) {
+		if (t != c) {
+			t->pins++;
+			to[nto++] = t;
+		}
+	}
+	pthread_mutex_unlock(&mw->share_lock);
+	for (i = 0; i < nto && !ok; i++)
+		ok = evict_one(to[i]);
+	if (nto) {
+		bool idle = false;
+
+		pthread_mutex_lock(&mw->share_lock);
+		for (i = 0; i < nto; i++)
+			if (!--to[i]->pins)
+				idle = true;
+		if (idle)
+			pthread_cond_broadcast(&mw->share_cond);
+		pthread_mutex_unlock(&mw->share_lock);
+	}
+	if (to != stack)
+		free(to);
 	return ok;
 }
 
@@ -956,7 +1012,7 @@ static struct mapwatch_cache_entry *reg_device(struct mapwatch_cache *c,
 	e->reg = call_reg(c, e, arg);
 	/* As for host memory: out of a resource idle entries hold. */
 	while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
-			   errno == EAGAIN) && make_room(c))
+			   errno == EAGAIN) && make_room(c, false))
 		e->reg = call_reg(c, e, arg);
 	if (!e->reg)
 		return NULL;
@@ -1002,10 +1058,27 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		 * from an earlier watch never names a new one. */
 		cookie = new_cookie(c);
 		ret = mapwatch_watch(c->mw, (void *)s, end - s, cookie, &e->wh);
-		while (ret == -ENOSPC && make_room(c))
+		while (ret == -ENOSPC && make_room(c, true))
 			ret = mapwatch_watch(c->mw, (void *)s, end - s,
 					     cookie, &e->wh);
-		if (ret == -EINVAL && (c->cfg.flags & MAPWATCH_CACHE_F_PASSTHROUGH)) {
+		/* userfaultfd: a watch splits VMAs, and past vm.max_map_count
+		 * the split fails (ENOMEM).  Giving one watch back may merge
+		 * two VMAs again: once. */
+		if (ret == -ENOMEM && make_room(c, true))
+			ret = mapwatch_watch(c->mw, (void *)s, end - s,
+					     cookie, &e->wh);
+		/*
+		 * No watch to be had: every watch of the monitor is held
+		 * (ENOSPC), or the backend cannot place one more (ENOMEM).
+		 * Register for this get alone, uncached and unwatched, as
+		 * pass-through memory is (libfabric registers uncached in
+		 * the same case): the registration is made now, so it names
+		 * the pages mapped now, and nobody else will ever hit it.
+		 * EINVAL is memory the monitor can never watch: that only
+		 * when the caller asked for pass-through.
+		 */
+		if (ret == -ENOSPC || ret == -ENOMEM ||
+		    (ret == -EINVAL && (c->cfg.flags & MAPWATCH_CACHE_F_PASSTHROUGH))) {
 			e->unwatched = true;
 			e->passthrough = true;
 			e->wh = (struct mapwatch_handle){ .word = &never_changes };
@@ -1025,7 +1098,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		/* Out of a resource idle entries hold (RLIMIT_MEMLOCK, the
 		 * NIC's MR limit): give one back and try again. */
 		while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
-				   errno == EAGAIN) && make_room(c))
+				   errno == EAGAIN) && make_room(c, false))
 			e->reg = call_reg(c, e, arg);
 		if (!e->reg) {
 			err = errno ? errno : EIO;
