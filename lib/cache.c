@@ -48,6 +48,7 @@
 #define MAX_STEPS 32			/* chain links a lock-free reader follows */
 #define MAX_STALE 4			/* changed entries one lookup purges */
 #define REG_TRIES 4			/* registrations raced by a change */
+#define EVICT_ONE_STEPS 512		/* ring steps to free one resource */
 
 #define REF_ONE ((uint64_t)1)
 #define REFS_MAX 0x7fffffffu		/* ref_get refuses beyond: no carry */
@@ -788,6 +789,14 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 		  struct mapwatch_cache_entry **dead)
 {
 	size_t budget = 2 * c->nentries + 2;
+
+	/* One entry for a resource (a watch, a VMA, the NIC's): a bounded
+	 * stretch of the ring, where the hand stands.  With every entry
+	 * held, a miss would otherwise walk all of them in vain (30,000 on
+	 * userfaultfd past its VMA bound) before being served uncached; the
+	 * next call goes on from where this one stopped. */
+	if (one_more && budget > EVICT_ONE_STEPS)
+		budget = EVICT_ONE_STEPS;
 
 	while (c->hand && budget--) {
 		struct mapwatch_cache_entry *e = c->hand;
