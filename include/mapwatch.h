@@ -499,7 +499,11 @@ mapwatch_cache_get_req(struct mapwatch_cache *c,
  * for held ones).  Host memory goes through mapwatch_invalidate() (so every
  * cache over the monitor and every watch of the range sees it; its errors,
  * such as -EOPNOTSUPP on HPE's kdreg2); device memory is this cache's
- * alone: call it on each cache that may hold the memory.  0, -EINVAL for a
+ * alone: call it on each cache that may hold the memory.  A get
+ * registering device memory of the range at that moment (in reg_ex, in
+ * another thread or in the callback itself) drops that registration and
+ * registers again (since 1.3; up to a few times, then EAGAIN): what it
+ * hands out was registered after the call.  0, -EINVAL for a
  * NULL cache or a wrapping range, -EIO in a child after fork.  Since 1.2.
  */
 MAPWATCH_EXPORT int mapwatch_cache_invalidate(struct mapwatch_cache *c,

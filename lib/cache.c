@@ -114,6 +114,8 @@ struct inflight {
 	uint32_t mem_type;
 	uint64_t device;
 	pthread_t owner;
+	bool invalidated;		/* device memory: mapwatch_cache_
+					   invalidate() of it meanwhile */
 	struct inflight *next;
 };
 
@@ -1139,6 +1141,20 @@ fail:
 	return NULL;
 }
 
+/* A new entry never attached: its registration and watch go, the entry
+ * is recycled.  No lock held. */
+static void discard_new(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	if (!e->unwatched)
+		mapwatch_unwatch(c->mw, &e->wh);
+	c->ops.dereg(c->ops.ctx, e->reg);
+	atomic_fetch_add(&c->deregistrations, 1);
+	pthread_mutex_lock(&c->lock);
+	e->dead_next = c->free;
+	c->free = e;
+	pthread_mutex_unlock(&c->lock);
+}
+
 /*
  * After a miss: returns with c->lock held and false when nobody else is
  * registering a range that would serve request k and no entry came in
@@ -1276,11 +1292,11 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 {
 	uintptr_t addr = (uintptr_t)r->addr, a, n;
 	struct mapwatch_cache_entry *e, *dead = NULL;
-	struct key k, w, reg;
+	struct key k, w, w0, reg;
 	struct inflight me;
 	struct stale st;
 	uint64_t seen;
-	int rounds = 0;
+	int rounds = 0, dev_tries = 0;
 	bool widened = false;
 
 	if (!c || !r->len || addr + r->len < addr ||
@@ -1308,6 +1324,7 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	/* The exact lookup where the widest registration would start. */
 	w = k;
 	w.s = addr & ~(a - 1);
+	w0 = w;
 again:
 	/* A change whose call returned before this get shows now (the
 	 * userfaultfd reader may still be applying it). */
@@ -1344,8 +1361,11 @@ again:
 	if (wait_inflight(c, &k, ++rounds > 8 ? atomic_load(&c->attached) : seen))
 		goto again;
 	w = reg;
-	me = (struct inflight){ w.s, w.end, k.flags, k.mem_type, k.device,
-				pthread_self(), c->inflight };
+	me = (struct inflight){
+		.start = w.s, .end = w.end, .flags = k.flags,
+		.mem_type = k.mem_type, .device = k.device,
+		.owner = pthread_self(), .next = c->inflight,
+	};
 	c->inflight = &me;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&c->misses, 1);
@@ -1362,6 +1382,26 @@ again:
 	if (!e) {
 		pthread_mutex_unlock(&c->lock);
 		return NULL;
+	}
+	if (me.invalidated) {
+		/*
+		 * Device memory invalidated while being registered (F4):
+		 * the registration may name the memory that was freed.
+		 * Device memory has no watch to say so afterwards, so the
+		 * mark on the in-flight record, read under the same lock
+		 * that attaches the entry, is the only witness.  Drop the
+		 * registration and start over, as reg_new does for host
+		 * memory that changed.
+		 */
+		pthread_mutex_unlock(&c->lock);
+		discard_new(c, e);
+		if (++dev_tries == REG_TRIES) {
+			errno = EAGAIN;
+			return NULL;
+		}
+		w = w0;
+		widened = false;
+		goto again;
 	}
 	alive_attach(c, e, &dead);
 	pthread_mutex_unlock(&c->lock);
@@ -1550,8 +1590,14 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 		return ret < 0 ? ret : 0;
 	}
 	/* Device memory: the entries' own words, held ones included (the
-	 * ones handed out uncached too: every entry alive). */
+	 * ones handed out uncached too: every entry alive), and the
+	 * registrations under way, which are in no list yet: their get
+	 * sees the mark and registers again (F4). */
 	pthread_mutex_lock(&c->lock);
+	for (struct inflight *f = c->inflight; f; f = f->next)
+		if (f->mem_type == mem_type && f->device == device &&
+		    f->start < s + len && s < f->end)
+			f->invalidated = true;
 	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
 		if (e->mem_type != mem_type || e->device != device ||
 		    e->end <= s || e->start >= s + len ||
