@@ -367,8 +367,11 @@ struct mapwatch_cache_stats {
  *    larger entry starting below it (found through an address-ordered
  *    index, searched only when the first lookup misses).
  *  - On a miss the widened range is registered as a new entry.  Entries may
- *    overlap and are never merged; a smaller entry inside a new larger one
- *    stays until it is evicted.  Threads missing on the same range at once
+ *    overlap and are never merged.  Since 1.3 the idle entries inside a new
+ *    larger one that it serves in their place (same memory type and device,
+ *    at least their flags; up to 64 per miss) are taken out and
+ *    deregistered, so a growing prefix pins its pages once; held ones stay
+ *    until evicted.  Threads missing on the same range at once
  *    register it once: the others wait for that registration.  When reg
  *    fails with ENOMEM, ENOSPC or EAGAIN, idle entries are evicted one at a
  *    time and reg is tried again.

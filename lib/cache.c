@@ -1409,6 +1409,50 @@ again:
 	return e;
 }
 
+#define MAX_COVERED 64		/* covered entries one miss takes out */
+
+struct covered {
+	struct mapwatch_cache_entry *e[MAX_COVERED];
+	int n;
+};
+
+/* Under c->lock (the tree's writers hold it too): cached entries of the
+ * tree below n inside [e->start, e->end) that e serves in their place. */
+static void t_covered(struct mapwatch_cache_entry *n,
+		      const struct mapwatch_cache_entry *e, struct covered *out)
+{
+	while (n && out->n < MAX_COVERED && n->t_maxend > e->start) {
+		if (n->start >= e->start)
+			t_covered(n->t_left, e, out);
+		if (n->start >= e->end)
+			return;
+		if (n != e && n->start >= e->start && n->end <= e->end &&
+		    n->mem_type == e->mem_type && n->device == e->device &&
+		    (n->flags & e->flags) == n->flags && out->n < MAX_COVERED)
+			out->e[out->n++] = n;
+		n = n->t_right;
+	}
+}
+
+/*
+ * A new entry e covers idle entries it can serve in their place (same
+ * memory, at least their flags): a growing prefix, MPI sending 8 KiB then
+ * 1 MiB of one buffer.  Kept, they would pin the same pages twice (memlock,
+ * the NIC's translations) until the CLOCK reached them (F16); libfabric
+ * purges such overlaps on a miss too.  Held ones stay: they go when idle
+ * and evicted.  Under c->lock; the registrations go with *dead.
+ */
+static void purge_covered(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+			  struct mapwatch_cache_entry **dead)
+{
+	struct covered cv = { .n = 0 };
+
+	t_covered(c->root, e, &cv);
+	for (int i = 0; i < cv.n; i++)
+		if (claim_idle(cv.e[i]))
+			detach(c, cv.e[i], dead, true);
+}
+
 /* A new entry, alive from now on (counted in the stats); cached unless it
  * is pass-through or every other entry is held.  Under c->lock. */
 static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
@@ -1425,6 +1469,7 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 		atomic_fetch_add(&c->passthrough, 1);
 		return;
 	}
+	purge_covered(c, e, dead);
 	if (evict(c, e->end - e->start, false, dead)) {
 		/* The cache's reference and the caller's. */
 		atomic_store_explicit(&e->ru, 2 * REF_ONE, memory_order_release);
