@@ -264,10 +264,14 @@ struct mapwatch_cache_ops {
 	void (*release)(void *ctx);
 	/* Since 1.1, optional; used instead of reg when set.  Also gets the
 	 * arg of mapwatch_cache_get_arg() (NULL from mapwatch_cache_get()),
-	 * say a protection domain or access flags of this call, and the
-	 * entry's storage (cfg.entry_size bytes, zeroed; NULL when
+	 * and the entry's storage (cfg.entry_size bytes, zeroed; NULL when
 	 * entry_size is 0) to keep keys and handles in without a malloc.
-	 * Returns what reg returns. */
+	 * arg is NOT part of the cache's key: a hit returns the entry some
+	 * earlier miss registered with its own arg.  Pass in arg only what
+	 * every registration of the cache may share, or what the get's
+	 * flags (matched) also say; for a protection domain, create one
+	 * cache per domain (several may share one monitor), as UCX has one
+	 * rcache per memory domain.  Returns what reg returns. */
 	void *(*reg_ex)(void *ctx, void *addr, size_t len, int flags,
 			void *arg, void *data);
 	/* Since 1.1, optional: the cache learnt that entry e changed (its
@@ -395,7 +399,10 @@ struct mapwatch_cache_stats {
  * a hit inside a larger entry takes the address index's read lock; misses,
  * eviction, events and flush take the cache mutex.  reg, dereg and release are never called with a cache lock (or a
  * monitor lock) held, so they may take the application's own locks and may
- * call back into the cache (get, put, flush, stats; not destroy).  dereg
+ * call back into the cache (get, put, flush, stats; not destroy).  A get
+ * from inside reg never waits for another thread's registration of the
+ * range (which might itself wait for this one): it registers the range
+ * itself, a duplicate entry at worst (since 1.3).  dereg
  * runs in the thread that drops the last reference: mapwatch_cache_put(),
  * mapwatch_cache_get() (evicting), mapwatch_cache_flush() or destroy.
  */

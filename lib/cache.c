@@ -995,18 +995,26 @@ static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
 	return e;
 }
 
+/* How deep this thread is in reg callbacks, of any cache. */
+static __thread unsigned int in_reg;
+
 static void *call_reg(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 		      void *arg)
 {
 	void *addr = (void *)e->start;
 	size_t len = e->end - e->start;
+	void *r;
 
 	errno = 0;
 	if (e->data)
 		memset(e->data, 0, c->cfg.entry_size);
+	in_reg++;
 	if (c->ops.reg_ex)
-		return c->ops.reg_ex(c->ops.ctx, addr, len, e->flags, arg, e->data);
-	return c->ops.reg(c->ops.ctx, addr, len, e->flags);
+		r = c->ops.reg_ex(c->ops.ctx, addr, len, e->flags, arg, e->data);
+	else
+		r = c->ops.reg(c->ops.ctx, addr, len, e->flags);
+	in_reg--;
+	return r;
 }
 
 /* Memory of a device: no watch of the monitor; its word is the entry's
@@ -1160,7 +1168,7 @@ static void discard_new(struct mapwatch_cache *c, struct mapwatch_cache_entry *e
  * registering a range that would serve request k and no entry came in
  * since the lookup began (attached was seen); otherwise waits for that
  * registration to end and returns true (unlocked: look up again).  A thread
- * never waits for itself (a reg callback that calls get).
+ * never waits inside a reg callback (see below).
  */
 static bool wait_inflight(struct mapwatch_cache *c, const struct key *k,
 			  uint64_t seen)
@@ -1173,7 +1181,14 @@ static bool wait_inflight(struct mapwatch_cache *c, const struct key *k,
 		pthread_mutex_unlock(&c->lock);
 		return true;
 	}
-	for (;;) {
+	/*
+	 * A get from inside a reg callback (of this cache or another) never
+	 * waits: the registration it would wait for may be another thread's
+	 * whose own reg waits for this thread's (F9: T1's reg of R1 gets
+	 * R2 while T2's reg of R2 gets R1).  It registers the range itself,
+	 * a duplicate at worst.
+	 */
+	for (; !in_reg;) {
 		for (f = c->inflight; f; f = f->next)
 			if (f->start <= k->s && f->end >= k->end &&
 			    (f->flags & k->flags) == k->flags &&
