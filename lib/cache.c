@@ -129,6 +129,8 @@ struct mapwatch_cache {
 	unsigned int pins;			/* routers applying events here */
 	_Atomic uint64_t test_reapplied;	/* one router applied one batch
 						   here twice (tests) */
+	_Atomic uint64_t test_visited;		/* entries a device
+						   invalidation looked at (tests) */
 	struct mapwatch_cache_ops ops;
 	struct mapwatch_cache_config cfg;
 	uintptr_t align;
@@ -1603,6 +1605,13 @@ uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c)
 	return atomic_load(&c->test_reapplied);
 }
 
+/* Tests only (not exported): entries device invalidations looked at. */
+uint64_t mw_cache_test_visited(struct mapwatch_cache *c);
+uint64_t mw_cache_test_visited(struct mapwatch_cache *c)
+{
+	return atomic_load(&c->test_visited);
+}
+
 void mapwatch_cache_hold(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
 	/* The caller's reference keeps the count above 0: no CAS needed. */
@@ -1659,6 +1668,7 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 		    f->start < s + len && s < f->end)
 			f->invalidated = true;
 	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
+		atomic_fetch_add_explicit(&c->test_visited, 1, memory_order_relaxed);
 		if (e->mem_type != mem_type || e->device != device ||
 		    e->end <= s || e->start >= s + len ||
 		    mapwatch_changed(&e->wh))

@@ -195,6 +195,79 @@ TEST(device_invalidate_of_other_memory_during_reg_is_ignored)
 	mapwatch_close(mw);
 }
 
+/* --- F25: finding the entries of a device range ---------------------------- */
+
+uint64_t mw_cache_test_visited(struct mapwatch_cache *c);
+
+/*
+ * F25: a device invalidation (a cudaFree hook: often) walked every entry
+ * alive under the cache mutex.  With 10,000 entries, invalidating one
+ * buffer must look at a few of them, not all (a count of entries looked
+ * at, not a time).
+ */
+TEST(device_invalidate_looks_at_the_range_only)
+{
+	enum { N = 10000 };
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct dev d;
+	struct mapwatch_cache *c = dev_cache(mw, &d);
+	struct mapwatch_cache_entry *e;
+	uint64_t before, looked;
+
+	for (int i = 0; i < N; i++) {
+		e = get_dev(c, BASE + 2 * i * PAGE, PAGE);
+		ASSERT_TRUE(e != NULL);
+		mapwatch_cache_put(c, e);
+	}
+	before = mw_cache_test_visited(c);
+	ASSERT_EQ(mapwatch_cache_invalidate(c, GPU, DEV, BASE + 2 * 5000 * PAGE,
+					    PAGE), 0);
+	looked = mw_cache_test_visited(c) - before;
+	tap_diag("invalidating 1 of %d entries looked at %llu", N,
+		 (unsigned long long)looked);
+	EXPECT_EQ(ndereg(&d), 1);
+	EXPECT_LE(looked, 200);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/* Entries outside the index still reached: held across a flush, and
+ * handed out uncached (max_entries 1, both held). */
+TEST(device_invalidate_reaches_held_entries_out_of_the_cache)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct dev d;
+	struct mapwatch_cache_ops ops = {
+		.reg_ex = dev_reg_ex, .dereg = dev_dereg, .ctx = &d,
+	};
+	struct mapwatch_cache_config cfg = { .max_entries = 1 };
+	struct mapwatch_cache *c;
+	struct mapwatch_cache_entry *flushed, *cached, *uncached;
+	struct mapwatch_cache_stats s;
+
+	memset(&d, 0, sizeof(d));
+	c = d.c = mapwatch_cache_create(mw, &ops, &cfg);
+	ASSERT_TRUE(c != NULL);
+	flushed = get_dev(c, BASE, PAGE);
+	ASSERT_TRUE(flushed != NULL);
+	mapwatch_cache_flush(c);			/* out of the cache, held */
+	cached = get_dev(c, BASE + 2 * PAGE, PAGE);
+	uncached = get_dev(c, BASE + 4 * PAGE, PAGE);	/* the one slot held */
+	ASSERT_TRUE(cached != NULL && uncached != NULL);
+	ASSERT_EQ(mapwatch_cache_get_stats(c, &s), 0);
+	ASSERT_EQ(s.uncached, 1);
+	ASSERT_EQ(mapwatch_cache_invalidate(c, GPU, DEV, BASE, 6 * PAGE), 0);
+	EXPECT_TRUE(mapwatch_cache_entry_changed(flushed));
+	EXPECT_TRUE(mapwatch_cache_entry_changed(cached));
+	EXPECT_TRUE(mapwatch_cache_entry_changed(uncached));
+	mapwatch_cache_put(c, flushed);
+	mapwatch_cache_put(c, cached);
+	mapwatch_cache_put(c, uncached);
+	EXPECT_EQ(nreg(&d), ndereg(&d));
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);
