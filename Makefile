@@ -74,7 +74,7 @@ HOST_TESTS := $(patsubst tests/host/%.c,build/tests/host/%,$(wildcard tests/host
 HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard tests/host/*.c))
 # ThreadSanitizer lane: the cache's race tests, library compiled in.
 TSANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
-HOST_TSAN_TESTS := $(patsubst %,build/tests/host-tsan/%,cache cache_contention cache_uffd cache_shared)
+HOST_TSAN_TESTS := $(patsubst %,build/tests/host-tsan/%,cache cache_contention cache_uffd cache_shared cache_reg cache_device)
 GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
 # 32-bit guest programs (gcc-multilib): how the module treats a -m32 caller.
 GUEST32_TESTS := $(patsubst tests/guest32/%.c,build/tests/guest/%,$(wildcard tests/guest32/*.c))

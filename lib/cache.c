@@ -102,6 +102,9 @@ struct mapwatch_cache_entry {
 	uintptr_t t_maxend;
 	uint32_t t_prio;
 	struct mapwatch_cache_entry *dead_next;
+	struct mapwatch_cache_entry *loose_prev, *loose_next;	/* alive,
+						   not cached */
+	bool loose;
 	void *data;				/* cfg.entry_size bytes, or NULL */
 } __attribute__((aligned(64)));
 
@@ -143,6 +146,9 @@ struct mapwatch_cache {
 	struct mapwatch_cache_entry *hand;	/* CLOCK ring of cached entries */
 	struct mapwatch_cache_entry *all;	/* every entry alive */
 	struct mapwatch_cache_entry *free;	/* dead, for reuse */
+	struct mapwatch_cache_entry *loose;	/* alive, out of the indexes
+						   (held, or handed out
+						   uncached) */
 	struct harr *old_arrays;
 	struct inflight *inflight;		/* registrations under way */
 	_Atomic uint64_t attached;		/* attach() calls, ever */
@@ -351,6 +357,33 @@ static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 	return e;
 }
 
+/* Under c->lock: the entries alive but in no index, for a device
+ * invalidation to reach them without walking every entry (F25). */
+static void loose_add(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	if (e->loose)
+		return;
+	e->loose = true;
+	e->loose_prev = NULL;
+	e->loose_next = c->loose;
+	if (c->loose)
+		c->loose->loose_prev = e;
+	c->loose = e;
+}
+
+static void loose_del(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	if (!e->loose)
+		return;
+	e->loose = false;
+	if (e->loose_prev)
+		e->loose_prev->loose_next = e->loose_next;
+	else
+		c->loose = e->loose_next;
+	if (e->loose_next)
+		e->loose_next->loose_prev = e->loose_prev;
+}
+
 /* Last reference gone: release the registration, recycle the entry. */
 static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
@@ -365,6 +398,7 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 	pthread_mutex_lock(&c->lock);
 	c->retired_uses += USES(atomic_load(&e->ru));
 	c->retired_covers += atomic_exchange(&e->covers, 0);
+	loose_del(c, e);
 	atomic_store(&e->ru, 0);
 	if (e->all_prev)
 		e->all_prev->all_next = e->all_next;
@@ -562,6 +596,8 @@ static bool detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 	}
 	c->nentries--;
 	c->bytes -= e->end - e->start;
+	if (!claimed)		/* alive until its last reference goes */
+		loose_add(c, e);
 	e->claimed = claimed;
 	e->dead_next = *dead;
 	*dead = e;
@@ -1451,6 +1487,24 @@ static void t_covered(struct mapwatch_cache_entry *n,
 	}
 }
 
+/* Under c->lock: cached, unchanged entries of this memory overlapping
+ * [lo, hi), at most MAX_COVERED; *visited counts the nodes looked at. */
+static void t_overlap(struct mapwatch_cache_entry *n, uintptr_t lo, uintptr_t hi,
+		      uint32_t mem_type, uint64_t device, struct covered *out,
+		      uint64_t *visited)
+{
+	while (n && out->n < MAX_COVERED && n->t_maxend > lo) {
+		(*visited)++;
+		t_overlap(n->t_left, lo, hi, mem_type, device, out, visited);
+		if (n->start >= hi || out->n == MAX_COVERED)
+			return;
+		if (n->end > lo && n->mem_type == mem_type &&
+		    n->device == device && !mapwatch_changed(&n->wh))
+			out->e[out->n++] = n;
+		n = n->t_right;
+	}
+}
+
 /*
  * A new entry e covers idle entries it can serve in their place (same
  * memory, at least their flags): a growing prefix, MPI sending 8 KiB then
@@ -1480,7 +1534,9 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 	if (c->all)
 		c->all->all_prev = e;
 	c->all = e;
+	e->loose = false;
 	if (e->passthrough) {
+		loose_add(c, e);
 		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
 		atomic_fetch_add(&c->uncached, 1);
 		atomic_fetch_add(&c->passthrough, 1);
@@ -1495,6 +1551,7 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 	}
 	/* Every other entry is held: hand this one out uncached rather than
 	 * break the limits; it goes when put. */
+	loose_add(c, e);
 	atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
 	atomic_fetch_add(&c->uncached, 1);
 }
@@ -1667,15 +1724,34 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 		if (f->mem_type == mem_type && f->device == device &&
 		    f->start < s + len && s < f->end)
 			f->invalidated = true;
-	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
+	/* Cached entries through the address tree (F25: this used to walk
+	 * every entry alive, under the mutex, on every cudaFree hook): a
+	 * batch at a time, as detaching them changes the tree. */
+	for (;;) {
+		struct covered found = { .n = 0 };
+		uint64_t visited = 0;
+
+		t_overlap(c->root, s, s + len, mem_type, device, &found, &visited);
+		atomic_fetch_add_explicit(&c->test_visited, visited,
+					  memory_order_relaxed);
+		for (int i = 0; i < found.n; i++) {
+			struct mapwatch_cache_entry *e = found.e[i];
+
+			atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
+			if (detach(c, e, &dead, false))
+				count_invalid(c, e);
+		}
+		if (found.n < MAX_COVERED)
+			break;
+	}
+	/* The rest alive: held out of the cache, or handed out uncached. */
+	for (struct mapwatch_cache_entry *e = c->loose; e; e = e->loose_next) {
 		atomic_fetch_add_explicit(&c->test_visited, 1, memory_order_relaxed);
 		if (e->mem_type != mem_type || e->device != device ||
 		    e->end <= s || e->start >= s + len ||
 		    mapwatch_changed(&e->wh))
 			continue;
 		atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
-		if (detach(c, e, &dead, false))
-			count_invalid(c, e);
 	}
 	pthread_mutex_unlock(&c->lock);
 	drop_dead(c, dead);
