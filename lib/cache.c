@@ -716,7 +716,75 @@ static void apply_events(struct mapwatch_cache *t,
 	drop_dead(t, x.dead);
 }
 
-#define ROUTE_STACK 16		/* caches of one monitor routed without malloc */
+#define ROUTE_STACK 16		/* caches of one monitor pinned without malloc */
+
+/* The caches pinned by one call: a stack array, or one from malloc when the
+ * monitor has more caches. */
+struct pinned {
+	struct mapwatch_cache **c;
+	size_t n;
+	struct mapwatch_cache *stack[ROUTE_STACK];
+};
+
+/*
+ * Pin the other caches over c's monitor that the events ev[0..n) concern
+ * (every other cache when ev is NULL), under the monitor's share_lock: a
+ * pinned cache's destroy waits until unpin_caches().  Should the list not
+ * fit and malloc fail, the caches beyond the first ROUTE_STACK are left
+ * out: for events, their changed entries still fail every hit (the watch
+ * word) and leave at their next lookup or put; for room, fewer candidates.
+ */
+static void pin_caches(struct mapwatch_cache *c, const struct mapwatch_event *ev,
+		       int n, struct pinned *p)
+{
+	struct mapwatch *mw = c->mw;
+	struct mapwatch_cache *t;
+	size_t cap = ROUTE_STACK, ncaches = 0;
+
+	p->c = p->stack;
+	p->n = 0;
+	pthread_mutex_lock(&mw->share_lock);
+	for (t = mw->caches; t; t = t->share_next)
+		ncaches++;
+	if (ncaches > ROUTE_STACK) {
+		struct mapwatch_cache **big = malloc(ncaches * sizeof(*big));
+
+		if (big) {
+			p->c = big;
+			cap = ncaches;
+		}
+	}
+	for (t = mw->caches; t && p->n < cap; t = t->share_next) {
+		bool concerned = !ev;
+
+		if (t == c)
+			continue;
+		for (int i = 0; i < n && !concerned; i++)
+			concerned = for_cache(t, &ev[i]);
+		if (concerned) {
+			t->pins++;
+			p->c[p->n++] = t;
+		}
+	}
+	pthread_mutex_unlock(&mw->share_lock);
+}
+
+static void unpin_caches(struct mapwatch *mw, struct pinned *p)
+{
+	if (p->n) {
+		bool idle = false;
+
+		pthread_mutex_lock(&mw->share_lock);
+		for (size_t i = 0; i < p->n; i++)
+			if (!--p->c[i]->pins)
+				idle = true;
+		if (idle)
+			pthread_cond_broadcast(&mw->share_cond);
+		pthread_mutex_unlock(&mw->share_lock);
+	}
+	if (p->c != p->stack)
+		free(p->c);
+}
 
 /*
  * Read the monitor's pending events and take the changed entries out of
@@ -724,74 +792,33 @@ static void apply_events(struct mapwatch_cache *t,
  * the caches of a monitor the same way): whichever cache drains serves the
  * others, whose fd then no longer polls readable.
  *
- * Per batch, the caches it concerns are listed and pinned under the
- * monitor's share_lock, then served one after the other unlocked, each
- * once, then unpinned.  A pin makes a destroy wait; no two cache locks are
- * ever held together.  The list is this router's own: an earlier version
- * marked each served cache with the batch in a field of the cache, which a
- * second router draining the same monitor overwrote, so that both went
- * round applying their batches again and again (F7).
- *
- * Should the list not fit and malloc fail, the caches beyond the first
- * ROUTE_STACK are not served this time: their changed entries still fail
- * every hit (the watch word) and leave at their next lookup or put.
+ * Per batch, the caches it concerns are listed and pinned, then served one
+ * after the other with no lock but their own, each once, then unpinned.
+ * No two cache locks are ever held together.  The list is this router's
+ * own: an earlier version marked each served cache with the batch in a
+ * field of the cache, which a second router draining the same monitor
+ * overwrote, so that both went round applying their batches again and
+ * again (F7).
  */
 static int process_events(struct mapwatch_cache *c)
 {
 	struct mapwatch *mw = c->mw;
 	struct mapwatch_event ev[64];
-	struct mapwatch_cache *stack[ROUTE_STACK];
+	struct pinned p;
 	int n, total = 0;
 
 	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
-		struct mapwatch_cache **to = stack, *t;
-		size_t cap = ROUTE_STACK, nto = 0, ncaches = 0;
-
 		total += n;
 		apply_events(c, ev, n);
-		pthread_mutex_lock(&mw->share_lock);
-		for (t = mw->caches; t; t = t->share_next)
-			ncaches++;
-		if (ncaches > ROUTE_STACK) {
-			struct mapwatch_cache **big = malloc(ncaches * sizeof(*big));
-
-			if (big) {
-				to = big;
-				cap = ncaches;
-			}
-		}
-		for (t = mw->caches; t && nto < cap; t = t->share_next) {
-			if (t == c)
-				continue;
-			for (int i = 0; i < n; i++) {
-				if (for_cache(t, &ev[i])) {
-					t->pins++;
-					to[nto++] = t;
-					break;
-				}
-			}
-		}
-		pthread_mutex_unlock(&mw->share_lock);
-		for (size_t i = 0; i < nto; i++) {
+		pin_caches(c, ev, n, &p);
+		for (size_t i = 0; i < p.n; i++) {
 			/* Tests: a cache listed twice would be served twice. */
 			for (size_t j = 0; j < i; j++)
-				if (to[j] == to[i])
-					atomic_fetch_add(&to[i]->test_reapplied, 1);
-			apply_events(to[i], ev, n);
+				if (p.c[j] == p.c[i])
+					atomic_fetch_add(&p.c[i]->test_reapplied, 1);
+			apply_events(p.c[i], ev, n);
 		}
-		if (nto) {
-			bool idle = false;
-
-			pthread_mutex_lock(&mw->share_lock);
-			for (size_t i = 0; i < nto; i++)
-				if (!--to[i]->pins)
-					idle = true;
-			if (idle)
-				pthread_cond_broadcast(&mw->share_cond);
-			pthread_mutex_unlock(&mw->share_lock);
-		}
-		if (to != stack)
-			free(to);
+		unpin_caches(mw, &p);
 	}
 	return n < 0 ? n : total;
 }
@@ -882,48 +909,17 @@ static bool evict_one(struct mapwatch_cache *c)
  */
 static bool make_room(struct mapwatch_cache *c, bool shared)
 {
-	struct mapwatch *mw = c->mw;
-	struct mapwatch_cache *stack[ROUTE_STACK], **to = stack, *t;
-	size_t cap = ROUTE_STACK, nto = 0, ncaches = 0, i;
+	struct pinned p;
 	bool ok = false;
 
 	if (evict_one(c))
 		return true;
 	if (!shared)
 		return false;
-	pthread_mutex_lock(&mw->share_lock);
-	for (t = mw->caches; t; t = t->share_next)
-		ncaches++;
-	if (ncaches > ROUTE_STACK) {
-		struct mapwatch_cache **big = malloc(ncaches * sizeof(*big));
-
-		if (big) {
-			to = big;
-			cap = ncaches;
-		}
-	}
-	for (t = mw->caches; t && nto < cap; t = t->share_next) {
-		if (t != c) {
-			t->pins++;
-			to[nto++] = t;
-		}
-	}
-	pthread_mutex_unlock(&mw->share_lock);
-	for (i = 0; i < nto && !ok; i++)
-		ok = evict_one(to[i]);
-	if (nto) {
-		bool idle = false;
-
-		pthread_mutex_lock(&mw->share_lock);
-		for (i = 0; i < nto; i++)
-			if (!--to[i]->pins)
-				idle = true;
-		if (idle)
-			pthread_cond_broadcast(&mw->share_cond);
-		pthread_mutex_unlock(&mw->share_lock);
-	}
-	if (to != stack)
-		free(to);
+	pin_caches(c, NULL, 0, &p);
+	for (size_t i = 0; i < p.n && !ok; i++)
+		ok = evict_one(p.c[i]);
+	unpin_caches(c->mw, &p);
 	return ok;
 }
 
