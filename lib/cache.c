@@ -62,23 +62,24 @@ struct hnode {
 	_Atomic uint64_t key;
 };
 
-struct harr {
+/* A hash table's array of buckets. */
+struct buckets {
 	size_t mask;
-	struct harr *older;		/* replaced arrays, freed at destroy */
+	struct buckets *older;		/* replaced arrays, freed at destroy */
 	struct hnode *_Atomic b[];
 };
 
 /* A chained hash table; changed under c->lock, read without it. */
 struct htab {
-	struct harr *_Atomic a;
+	struct buckets *_Atomic a;
 	size_t n;
 };
 
 struct mapwatch_cache_entry {
 	/* What a hit reads, in the first cache line. */
-	_Atomic uint64_t ru;			/* references | hits << 32 */
-	_Atomic uint64_t covers;		/* covering hits (in ru's line) */
-	struct hnode hs;			/* by start */
+	_Atomic uint64_t refs_uses;		/* references | hits << 32 */
+	_Atomic uint64_t covers;		/* covering hits (same line) */
+	struct hnode by_start;			/* by start */
 	uintptr_t start, end;
 	int flags;
 	_Atomic bool cached;			/* in the indexes */
@@ -94,7 +95,7 @@ struct mapwatch_cache_entry {
 						   mapwatch_cache_invalidate() */
 	struct mapwatch_handle wh;		/* word and gen in line 1 */
 	void *reg;
-	struct hnode hc;			/* by cookie */
+	struct hnode by_cookie;			/* in c->cookies */
 	/* Under c->lock: */
 	struct mapwatch_cache_entry *ring_prev, *ring_next;	/* CLOCK */
 	struct mapwatch_cache_entry *all_prev, *all_next;	/* alive */
@@ -149,7 +150,7 @@ struct mapwatch_cache {
 	struct mapwatch_cache_entry *loose;	/* alive, out of the indexes
 						   (held, or handed out
 						   uncached) */
-	struct harr *old_arrays;
+	struct buckets *old_arrays;
 	struct inflight *inflight;		/* registrations under way */
 	_Atomic uint64_t attached;		/* attach() calls, ever */
 	pthread_cond_t inflight_done;
@@ -197,9 +198,9 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static struct harr *harr_new(size_t nb)
+static struct buckets *buckets_new(size_t nb)
 {
-	struct harr *a = calloc(1, sizeof(*a) + nb * sizeof(a->b[0]));
+	struct buckets *a = calloc(1, sizeof(*a) + nb * sizeof(a->b[0]));
 
 	if (a)
 		a->mask = nb - 1;
@@ -211,8 +212,8 @@ static struct harr *harr_new(size_t nb)
  * already relinked). */
 static void htab_grow(struct mapwatch_cache *c, struct htab *t)
 {
-	struct harr *old = atomic_load_explicit(&t->a, memory_order_relaxed);
-	struct harr *a = harr_new(2 * (old->mask + 1));
+	struct buckets *old = atomic_load_explicit(&t->a, memory_order_relaxed);
+	struct buckets *a = buckets_new(2 * (old->mask + 1));
 
 	if (!a)
 		return;		/* longer chains, still correct */
@@ -238,7 +239,7 @@ static void htab_grow(struct mapwatch_cache *c, struct htab *t)
 static void htab_insert(struct mapwatch_cache *c, struct htab *t,
 			struct hnode *n, uint64_t key)
 {
-	struct harr *a;
+	struct buckets *a;
 	struct hnode *_Atomic *head;
 
 	if (t->n > atomic_load_explicit(&t->a, memory_order_relaxed)->mask)
@@ -255,7 +256,7 @@ static void htab_insert(struct mapwatch_cache *c, struct htab *t,
 /* The node keeps its next pointer, so a reader standing on it goes on. */
 static void htab_remove(struct htab *t, struct hnode *n)
 {
-	struct harr *a = atomic_load_explicit(&t->a, memory_order_relaxed);
+	struct buckets *a = atomic_load_explicit(&t->a, memory_order_relaxed);
 	struct hnode *_Atomic *pp = &a->b[mix(atomic_load_explicit(&n->key,
 				memory_order_relaxed)) & a->mask];
 	struct hnode *x;
@@ -270,7 +271,7 @@ static void htab_remove(struct htab *t, struct hnode *n)
 /* Under c->lock: the node with this key (the cookie table). */
 static struct hnode *htab_find(struct htab *t, uint64_t key)
 {
-	struct harr *a = atomic_load_explicit(&t->a, memory_order_relaxed);
+	struct buckets *a = atomic_load_explicit(&t->a, memory_order_relaxed);
 	struct hnode *n = atomic_load_explicit(&a->b[mix(key) & a->mask],
 					       memory_order_relaxed);
 
@@ -286,21 +287,21 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 /* A reference (and a hit) on an entry that is alive; false if it is dead. */
 static bool ref_get(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
-	uint64_t v = atomic_load_explicit(&e->ru, memory_order_relaxed);
+	uint64_t v = atomic_load_explicit(&e->refs_uses, memory_order_relaxed);
 
 	do {
 		/* Dead, or held REFS_MAX times (a miss then, never a carry
 		 * into the hit count). */
 		if (!REFS(v) || REFS(v) >= REFS_MAX)
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&e->ru, &v,
+	} while (!atomic_compare_exchange_weak_explicit(&e->refs_uses, &v,
 			v + REF_ONE + USE_ONE, memory_order_acquire,
 			memory_order_relaxed));
 	if (USES(v) >= USE_FOLD) {	/* keep the hit count from wrapping */
 		uint64_t w = v + REF_ONE + USE_ONE;
 
 		while (USES(w) >= USE_FOLD) {
-			if (atomic_compare_exchange_weak(&e->ru, &w,
+			if (atomic_compare_exchange_weak(&e->refs_uses, &w,
 							 w - (USE_FOLD << 32))) {
 				atomic_fetch_add(&c->folded_uses, USE_FOLD);
 				break;
@@ -313,7 +314,7 @@ static bool ref_get(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 static void entry_unref_n(struct mapwatch_cache *c,
 			  struct mapwatch_cache_entry *e, uint64_t n)
 {
-	if (REFS(atomic_fetch_sub_explicit(&e->ru, n, memory_order_acq_rel)) == 1)
+	if (REFS(atomic_fetch_sub_explicit(&e->refs_uses, n, memory_order_acq_rel)) == 1)
 		entry_destroy(c, e);
 }
 
@@ -332,10 +333,10 @@ static void ref_not_a_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry 
  * reference any more.  Caller holds c->lock. */
 static bool claim_idle(struct mapwatch_cache_entry *e)
 {
-	uint64_t v = atomic_load(&e->ru);
+	uint64_t v = atomic_load(&e->refs_uses);
 
 	return REFS(v) == 1 &&
-	       atomic_compare_exchange_strong(&e->ru, &v, v - REF_ONE);
+	       atomic_compare_exchange_strong(&e->refs_uses, &v, v - REF_ONE);
 }
 
 static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
@@ -396,10 +397,10 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 	c->ops.dereg(c->ops.ctx, e->reg);
 	atomic_fetch_add(&c->deregistrations, 1);
 	pthread_mutex_lock(&c->lock);
-	c->retired_uses += USES(atomic_load(&e->ru));
+	c->retired_uses += USES(atomic_load(&e->refs_uses));
 	c->retired_covers += atomic_exchange(&e->covers, 0);
 	loose_del(c, e);
-	atomic_store(&e->ru, 0);
+	atomic_store(&e->refs_uses, 0);
 	if (e->all_prev)
 		e->all_prev->all_next = e->all_next;
 	else
@@ -528,7 +529,7 @@ static bool take_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 	}
 	if (mapwatch_changed(&e->wh)) {
 		if (st->n < MAX_STALE) {
-			atomic_fetch_sub(&e->ru, USE_ONE);
+			atomic_fetch_sub(&e->refs_uses, USE_ONE);
 			st->e[st->n++] = e;
 		} else {
 			ref_not_a_hit(c, e);
@@ -581,11 +582,11 @@ static bool detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 	if (!atomic_load_explicit(&e->cached, memory_order_relaxed))
 		return false;
 	atomic_store_explicit(&e->cached, false, memory_order_release);
-	htab_remove(&c->byaddr, &e->hs);
+	htab_remove(&c->byaddr, &e->by_start);
 	pthread_rwlock_wrlock(&c->tree_lock);
 	c->root = t_remove(c->root, e);
 	pthread_rwlock_unlock(&c->tree_lock);
-	htab_remove(&c->cookies, &e->hc);
+	htab_remove(&c->cookies, &e->by_cookie);
 	if (e->ring_next == e) {
 		c->hand = NULL;
 	} else {
@@ -614,8 +615,8 @@ static void attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 	pthread_rwlock_wrlock(&c->tree_lock);
 	c->root = t_insert(c->root, e);
 	pthread_rwlock_unlock(&c->tree_lock);
-	htab_insert(c, &c->byaddr, &e->hs, e->start);	/* publishes e */
-	htab_insert(c, &c->cookies, &e->hc, e->hc.key);
+	htab_insert(c, &c->byaddr, &e->by_start, e->start);	/* publishes e */
+	htab_insert(c, &c->cookies, &e->by_cookie, e->by_cookie.key);
 	/* Behind the hand: the last the CLOCK sweep reaches. */
 	if (c->hand) {
 		e->ring_next = c->hand;
@@ -675,7 +676,7 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 		 * An entry whose watch has not changed is not the one the
 		 * event is about (an event of an earlier user of the
 		 * monitor): it stays. */
-		e = n ? entry_of(n, hc) : NULL;
+		e = n ? entry_of(n, by_cookie) : NULL;
 		if (e && mapwatch_changed(&e->wh) && detach(c, e, &x->dead, false))
 			count_invalid(c, e);
 		return;
@@ -871,7 +872,7 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 		if (!one_more && !over_limits(c, add_bytes))
 			return true;
 		c->hand = e->ring_next;
-		if (REFS(atomic_load(&e->ru)) != 1)
+		if (REFS(atomic_load(&e->refs_uses)) != 1)
 			continue;		/* in use */
 		if (atomic_exchange(&e->referenced, false))
 			continue;		/* second chance */
@@ -934,7 +935,7 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	struct mapwatch_cache_config kcfg = { 0 };
 	struct mapwatch_cache_ops kops;
 	struct mapwatch_cache *c;
-	struct harr *a, *b;
+	struct buckets *a, *b;
 	pthread_rwlockattr_t ra;
 	int ret;
 
@@ -952,8 +953,8 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
-	a = harr_new(MIN_BUCKETS);
-	b = harr_new(MIN_BUCKETS);
+	a = buckets_new(MIN_BUCKETS);
+	b = buckets_new(MIN_BUCKETS);
 	if (!c || !a || !b) {
 		free(c);
 		free(a);
@@ -999,13 +1000,13 @@ static struct mapwatch_cache_entry *lookup_exact(struct mapwatch_cache *c,
 						 const struct key *k,
 						 struct stale *st)
 {
-	struct harr *a = atomic_load_explicit(&c->byaddr.a, memory_order_acquire);
+	struct buckets *a = atomic_load_explicit(&c->byaddr.a, memory_order_acquire);
 	struct hnode *n = atomic_load_explicit(&a->b[mix(k->s) & a->mask],
 					       memory_order_acquire);
 
 	for (int steps = 0; n && steps < MAX_STEPS; steps++) {
 		if (atomic_load_explicit(&n->key, memory_order_relaxed) == k->s) {
-			struct mapwatch_cache_entry *e = entry_of(n, hs);
+			struct mapwatch_cache_entry *e = entry_of(n, by_start);
 
 			if (ref_get(c, e) && take_hit(c, e, k, true, st))
 				return e;
@@ -1161,7 +1162,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		atomic_fetch_add(&c->registrations, 1);
 		mw_settle();
 		if (!mapwatch_changed(&e->wh)) {
-			atomic_store_explicit(&e->hc.key, cookie, memory_order_relaxed);
+			atomic_store_explicit(&e->by_cookie.key, cookie, memory_order_relaxed);
 			return e;
 		}
 		/* Changed while being registered: the registration may name
@@ -1269,8 +1270,8 @@ static uintptr_t page_size(void)
 /* The transparent huge page size (a PMD), read once. */
 static uintptr_t huge_size(void)
 {
-	static _Atomic uintptr_t hs;
-	uintptr_t v = atomic_load_explicit(&hs, memory_order_relaxed);
+	static _Atomic uintptr_t cached;
+	uintptr_t v = atomic_load_explicit(&cached, memory_order_relaxed);
 	unsigned long long x = 0;
 	FILE *f;
 
@@ -1283,7 +1284,7 @@ static uintptr_t huge_size(void)
 		fclose(f);
 	}
 	v = x && !(x & (x - 1)) ? (uintptr_t)x : (uintptr_t)2 << 20;
-	atomic_store_explicit(&hs, v, memory_order_relaxed);
+	atomic_store_explicit(&cached, v, memory_order_relaxed);
 	return v;
 }
 
@@ -1341,7 +1342,9 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 {
 	uintptr_t addr = (uintptr_t)r->addr, a, n;
 	struct mapwatch_cache_entry *e, *dead = NULL;
-	struct key k, w, w0, reg;
+	/* k: the request's pages; w: the exact lookup, then the range being
+	 * registered; span: the request widened, what a miss registers. */
+	struct key k, w, w0, span;
 	struct inflight me;
 	struct stale st;
 	uint64_t seen;
@@ -1394,14 +1397,14 @@ again:
 	if (!widened) {
 		/* Device memory is not the CPU's to probe: the caller's
 		 * align as it is. */
-		reg = k;
+		span = k;
 		if (a > n && r->mem_type == MAPWATCH_MEM_HOST) {
-			widen(&reg, a, n);
+			widen(&span, a, n);
 		} else if (a > n) {
-			reg.s = k.s & ~(a - 1);
-			reg.end = (k.end + a - 1) & ~(a - 1);
-			if (reg.end < k.end)
-				reg.end = k.end;
+			span.s = k.s & ~(a - 1);
+			span.end = (k.end + a - 1) & ~(a - 1);
+			if (span.end < k.end)
+				span.end = k.end;
 		}
 		widened = true;
 	}
@@ -1409,7 +1412,7 @@ again:
 	 * a duplicate at worst, never a livelock. */
 	if (wait_inflight(c, &k, ++rounds > 8 ? atomic_load(&c->attached) : seen))
 		goto again;
-	w = reg;
+	w = span;
 	me = (struct inflight){
 		.start = w.s, .end = w.end, .flags = k.flags,
 		.mem_type = k.mem_type, .device = k.device,
@@ -1533,7 +1536,7 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 	e->loose = false;
 	if (e->passthrough) {
 		loose_add(c, e);
-		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+		atomic_store_explicit(&e->refs_uses, REF_ONE, memory_order_release);
 		atomic_fetch_add(&c->uncached, 1);
 		atomic_fetch_add(&c->passthrough, 1);
 		return;
@@ -1541,14 +1544,14 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 	purge_covered(c, e, dead);
 	if (evict(c, e->end - e->start, false, dead)) {
 		/* The cache's reference and the caller's. */
-		atomic_store_explicit(&e->ru, 2 * REF_ONE, memory_order_release);
+		atomic_store_explicit(&e->refs_uses, 2 * REF_ONE, memory_order_release);
 		attach(c, e);
 		return;
 	}
 	/* Every other entry is held: hand this one out uncached rather than
 	 * break the limits; it goes when put. */
 	loose_add(c, e);
-	atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+	atomic_store_explicit(&e->refs_uses, REF_ONE, memory_order_release);
 	atomic_fetch_add(&c->uncached, 1);
 }
 
@@ -1647,7 +1650,7 @@ void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e)
 uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n)
 {
 	/* Two's complement: a negative n borrows nothing from the hits. */
-	return REFS(atomic_fetch_add(&e->ru, (uint64_t)n) + (uint64_t)n);
+	return REFS(atomic_fetch_add(&e->refs_uses, (uint64_t)n) + (uint64_t)n);
 }
 
 /* Tests only (not exported): how often one router applied one batch of
@@ -1669,7 +1672,7 @@ void mapwatch_cache_hold(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 {
 	/* The caller's reference keeps the count above 0: no CAS needed. */
 	if (c && e)
-		atomic_fetch_add_explicit(&e->ru, REF_ONE, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->refs_uses, REF_ONE, memory_order_relaxed);
 }
 
 int mapwatch_cache_progress(struct mapwatch_cache *c)
@@ -1796,7 +1799,7 @@ int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
 	s->hits = c->retired_uses + atomic_load(&c->folded_uses);
 	s->covering_hits = c->retired_covers;
 	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
-		s->hits += USES(atomic_load_explicit(&e->ru, memory_order_relaxed));
+		s->hits += USES(atomic_load_explicit(&e->refs_uses, memory_order_relaxed));
 		s->covering_hits += atomic_load_explicit(&e->covers,
 							 memory_order_relaxed);
 	}
@@ -1847,7 +1850,7 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 		free(e);
 	}
 	while (c->old_arrays) {
-		struct harr *a = c->old_arrays;
+		struct buckets *a = c->old_arrays;
 
 		c->old_arrays = a->older;
 		free(a);
