@@ -79,7 +79,7 @@ GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/g
 # 32-bit guest programs (gcc-multilib): how the module treats a -m32 caller.
 GUEST32_TESTS := $(patsubst tests/guest32/%.c,build/tests/guest/%,$(wildcard tests/guest32/*.c))
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
-TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h)
+TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h lib/*.h)
 
 # libFuzzer harnesses of the library: tests/fuzz/NAME.c, built with clang.
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/*.c))
