@@ -74,12 +74,12 @@ HOST_TESTS := $(patsubst tests/host/%.c,build/tests/host/%,$(wildcard tests/host
 HOST_SAN_TESTS := $(patsubst tests/host/%.c,build/tests/host-san/%,$(wildcard tests/host/*.c))
 # ThreadSanitizer lane: the cache's race tests, library compiled in.
 TSANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
-HOST_TSAN_TESTS := $(patsubst %,build/tests/host-tsan/%,cache cache_contention cache_uffd cache_shared)
+HOST_TSAN_TESTS := $(patsubst %,build/tests/host-tsan/%,cache cache_contention cache_uffd cache_shared cache_reg cache_device)
 GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/guest/*.c))
 # 32-bit guest programs (gcc-multilib): how the module treats a -m32 caller.
 GUEST32_TESTS := $(patsubst tests/guest32/%.c,build/tests/guest/%,$(wildcard tests/guest32/*.c))
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
-TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h)
+TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h lib/*.h)
 
 # libFuzzer harnesses of the library: tests/fuzz/NAME.c, built with clang.
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/*.c))

@@ -4,7 +4,10 @@
  * uses one, over ibverbs:
  *  - the access flags and protection domain of each registration come with
  *    the call (mapwatch_cache_get_arg -> ops.reg_ex), as fi_mr_reg's access
- *    and domain do;
+ *    and domain do.  Only the flags are part of the cache's key (a hit has
+ *    at least the requested ones); arg is not: a hit returns the MR of
+ *    whichever call missed first.  So one cache per protection domain (as
+ *    UCX has one rcache per memory domain), all over one monitor;
  *  - the keys live in the entry's own storage (cfg.entry_size), no malloc;
  *  - when memory changes, the invalidate callback revokes the remote key
  *    from the peer (here a table standing for a peer's cache of rkeys)
@@ -50,7 +53,9 @@ static void die(const char *what)
 	exit(2);
 }
 
-/* What reg_ex gets with each call: fi_mr_reg's domain and access. */
+/* What reg_ex gets with each call: fi_mr_reg's domain and access.  The
+ * access is also passed as the get's flags, which the cache matches; the
+ * domain is always this cache's one PD (arg is not matched on a hit). */
 struct reg_arg {
 	struct ibv_pd *pd;
 	int access;

@@ -310,10 +310,14 @@ struct mapwatch_cache_ops {
 	void (*release)(void *ctx);
 	/* Since 1.1, optional; used instead of reg when set.  Also gets the
 	 * arg of mapwatch_cache_get_arg() (NULL from mapwatch_cache_get()),
-	 * say a protection domain or access flags of this call, and the
-	 * entry's storage (cfg.entry_size bytes, zeroed; NULL when
+	 * and the entry's storage (cfg.entry_size bytes, zeroed; NULL when
 	 * entry_size is 0) to keep keys and handles in without a malloc.
-	 * Returns what reg returns. */
+	 * arg is NOT part of the cache's key: a hit returns the entry some
+	 * earlier miss registered with its own arg.  Pass in arg only what
+	 * every registration of the cache may share, or what the get's
+	 * flags (matched) also say; for a protection domain, create one
+	 * cache per domain (several may share one monitor), as UCX has one
+	 * rcache per memory domain.  Returns what reg returns. */
 	void *(*reg_ex)(void *ctx, void *addr, size_t len, int flags,
 			void *arg, void *data);
 	/* Since 1.1, optional: the cache learnt that entry e changed (its
@@ -388,7 +392,11 @@ struct mapwatch_cache_stats {
 					   the cache (every entry held, or
 					   pass-through) */
 	uint64_t passthrough;		/* since 1.1: of which memory the
-					   monitor could not watch */
+					   monitor could not watch (since
+					   1.3 also: no watch to be had, every
+					   watch of the monitor held, or the
+					   backend out of room; see
+					   mapwatch_cache_get()) */
 };
 
 /*
@@ -409,8 +417,11 @@ struct mapwatch_cache_stats {
  *    a lock), or a larger entry starting below it (found through an
  *    address-ordered index, searched only when the first lookup misses).
  *  - On a miss the widened range is registered as a new entry.  Entries may
- *    overlap and are never merged; a smaller entry inside a new larger one
- *    stays until it is evicted.  Threads missing on the same range at once
+ *    overlap and are never merged.  Since 1.3 the idle entries inside a new
+ *    larger one that it serves in their place (same memory type and device,
+ *    at least their flags; up to 64 per miss) are taken out and
+ *    deregistered, so a growing prefix pins its pages once; held ones stay
+ *    until evicted.  Threads missing on the same range at once
  *    register it once: the others wait for that registration.  When reg
  *    fails with ENOMEM, ENOSPC or EAGAIN, idle entries are evicted one at a
  *    time and reg is tried again.
@@ -434,7 +445,10 @@ struct mapwatch_cache_stats {
  * a hit inside a larger entry takes the address index's read lock; misses,
  * eviction, events and flush take the cache mutex.  reg, dereg and release are never called with a cache lock (or a
  * monitor lock) held, so they may take the application's own locks and may
- * call back into the cache (get, put, flush, stats; not destroy).  dereg
+ * call back into the cache (get, put, flush, stats; not destroy).  A get
+ * from inside reg never waits for another thread's registration of the
+ * range (which might itself wait for this one): it registers the range
+ * itself, a duplicate entry at worst (since 1.3).  dereg
  * runs in the thread that drops the last reference: mapwatch_cache_put(),
  * mapwatch_cache_get() (evicting), mapwatch_cache_flush() or destroy.
  */
@@ -462,10 +476,19 @@ mapwatch_cache_create(struct mapwatch *mw, const struct mapwatch_cache_ops *ops,
 MAPWATCH_EXPORT void mapwatch_cache_destroy(struct mapwatch_cache *c);
 /* A referenced, valid entry covering [addr, addr + len), or NULL with
  * errno set: what the reg callback set (EIO if it set none), EINVAL (empty
- * or wrapping range), ENOSPC (monitor full of held entries), ENOMEM, EIO
- * (in a child after fork), EAGAIN (the range kept changing while being
- * registered), or what the monitor's watch failed with (userfaultfd:
- * EINVAL for memory it cannot watch). */
+ * or wrapping range), ENOMEM, EIO (in a child after fork), EAGAIN (the
+ * range kept changing while being registered), or what the monitor's watch
+ * failed with (userfaultfd: EINVAL for memory it cannot watch).
+ *
+ * No watch to be had: when the monitor is full, an idle entry of any cache
+ * over the monitor is evicted to free one (its watches are shared by all
+ * of them).  When every watch is held, or the backend cannot place one
+ * more (userfaultfd: each watch may split a VMA, and past
+ * vm.max_map_count, 65530 by default, the kernel refuses; some 30,000
+ * separate buffers), the get is served by a registration of its own:
+ * made now, uncached, unwatched (mapwatch_cache_entry_changed() stays
+ * false), deregistered at its last put, counted in stats.uncached and
+ * stats.passthrough.  Before 1.3 that get failed with ENOSPC. */
 MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_cache *c,
 						void *addr, size_t len,
 						int flags);
@@ -532,7 +555,11 @@ mapwatch_cache_get_req(struct mapwatch_cache *c,
  * for held ones).  Host memory goes through mapwatch_invalidate() (so every
  * cache over the monitor and every watch of the range sees it; its errors,
  * such as -EOPNOTSUPP on HPE's kdreg2); device memory is this cache's
- * alone: call it on each cache that may hold the memory.  0, -EINVAL for a
+ * alone: call it on each cache that may hold the memory.  A get
+ * registering device memory of the range at that moment (in reg_ex, in
+ * another thread or in the callback itself) drops that registration and
+ * registers again (since 1.3; up to a few times, then EAGAIN): what it
+ * hands out was registered after the call.  0, -EINVAL for a
  * NULL cache or a wrapping range, -EIO in a child after fork.  Since 1.2.
  */
 MAPWATCH_EXPORT int mapwatch_cache_invalidate(struct mapwatch_cache *c,

@@ -33,6 +33,10 @@
  * being in the cache and one per user; eviction claims an idle entry by
  * turning its count from 1 to 0, which no lookup can race with.  The entry
  * is unwatched, deregistered and recycled when the count reaches 0.
+ *
+ * This file: get, put, eviction, registration and the API.  The indexes
+ * are in cache_index.c, the monitor's events in cache_events.c, widening
+ * in cache_widen.c; cache_internal.h has what they share.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -42,289 +46,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#define MIN_BUCKETS 64
-#define MAX_STEPS 32			/* chain links a lock-free reader follows */
-#define MAX_STALE 4			/* changed entries one lookup purges */
-#define REG_TRIES 4			/* registrations raced by a change */
-
-#define REF_ONE ((uint64_t)1)
-#define REFS_MAX 0x7fffffffu		/* ref_get refuses beyond: no carry */
-#define USE_ONE ((uint64_t)1 << 32)
-#define REFS(v) ((uint32_t)(v))
-#define USES(v) ((v) >> 32)
-#define USE_FOLD ((uint64_t)1 << 31)	/* hits moved to the cache's total */
-
-struct hnode {
-	struct hnode *_Atomic next;
-	_Atomic uint64_t key;
-};
-
-struct harr {
-	size_t mask;
-	struct harr *older;		/* replaced arrays, freed at destroy */
-	struct hnode *_Atomic b[];
-};
-
-/* A chained hash table; changed under c->lock, read without it. */
-struct htab {
-	struct harr *_Atomic a;
-	size_t n;
-};
-
-struct mapwatch_cache_entry {
-	/* What a hit reads, in the first cache line. */
-	_Atomic uint64_t ru;			/* references | hits << 32 */
-	_Atomic uint64_t covers;		/* covering hits (in ru's line) */
-	struct hnode hs;			/* by start */
-	uintptr_t start, end;
-	int flags;
-	_Atomic bool cached;			/* in the indexes */
-	_Atomic bool referenced;		/* CLOCK bit */
-	bool claimed;				/* count taken to 0 by eviction */
-	bool invalid;				/* taken out as changed */
-	bool unwatched;				/* no watch of the monitor */
-	bool passthrough;			/* uncached: memory the monitor
-						   cannot watch */
-	uint32_t mem_type;			/* MAPWATCH_MEM_*, or the caller's */
-	uint64_t device;
-	_Atomic uint32_t own_gen;		/* device memory's "watch" word:
-						   mapwatch_cache_invalidate() */
-	struct mapwatch_handle wh;		/* word and gen in line 1 */
-	void *reg;
-	struct hnode hc;			/* by cookie */
-	/* Under c->lock: */
-	struct mapwatch_cache_entry *ring_prev, *ring_next;	/* CLOCK */
-	struct mapwatch_cache_entry *all_prev, *all_next;	/* alive */
-	struct mapwatch_cache_entry *t_left, *t_right;		/* tree */
-	uintptr_t t_maxend;
-	uint32_t t_prio;
-	struct mapwatch_cache_entry *dead_next;
-	void *data;				/* cfg.entry_size bytes, or NULL */
-} __attribute__((aligned(64)));
-
-/* A registration in progress (on the registering thread's stack), so that
- * threads missing on the same range wait for it instead of registering
- * the range again. */
-struct inflight {
-	uintptr_t start, end;
-	int flags;
-	uint32_t mem_type;
-	uint64_t device;
-	pthread_t owner;
-	struct inflight *next;
-};
-
-struct mapwatch_cache {
-	struct mapwatch *mw;
-	uint32_t id;				/* cookies' top bits: events of a
-						   shared monitor find their cache */
-	_Atomic uint64_t next_seq;		/* cookies' low bits */
-	/* Under mw->share_lock: */
-	struct mapwatch_cache *share_next;	/* the monitor's caches */
-	unsigned int pins;			/* routers applying events here */
-	uint64_t routed;			/* the last router's batch */
-	struct mapwatch_cache_ops ops;
-	struct mapwatch_cache_config cfg;
-	uintptr_t align;
-	size_t entry_bytes;			/* entry + storage, 64-aligned */
-	struct htab byaddr;
-	pthread_rwlock_t tree_lock;
-	struct mapwatch_cache_entry *root;	/* the address-ordered tree */
-	pthread_mutex_t lock;			/* everything below */
-	struct htab cookies;
-	struct mapwatch_cache_entry *hand;	/* CLOCK ring of cached entries */
-	struct mapwatch_cache_entry *all;	/* every entry alive */
-	struct mapwatch_cache_entry *free;	/* dead, for reuse */
-	struct harr *old_arrays;
-	struct inflight *inflight;		/* registrations under way */
-	_Atomic uint64_t attached;		/* attach() calls, ever */
-	pthread_cond_t inflight_done;
-	size_t nentries, bytes;
-	uint64_t rng, retired_uses, retired_covers;
-	_Atomic uint64_t folded_uses;
-	_Atomic uint64_t misses, evict_lru, evict_invalid,
-		evict_flush, invalidations, registrations, deregistrations,
-		uncached, passthrough;
-};
+#include "cache_internal.h"
 
 /* The handle of a pass-through entry: never changed. */
 static const uint32_t never_changes;
 
-/* A cookie no other cache over the monitor uses: the cache's id above
- * bit 40 (events are routed by it), a sequence below. */
-#define COOKIE_SEQ_BITS 40
-#define CACHE_ID_MAX ((1u << 24) - 2)	/* so a cookie is never ~0 */
-
-static uint64_t new_cookie(struct mapwatch_cache *c)
-{
-	uint64_t seq = atomic_fetch_add(&c->next_seq, 1) &
-		       ((1ULL << COOKIE_SEQ_BITS) - 1);
-
-	return (uint64_t)c->id << COOKIE_SEQ_BITS | seq;
-}
-
-static uint32_t cookie_cache_id(uint64_t cookie)
-{
-	return (uint32_t)(cookie >> COOKIE_SEQ_BITS);
-}
-
-#define entry_of(p, field) \
-	((struct mapwatch_cache_entry *)((char *)(p) - \
-		offsetof(struct mapwatch_cache_entry, field)))
-
-/* --- hash tables ---------------------------------------------------------- */
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static struct harr *harr_new(size_t nb)
-{
-	struct harr *a = calloc(1, sizeof(*a) + nb * sizeof(a->b[0]));
-
-	if (a)
-		a->mask = nb - 1;
-	return a;
-}
-
-/* Caller holds c->lock.  Readers may be walking the old chains: they get
- * lost at worst (a miss), never loop (relinked nodes point only to nodes
- * already relinked). */
-static void htab_grow(struct mapwatch_cache *c, struct htab *t)
-{
-	struct harr *old = atomic_load_explicit(&t->a, memory_order_relaxed);
-	struct harr *a = harr_new(2 * (old->mask + 1));
-
-	if (!a)
-		return;		/* longer chains, still correct */
-	for (size_t i = 0; i <= old->mask; i++) {
-		struct hnode *n = atomic_load_explicit(&old->b[i], memory_order_relaxed);
-
-		while (n) {
-			struct hnode *next = atomic_load_explicit(&n->next, memory_order_relaxed);
-			struct hnode *_Atomic *head = &a->b[mix(atomic_load_explicit(
-				&n->key, memory_order_relaxed)) & a->mask];
-
-			atomic_store_explicit(&n->next, atomic_load_explicit(head,
-					      memory_order_relaxed), memory_order_release);
-			atomic_store_explicit(head, n, memory_order_release);
-			n = next;
-		}
-	}
-	atomic_store_explicit(&t->a, a, memory_order_release);
-	old->older = c->old_arrays;
-	c->old_arrays = old;
-}
-
-static void htab_insert(struct mapwatch_cache *c, struct htab *t,
-			struct hnode *n, uint64_t key)
-{
-	struct harr *a;
-	struct hnode *_Atomic *head;
-
-	if (t->n > atomic_load_explicit(&t->a, memory_order_relaxed)->mask)
-		htab_grow(c, t);
-	a = atomic_load_explicit(&t->a, memory_order_relaxed);
-	head = &a->b[mix(key) & a->mask];
-	atomic_store_explicit(&n->key, key, memory_order_relaxed);
-	atomic_store_explicit(&n->next, atomic_load_explicit(head, memory_order_relaxed),
-			      memory_order_relaxed);
-	atomic_store_explicit(head, n, memory_order_release);	/* publish */
-	t->n++;
-}
-
-/* The node keeps its next pointer, so a reader standing on it goes on. */
-static void htab_remove(struct htab *t, struct hnode *n)
-{
-	struct harr *a = atomic_load_explicit(&t->a, memory_order_relaxed);
-	struct hnode *_Atomic *pp = &a->b[mix(atomic_load_explicit(&n->key,
-				memory_order_relaxed)) & a->mask];
-	struct hnode *x;
-
-	while ((x = atomic_load_explicit(pp, memory_order_relaxed)) != n)
-		pp = &x->next;
-	atomic_store_explicit(pp, atomic_load_explicit(&n->next, memory_order_relaxed),
-			      memory_order_release);
-	t->n--;
-}
-
-/* Under c->lock: the node with this key (the cookie table). */
-static struct hnode *htab_find(struct htab *t, uint64_t key)
-{
-	struct harr *a = atomic_load_explicit(&t->a, memory_order_relaxed);
-	struct hnode *n = atomic_load_explicit(&a->b[mix(key) & a->mask],
-					       memory_order_relaxed);
-
-	while (n && atomic_load_explicit(&n->key, memory_order_relaxed) != key)
-		n = atomic_load_explicit(&n->next, memory_order_relaxed);
-	return n;
-}
-
-/* --- references ------------------------------------------------------------ */
-
-static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e);
-
-/* A reference (and a hit) on an entry that is alive; false if it is dead. */
-static bool ref_get(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
-{
-	uint64_t v = atomic_load_explicit(&e->ru, memory_order_relaxed);
-
-	do {
-		/* Dead, or held REFS_MAX times (a miss then, never a carry
-		 * into the hit count). */
-		if (!REFS(v) || REFS(v) >= REFS_MAX)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&e->ru, &v,
-			v + REF_ONE + USE_ONE, memory_order_acquire,
-			memory_order_relaxed));
-	if (USES(v) >= USE_FOLD) {	/* keep the hit count from wrapping */
-		uint64_t w = v + REF_ONE + USE_ONE;
-
-		while (USES(w) >= USE_FOLD) {
-			if (atomic_compare_exchange_weak(&e->ru, &w,
-							 w - (USE_FOLD << 32))) {
-				atomic_fetch_add(&c->folded_uses, USE_FOLD);
-				break;
-			}
-		}
-	}
-	return true;
-}
-
-static void entry_unref_n(struct mapwatch_cache *c,
-			  struct mapwatch_cache_entry *e, uint64_t n)
-{
-	if (REFS(atomic_fetch_sub_explicit(&e->ru, n, memory_order_acq_rel)) == 1)
-		entry_destroy(c, e);
-}
-
-static void entry_unref(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
-{
-	entry_unref_n(c, e, REF_ONE);
-}
-
-/* A reference taken by ref_get that turned out not to be a hit. */
-static void ref_not_a_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
-{
-	entry_unref_n(c, e, REF_ONE + USE_ONE);
-}
-
-/* The cache's reference of an idle entry, taken back: no lookup can get a
- * reference any more.  Caller holds c->lock. */
-static bool claim_idle(struct mapwatch_cache_entry *e)
-{
-	uint64_t v = atomic_load(&e->ru);
-
-	return REFS(v) == 1 &&
-	       atomic_compare_exchange_strong(&e->ru, &v, v - REF_ONE);
-}
+/* --- entries --------------------------------------------------------------- */
 
 static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 {
@@ -346,7 +73,7 @@ static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 }
 
 /* Last reference gone: release the registration, recycle the entry. */
-static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+void mwc_entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
 	/* A child's copy of the parent's registration: not the child's to
 	 * release (and the locks may be copies held by the parent's threads). */
@@ -357,9 +84,10 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 	c->ops.dereg(c->ops.ctx, e->reg);
 	atomic_fetch_add(&c->deregistrations, 1);
 	pthread_mutex_lock(&c->lock);
-	c->retired_uses += USES(atomic_load(&e->ru));
+	c->retired_uses += USES(atomic_load(&e->refs_uses));
 	c->retired_covers += atomic_exchange(&e->covers, 0);
-	atomic_store(&e->ru, 0);
+	mwc_loose_del(c, e);
+	atomic_store(&e->refs_uses, 0);
 	if (e->all_prev)
 		e->all_prev->all_next = e->all_next;
 	else
@@ -371,225 +99,7 @@ static void entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry 
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* --- the address-ordered tree (treap) ------------------------------------ */
-
-static bool t_less(const struct mapwatch_cache_entry *a,
-		   const struct mapwatch_cache_entry *b)
-{
-	return a->start < b->start || (a->start == b->start && a < b);
-}
-
-static void t_fix(struct mapwatch_cache_entry *n)
-{
-	uintptr_t m = n->end;
-
-	if (n->t_left && n->t_left->t_maxend > m)
-		m = n->t_left->t_maxend;
-	if (n->t_right && n->t_right->t_maxend > m)
-		m = n->t_right->t_maxend;
-	n->t_maxend = m;
-}
-
-static struct mapwatch_cache_entry *t_insert(struct mapwatch_cache_entry *root,
-					     struct mapwatch_cache_entry *e)
-{
-	struct mapwatch_cache_entry *x;
-
-	if (!root) {
-		e->t_left = e->t_right = NULL;
-		e->t_maxend = e->end;
-		return e;
-	}
-	if (t_less(e, root)) {
-		root->t_left = t_insert(root->t_left, e);
-		if (root->t_left->t_prio > root->t_prio) {	/* rotate right */
-			x = root->t_left;
-			root->t_left = x->t_right;
-			x->t_right = root;
-			t_fix(root);
-			root = x;
-		}
-	} else {
-		root->t_right = t_insert(root->t_right, e);
-		if (root->t_right->t_prio > root->t_prio) {	/* rotate left */
-			x = root->t_right;
-			root->t_right = x->t_left;
-			x->t_left = root;
-			t_fix(root);
-			root = x;
-		}
-	}
-	t_fix(root);
-	return root;
-}
-
-/* Join two treaps, every key of a below every key of b. */
-static struct mapwatch_cache_entry *t_join(struct mapwatch_cache_entry *a,
-					   struct mapwatch_cache_entry *b)
-{
-	if (!a)
-		return b;
-	if (!b)
-		return a;
-	if (a->t_prio > b->t_prio) {
-		a->t_right = t_join(a->t_right, b);
-		t_fix(a);
-		return a;
-	}
-	b->t_left = t_join(a, b->t_left);
-	t_fix(b);
-	return b;
-}
-
-static struct mapwatch_cache_entry *t_remove(struct mapwatch_cache_entry *root,
-					     struct mapwatch_cache_entry *e)
-{
-	if (root == e)
-		return t_join(e->t_left, e->t_right);
-	if (t_less(e, root))
-		root->t_left = t_remove(root->t_left, e);
-	else
-		root->t_right = t_remove(root->t_right, e);
-	t_fix(root);
-	return root;
-}
-
-struct stale {
-	struct mapwatch_cache_entry *e[MAX_STALE];
-	int n;
-};
-
-/* What a request looks for: [s, end) with the flags, of this memory. */
-struct key {
-	uintptr_t s, end;
-	int flags;
-	uint32_t mem_type;
-	uint64_t device;
-};
-
-static bool usable(const struct mapwatch_cache_entry *e, const struct key *k)
-{
-	return e->end >= k->end && (e->flags & k->flags) == k->flags &&
-	       e->mem_type == k->mem_type && e->device == k->device;
-}
-
-/*
- * Under a reference: a hit if still cached, usable and unchanged.  A
- * changed entry is kept (referenced, not counted as a hit) for
- * purge_stale; anything else is let go.
- */
-static bool take_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
-		     const struct key *k, bool exact, struct stale *st)
-{
-	if (!atomic_load_explicit(&e->cached, memory_order_acquire) ||
-	    (exact ? e->start != k->s : e->start > k->s) || !usable(e, k)) {
-		ref_not_a_hit(c, e);
-		return false;
-	}
-	if (mapwatch_changed(&e->wh)) {
-		if (st->n < MAX_STALE) {
-			atomic_fetch_sub(&e->ru, USE_ONE);
-			st->e[st->n++] = e;
-		} else {
-			ref_not_a_hit(c, e);
-		}
-		return false;
-	}
-	if (!atomic_load_explicit(&e->referenced, memory_order_relaxed))
-		atomic_store_explicit(&e->referenced, true, memory_order_relaxed);
-	return true;
-}
-
-/*
- * Under the tree's read lock: an entry with start <= s, end >= end and the
- * flags, unchanged, referenced.  Letting go of a reference here never
- * destroys the entry (no callback, no lock under the read lock): an entry
- * in the tree keeps the cache's reference until it has left the tree.  Walks left first; prunes subtrees whose
- * largest end is short of the request and everything right of the first
- * start above s.
- */
-static struct mapwatch_cache_entry *t_cover(struct mapwatch_cache *c,
-					    struct mapwatch_cache_entry *n,
-					    const struct key *k, struct stale *st)
-{
-	struct mapwatch_cache_entry *r;
-
-	while (n && n->t_maxend >= k->end) {
-		r = t_cover(c, n->t_left, k, st);
-		if (r)
-			return r;
-		if (n->start > k->s)
-			return NULL;
-		if (usable(n, k) && ref_get(c, n) &&
-		    take_hit(c, n, k, false, st))
-			return n;
-		n = n->t_right;
-	}
-	return NULL;
-}
-
-/* --- the indexes ------------------------------------------------------------ */
-
-/*
- * Take e out of the cache (caller holds c->lock) and queue it on *dead:
- * its cache reference is dropped (or, when claimed, the entry destroyed)
- * once every lock is released.  Returns whether it was in the cache.
- */
-static bool detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
-		   struct mapwatch_cache_entry **dead, bool claimed)
-{
-	if (!atomic_load_explicit(&e->cached, memory_order_relaxed))
-		return false;
-	atomic_store_explicit(&e->cached, false, memory_order_release);
-	htab_remove(&c->byaddr, &e->hs);
-	pthread_rwlock_wrlock(&c->tree_lock);
-	c->root = t_remove(c->root, e);
-	pthread_rwlock_unlock(&c->tree_lock);
-	htab_remove(&c->cookies, &e->hc);
-	if (e->ring_next == e) {
-		c->hand = NULL;
-	} else {
-		e->ring_prev->ring_next = e->ring_next;
-		e->ring_next->ring_prev = e->ring_prev;
-		if (c->hand == e)
-			c->hand = e->ring_next;
-	}
-	c->nentries--;
-	c->bytes -= e->end - e->start;
-	e->claimed = claimed;
-	e->dead_next = *dead;
-	*dead = e;
-	return true;
-}
-
-static void attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
-{
-	c->rng ^= c->rng << 13;
-	c->rng ^= c->rng >> 7;
-	c->rng ^= c->rng << 17;
-	e->t_prio = (uint32_t)(c->rng >> 16);
-	atomic_store_explicit(&e->cached, true, memory_order_relaxed);
-	pthread_rwlock_wrlock(&c->tree_lock);
-	c->root = t_insert(c->root, e);
-	pthread_rwlock_unlock(&c->tree_lock);
-	htab_insert(c, &c->byaddr, &e->hs, e->start);	/* publishes e */
-	htab_insert(c, &c->cookies, &e->hc, e->hc.key);
-	/* Behind the hand: the last the CLOCK sweep reaches. */
-	if (c->hand) {
-		e->ring_next = c->hand;
-		e->ring_prev = c->hand->ring_prev;
-		e->ring_prev->ring_next = e;
-		c->hand->ring_prev = e;
-	} else {
-		e->ring_next = e->ring_prev = e;
-		c->hand = e;
-	}
-	c->nentries++;
-	c->bytes += e->end - e->start;
-	atomic_fetch_add_explicit(&c->attached, 1, memory_order_release);
-}
-
-static void drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dead)
+void mwc_drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dead)
 {
 	while (dead) {
 		struct mapwatch_cache_entry *next = dead->dead_next;
@@ -598,126 +108,11 @@ static void drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dea
 		if (dead->invalid && c->ops.invalidate)
 			c->ops.invalidate(c->ops.ctx, dead);
 		if (dead->claimed)
-			entry_destroy(c, dead);
+			mwc_entry_destroy(c, dead);
 		else
 			entry_unref(c, dead);
 		dead = next;
 	}
-}
-
-static void count_invalid(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
-{
-	e->invalid = true;
-	atomic_fetch_add(&c->invalidations, 1);
-	atomic_fetch_add(&c->evict_invalid, 1);
-}
-
-/* --- events --------------------------------------------------------------- */
-
-struct ev_ctx {
-	struct mapwatch_cache *c;
-	struct mapwatch_cache_entry *dead;
-};
-
-/* Called with c->lock held; the monitor holds none of its own locks. */
-static void on_event(void *arg, const struct mapwatch_event *ev)
-{
-	struct ev_ctx *x = arg;
-	struct mapwatch_cache *c = x->c;
-	struct mapwatch_cache_entry *e, *next;
-
-	if (ev->cookie != MAPWATCH_COOKIE_RANGE) {
-		struct hnode *n = htab_find(&c->cookies, ev->cookie);
-
-		/* Unknown: an entry already gone, or not the cache's watch.
-		 * An entry whose watch has not changed is not the one the
-		 * event is about (an event of an earlier user of the
-		 * monitor): it stays. */
-		e = n ? entry_of(n, hc) : NULL;
-		if (e && mapwatch_changed(&e->wh) && detach(c, e, &x->dead, false))
-			count_invalid(c, e);
-		return;
-	}
-	/* Events were folded into a range: every overlapping entry that
-	 * changed goes (its watch says so). */
-	size_t n = c->nentries;
-
-	e = c->hand;
-	for (size_t i = 0; i < n && e; i++) {
-		next = e->ring_next;
-		if (e->start < ev->addr + ev->len && ev->addr < e->end &&
-		    mapwatch_changed(&e->wh) && detach(c, e, &x->dead, false))
-			count_invalid(c, e);
-		e = next;
-	}
-}
-
-static bool for_cache(const struct mapwatch_cache *t,
-		      const struct mapwatch_event *ev)
-{
-	return ev->cookie == MAPWATCH_COOKIE_RANGE ||
-	       cookie_cache_id(ev->cookie) == t->id;
-}
-
-/* Apply the events of a batch that concern cache t (its own cookies, and
- * ranges).  No lock held on entry; t is pinned or the caller's. */
-static void apply_events(struct mapwatch_cache *t,
-			 const struct mapwatch_event *ev, int n)
-{
-	struct ev_ctx x = { t, NULL };
-
-	pthread_mutex_lock(&t->lock);
-	for (int i = 0; i < n; i++)
-		if (for_cache(t, &ev[i]))
-			on_event(&x, &ev[i]);
-	pthread_mutex_unlock(&t->lock);
-	drop_dead(t, x.dead);
-}
-
-/*
- * Read the monitor's pending events and take the changed entries out of
- * every cache over it, not only c (libfabric's ofi_monitor_notify() walks
- * the caches of a monitor the same way): whichever cache drains serves the
- * others, whose fd then no longer polls readable.  Another cache is pinned
- * (under the monitor's share_lock) while its events are applied, so that
- * its destroy waits; no two cache locks are ever held together.
- */
-static int process_events(struct mapwatch_cache *c)
-{
-	struct mapwatch *mw = c->mw;
-	struct mapwatch_event ev[64];
-	int n, total = 0;
-
-	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
-		uint64_t batch;
-
-		total += n;
-		apply_events(c, ev, n);
-		pthread_mutex_lock(&mw->share_lock);
-		batch = ++mw->share_batch;
-		for (;;) {
-			struct mapwatch_cache *t;
-
-			for (t = mw->caches; t; t = t->share_next) {
-				if (t == c || t->routed == batch)
-					continue;
-				t->routed = batch;
-				for (int i = 0; i < n; i++)
-					if (for_cache(t, &ev[i]))
-						goto found;
-			}
-			break;
-found:
-			t->pins++;
-			pthread_mutex_unlock(&mw->share_lock);
-			apply_events(t, ev, n);
-			pthread_mutex_lock(&mw->share_lock);
-			if (!--t->pins)
-				pthread_cond_broadcast(&mw->share_cond);
-		}
-		pthread_mutex_unlock(&mw->share_lock);
-	}
-	return n < 0 ? n : total;
 }
 
 /* Drop the references a lookup took on changed entries, evicting them. */
@@ -727,12 +122,12 @@ static void purge_stale(struct mapwatch_cache *c, struct stale *st)
 
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < st->n; i++)
-		if (detach(c, st->e[i], &dead, false))
+		if (mwc_detach(c, st->e[i], &dead, false))
 			count_invalid(c, st->e[i]);
 	pthread_mutex_unlock(&c->lock);
 	for (int i = 0; i < st->n; i++)
 		entry_unref(c, st->e[i]);
-	drop_dead(c, dead);
+	mwc_drop_dead(c, dead);
 	st->n = 0;
 }
 
@@ -754,18 +149,26 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 {
 	size_t budget = 2 * c->nentries + 2;
 
+	/* One entry for a resource (a watch, a VMA, the NIC's): a bounded
+	 * stretch of the ring, where the hand stands.  With every entry
+	 * held, a miss would otherwise walk all of them in vain (30,000 on
+	 * userfaultfd past its VMA bound) before being served uncached; the
+	 * next call goes on from where this one stopped. */
+	if (one_more && budget > EVICT_ONE_STEPS)
+		budget = EVICT_ONE_STEPS;
+
 	while (c->hand && budget--) {
 		struct mapwatch_cache_entry *e = c->hand;
 
 		if (!one_more && !over_limits(c, add_bytes))
 			return true;
 		c->hand = e->ring_next;
-		if (REFS(atomic_load(&e->ru)) != 1)
+		if (REFS(atomic_load(&e->refs_uses)) != 1)
 			continue;		/* in use */
 		if (atomic_exchange(&e->referenced, false))
 			continue;		/* second chance */
 		if (claim_idle(e)) {
-			detach(c, e, dead, true);
+			mwc_detach(c, e, dead, true);
 			atomic_fetch_add(&c->evict_lru, 1);
 			if (one_more)
 				return true;
@@ -774,8 +177,8 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 	return !one_more && !over_limits(c, add_bytes);
 }
 
-/* The monitor is full: evict one idle entry to free its watch. */
-static bool make_room(struct mapwatch_cache *c)
+/* Evict one idle entry of c (its registration and its watch go). */
+static bool evict_one(struct mapwatch_cache *c)
 {
 	struct mapwatch_cache_entry *dead = NULL;
 	bool ok;
@@ -783,7 +186,32 @@ static bool make_room(struct mapwatch_cache *c)
 	pthread_mutex_lock(&c->lock);
 	ok = evict(c, 0, true, &dead);
 	pthread_mutex_unlock(&c->lock);
-	drop_dead(c, dead);
+	mwc_drop_dead(c, dead);
+	return ok;
+}
+
+/*
+ * Out of a resource idle entries hold: evict one.  With shared, the
+ * resource is the monitor's watches, which every cache over the monitor
+ * draws on (F14): when c has no idle entry, one of another cache's goes.
+ * The other caches are pinned under share_lock as the event router pins
+ * them, and evicted from with no lock but their own.  Without shared (reg
+ * failed: the registration resources of c's own ops), only c's entries.
+ * No lock held on entry.
+ */
+static bool make_room(struct mapwatch_cache *c, bool shared)
+{
+	struct pinned p;
+	bool ok = false;
+
+	if (evict_one(c))
+		return true;
+	if (!shared)
+		return false;
+	mwc_pin_caches(c, NULL, 0, &p);
+	for (size_t i = 0; i < p.n && !ok; i++)
+		ok = evict_one(p.c[i]);
+	mwc_unpin_caches(c->mw, &p);
 	return ok;
 }
 
@@ -798,7 +226,7 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	struct mapwatch_cache_config kcfg = { 0 };
 	struct mapwatch_cache_ops kops;
 	struct mapwatch_cache *c;
-	struct harr *a, *b;
+	struct buckets *a, *b;
 	pthread_rwlockattr_t ra;
 	int ret;
 
@@ -816,8 +244,8 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
-	a = harr_new(MIN_BUCKETS);
-	b = harr_new(MIN_BUCKETS);
+	a = mwc_buckets_new(MIN_BUCKETS);
+	b = mwc_buckets_new(MIN_BUCKETS);
 	if (!c || !a || !b) {
 		free(c);
 		free(a);
@@ -858,53 +286,26 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	return c;
 }
 
-/* The hit path: an unchanged entry starting at s.  No lock. */
-static struct mapwatch_cache_entry *lookup_exact(struct mapwatch_cache *c,
-						 const struct key *k,
-						 struct stale *st)
-{
-	struct harr *a = atomic_load_explicit(&c->byaddr.a, memory_order_acquire);
-	struct hnode *n = atomic_load_explicit(&a->b[mix(k->s) & a->mask],
-					       memory_order_acquire);
-
-	for (int steps = 0; n && steps < MAX_STEPS; steps++) {
-		if (atomic_load_explicit(&n->key, memory_order_relaxed) == k->s) {
-			struct mapwatch_cache_entry *e = entry_of(n, hs);
-
-			if (ref_get(c, e) && take_hit(c, e, k, true, st))
-				return e;
-		}
-		n = atomic_load_explicit(&n->next, memory_order_acquire);
-	}
-	return NULL;
-}
-
-static struct mapwatch_cache_entry *lookup_cover(struct mapwatch_cache *c,
-						 const struct key *k,
-						 struct stale *st)
-{
-	struct mapwatch_cache_entry *e;
-
-	pthread_rwlock_rdlock(&c->tree_lock);
-	e = t_cover(c, c->root, k, st);
-	pthread_rwlock_unlock(&c->tree_lock);
-	if (e)	/* on the entry's line, written by the hit already */
-		atomic_fetch_add_explicit(&e->covers, 1, memory_order_relaxed);
-	return e;
-}
+/* How deep this thread is in reg callbacks, of any cache. */
+static __thread unsigned int in_reg;
 
 static void *call_reg(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 		      void *arg)
 {
 	void *addr = (void *)e->start;
 	size_t len = e->end - e->start;
+	void *r;
 
 	errno = 0;
 	if (e->data)
 		memset(e->data, 0, c->cfg.entry_size);
+	in_reg++;
 	if (c->ops.reg_ex)
-		return c->ops.reg_ex(c->ops.ctx, addr, len, e->flags, arg, e->data);
-	return c->ops.reg(c->ops.ctx, addr, len, e->flags);
+		r = c->ops.reg_ex(c->ops.ctx, addr, len, e->flags, arg, e->data);
+	else
+		r = c->ops.reg(c->ops.ctx, addr, len, e->flags);
+	in_reg--;
+	return r;
 }
 
 /* Memory of a device: no watch of the monitor; its word is the entry's
@@ -921,7 +322,7 @@ static struct mapwatch_cache_entry *reg_device(struct mapwatch_cache *c,
 	e->reg = call_reg(c, e, arg);
 	/* As for host memory: out of a resource idle entries hold. */
 	while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
-			   errno == EAGAIN) && make_room(c))
+			   errno == EAGAIN) && make_room(c, false))
 		e->reg = call_reg(c, e, arg);
 	if (!e->reg)
 		return NULL;
@@ -967,10 +368,27 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		 * from an earlier watch never names a new one. */
 		cookie = new_cookie(c);
 		ret = mapwatch_watch(c->mw, (void *)s, end - s, cookie, &e->wh);
-		while (ret == -ENOSPC && make_room(c))
+		while (ret == -ENOSPC && make_room(c, true))
 			ret = mapwatch_watch(c->mw, (void *)s, end - s,
 					     cookie, &e->wh);
-		if (ret == -EINVAL && (c->cfg.flags & MAPWATCH_CACHE_F_PASSTHROUGH)) {
+		/* userfaultfd: a watch splits VMAs, and past vm.max_map_count
+		 * the split fails (ENOMEM).  Giving one watch back may merge
+		 * two VMAs again: once. */
+		if (ret == -ENOMEM && make_room(c, true))
+			ret = mapwatch_watch(c->mw, (void *)s, end - s,
+					     cookie, &e->wh);
+		/*
+		 * No watch to be had: every watch of the monitor is held
+		 * (ENOSPC), or the backend cannot place one more (ENOMEM).
+		 * Register for this get alone, uncached and unwatched, as
+		 * pass-through memory is (libfabric registers uncached in
+		 * the same case): the registration is made now, so it names
+		 * the pages mapped now, and nobody else will ever hit it.
+		 * EINVAL is memory the monitor can never watch: that only
+		 * when the caller asked for pass-through.
+		 */
+		if (ret == -ENOSPC || ret == -ENOMEM ||
+		    (ret == -EINVAL && (c->cfg.flags & MAPWATCH_CACHE_F_PASSTHROUGH))) {
 			e->unwatched = true;
 			e->passthrough = true;
 			e->wh = (struct mapwatch_handle){ .word = &never_changes };
@@ -990,7 +408,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		/* Out of a resource idle entries hold (RLIMIT_MEMLOCK, the
 		 * NIC's MR limit): give one back and try again. */
 		while (!e->reg && (errno == ENOMEM || errno == ENOSPC ||
-				   errno == EAGAIN) && make_room(c))
+				   errno == EAGAIN) && make_room(c, false))
 			e->reg = call_reg(c, e, arg);
 		if (!e->reg) {
 			err = errno ? errno : EIO;
@@ -1000,7 +418,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 		atomic_fetch_add(&c->registrations, 1);
 		mw_settle();
 		if (!mapwatch_changed(&e->wh)) {
-			atomic_store_explicit(&e->hc.key, cookie, memory_order_relaxed);
+			atomic_store_explicit(&e->by_cookie.key, cookie, memory_order_relaxed);
 			return e;
 		}
 		/* Changed while being registered: the registration may name
@@ -1022,12 +440,26 @@ fail:
 	return NULL;
 }
 
+/* A new entry never attached: its registration and watch go, the entry
+ * is recycled.  No lock held. */
+static void discard_new(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	if (!e->unwatched)
+		mapwatch_unwatch(c->mw, &e->wh);
+	c->ops.dereg(c->ops.ctx, e->reg);
+	atomic_fetch_add(&c->deregistrations, 1);
+	pthread_mutex_lock(&c->lock);
+	e->dead_next = c->free;
+	c->free = e;
+	pthread_mutex_unlock(&c->lock);
+}
+
 /*
  * After a miss: returns with c->lock held and false when nobody else is
  * registering a range that would serve request k and no entry came in
  * since the lookup began (attached was seen); otherwise waits for that
  * registration to end and returns true (unlocked: look up again).  A thread
- * never waits for itself (a reg callback that calls get).
+ * never waits inside a reg callback (see below).
  */
 static bool wait_inflight(struct mapwatch_cache *c, const struct key *k,
 			  uint64_t seen)
@@ -1040,7 +472,14 @@ static bool wait_inflight(struct mapwatch_cache *c, const struct key *k,
 		pthread_mutex_unlock(&c->lock);
 		return true;
 	}
-	for (;;) {
+	/*
+	 * A get from inside a reg callback (of this cache or another) never
+	 * waits: the registration it would wait for may be another thread's
+	 * whose own reg waits for this thread's (F9: T1's reg of R1 gets
+	 * R2 while T2's reg of R2 gets R1).  It registers the range itself,
+	 * a duplicate at worst.
+	 */
+	for (; !in_reg;) {
 		for (f = c->inflight; f; f = f->next)
 			if (f->start <= k->s && f->end >= k->end &&
 			    (f->flags & k->flags) == k->flags &&
@@ -1070,80 +509,6 @@ static void inflight_remove(struct mapwatch_cache *c, struct inflight *me)
 	pthread_cond_broadcast(&c->inflight_done);
 }
 
-/* --- widening --------------------------------------------------------------- */
-
-static uintptr_t page_size(void)
-{
-	static _Atomic uintptr_t pg;
-	uintptr_t v = atomic_load_explicit(&pg, memory_order_relaxed);
-
-	if (!v) {
-		v = (uintptr_t)sysconf(_SC_PAGESIZE);
-		atomic_store_explicit(&pg, v, memory_order_relaxed);
-	}
-	return v;
-}
-
-/* The transparent huge page size (a PMD), read once. */
-static uintptr_t huge_size(void)
-{
-	static _Atomic uintptr_t hs;
-	uintptr_t v = atomic_load_explicit(&hs, memory_order_relaxed);
-	unsigned long long x = 0;
-	FILE *f;
-
-	if (v)
-		return v;
-	f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "re");
-	if (f) {
-		if (fscanf(f, "%llu", &x) != 1)
-			x = 0;
-		fclose(f);
-	}
-	v = x && !(x & (x - 1)) ? (uintptr_t)x : (uintptr_t)2 << 20;
-	atomic_store_explicit(&hs, v, memory_order_relaxed);
-	return v;
-}
-
-/* Every page of [a, b) is mapped (msync fails with ENOMEM on a hole, and
- * with MS_ASYNC does nothing else). */
-static bool mapped(uintptr_t a, uintptr_t b)
-{
-	uintptr_t pg = page_size();
-
-	a &= ~(pg - 1);
-	b = (b + pg - 1) & ~(pg - 1);
-	return a >= b || !msync((void *)a, b - a, MS_ASYNC);
-}
-
-/* Widen [k->s, k->end) (aligned to n) towards units of a, each side only
- * as far as every page it adds is mapped: halve the unit until it is. */
-static void widen(struct key *k, uintptr_t a, uintptr_t n)
-{
-	uintptr_t s = k->s, end = k->end;
-
-	for (uintptr_t u = a; u > n; u >>= 1) {
-		uintptr_t x = k->s & ~(u - 1);
-
-		if (x == k->s || mapped(x, k->s)) {
-			s = x;
-			break;
-		}
-	}
-	for (uintptr_t u = a; u > n; u >>= 1) {
-		uintptr_t x = (k->end + u - 1) & ~(u - 1);
-
-		if (x < k->end)		/* the top of the address space */
-			continue;
-		if (x == k->end || mapped(k->end, x)) {
-			end = x;
-			break;
-		}
-	}
-	k->s = s;
-	k->end = end;
-}
-
 static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 			 struct mapwatch_cache_entry **dead);
 
@@ -1159,11 +524,13 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 {
 	uintptr_t addr = (uintptr_t)r->addr, a, n;
 	struct mapwatch_cache_entry *e, *dead = NULL;
-	struct key k, w, reg;
+	/* k: the request's pages; w: the exact lookup, then the range being
+	 * registered; span: the request widened, what a miss registers. */
+	struct key k, w, w0, span;
 	struct inflight me;
 	struct stale st;
 	uint64_t seen;
-	int rounds = 0;
+	int rounds = 0, dev_tries = 0;
 	bool widened = false;
 
 	if (!c || !r->len || addr + r->len < addr ||
@@ -1172,10 +539,10 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 		errno = EINVAL;
 		return NULL;
 	}
-	n = c->align < page_size() ? c->align : page_size();
+	n = c->align < mwc_page_size() ? c->align : mwc_page_size();
 	a = c->align > r->align ? c->align : r->align;
-	if ((r->req_flags & MAPWATCH_CACHE_REQ_HUGE) && huge_size() > a)
-		a = huge_size();
+	if ((r->req_flags & MAPWATCH_CACHE_REQ_HUGE) && mwc_huge_size() > a)
+		a = mwc_huge_size();
 	k = (struct key){
 		.s = addr & ~(n - 1), .end = (addr + r->len + n - 1) & ~(n - 1),
 		.flags = r->flags, .mem_type = r->mem_type, .device = r->device,
@@ -1191,19 +558,20 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	/* The exact lookup where the widest registration would start. */
 	w = k;
 	w.s = addr & ~(a - 1);
+	w0 = w;
 again:
 	/* A change whose call returned before this get shows now (the
 	 * userfaultfd reader may still be applying it). */
 	mw_settle();
 	if (mapwatch_pending(c->mw))
-		process_events(c);
+		mwc_process_events(c);
 	seen = atomic_load_explicit(&c->attached, memory_order_acquire);
 	st.n = 0;
-	e = lookup_exact(c, &w, &st);
+	e = mwc_lookup_exact(c, &w, &st);
 	if (!e && w.s != k.s)
-		e = lookup_exact(c, &k, &st);
+		e = mwc_lookup_exact(c, &k, &st);
 	if (!e)
-		e = lookup_cover(c, &k, &st);
+		e = mwc_lookup_cover(c, &k, &st);
 	if (st.n)	/* changed entries met on the way, hit or miss */
 		purge_stale(c, &st);
 	if (e)
@@ -1211,14 +579,14 @@ again:
 	if (!widened) {
 		/* Device memory is not the CPU's to probe: the caller's
 		 * align as it is. */
-		reg = k;
+		span = k;
 		if (a > n && r->mem_type == MAPWATCH_MEM_HOST) {
-			widen(&reg, a, n);
+			mwc_widen(&span, a, n);
 		} else if (a > n) {
-			reg.s = k.s & ~(a - 1);
-			reg.end = (k.end + a - 1) & ~(a - 1);
-			if (reg.end < k.end)
-				reg.end = k.end;
+			span.s = k.s & ~(a - 1);
+			span.end = (k.end + a - 1) & ~(a - 1);
+			if (span.end < k.end)
+				span.end = k.end;
 		}
 		widened = true;
 	}
@@ -1226,9 +594,12 @@ again:
 	 * a duplicate at worst, never a livelock. */
 	if (wait_inflight(c, &k, ++rounds > 8 ? atomic_load(&c->attached) : seen))
 		goto again;
-	w = reg;
-	me = (struct inflight){ w.s, w.end, k.flags, k.mem_type, k.device,
-				pthread_self(), c->inflight };
+	w = span;
+	me = (struct inflight){
+		.start = w.s, .end = w.end, .flags = k.flags,
+		.mem_type = k.mem_type, .device = k.device,
+		.owner = pthread_self(), .next = c->inflight,
+	};
 	c->inflight = &me;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&c->misses, 1);
@@ -1246,10 +617,49 @@ again:
 		pthread_mutex_unlock(&c->lock);
 		return NULL;
 	}
+	if (me.invalidated) {
+		/*
+		 * Device memory invalidated while being registered (F4):
+		 * the registration may name the memory that was freed.
+		 * Device memory has no watch to say so afterwards, so the
+		 * mark on the in-flight record, read under the same lock
+		 * that attaches the entry, is the only witness.  Drop the
+		 * registration and start over, as reg_new does for host
+		 * memory that changed.
+		 */
+		pthread_mutex_unlock(&c->lock);
+		discard_new(c, e);
+		if (++dev_tries == REG_TRIES) {
+			errno = EAGAIN;
+			return NULL;
+		}
+		w = w0;
+		widened = false;
+		goto again;
+	}
 	alive_attach(c, e, &dead);
 	pthread_mutex_unlock(&c->lock);
-	drop_dead(c, dead);
+	mwc_drop_dead(c, dead);
 	return e;
+}
+
+/*
+ * A new entry e covers idle entries it can serve in their place (same
+ * memory, at least their flags): a growing prefix, MPI sending 8 KiB then
+ * 1 MiB of one buffer.  Kept, they would pin the same pages twice (memlock,
+ * the NIC's translations) until the CLOCK reached them (F16); libfabric
+ * purges such overlaps on a miss too.  Held ones stay: they go when idle
+ * and evicted.  Under c->lock; the registrations go with *dead.
+ */
+static void purge_covered(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+			  struct mapwatch_cache_entry **dead)
+{
+	struct covered cv = { .n = 0 };
+
+	mwc_t_covered(c->root, e, &cv);
+	for (int i = 0; i < cv.n; i++)
+		if (claim_idle(cv.e[i]))
+			mwc_detach(c, cv.e[i], dead, true);
 }
 
 /* A new entry, alive from now on (counted in the stats); cached unless it
@@ -1262,21 +672,25 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 	if (c->all)
 		c->all->all_prev = e;
 	c->all = e;
+	e->loose = false;
 	if (e->passthrough) {
-		atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+		mwc_loose_add(c, e);
+		atomic_store_explicit(&e->refs_uses, REF_ONE, memory_order_release);
 		atomic_fetch_add(&c->uncached, 1);
 		atomic_fetch_add(&c->passthrough, 1);
 		return;
 	}
+	purge_covered(c, e, dead);
 	if (evict(c, e->end - e->start, false, dead)) {
 		/* The cache's reference and the caller's. */
-		atomic_store_explicit(&e->ru, 2 * REF_ONE, memory_order_release);
-		attach(c, e);
+		atomic_store_explicit(&e->refs_uses, 2 * REF_ONE, memory_order_release);
+		mwc_attach(c, e);
 		return;
 	}
 	/* Every other entry is held: hand this one out uncached rather than
 	 * break the limits; it goes when put. */
-	atomic_store_explicit(&e->ru, REF_ONE, memory_order_release);
+	mwc_loose_add(c, e);
+	atomic_store_explicit(&e->refs_uses, REF_ONE, memory_order_release);
 	atomic_fetch_add(&c->uncached, 1);
 }
 
@@ -1322,11 +736,11 @@ static void put_changed(struct mapwatch_cache *c, struct mapwatch_cache_entry *e
 	struct mapwatch_cache_entry *dead = NULL;
 
 	pthread_mutex_lock(&c->lock);
-	if (detach(c, e, &dead, false))
+	if (mwc_detach(c, e, &dead, false))
 		count_invalid(c, e);
 	pthread_mutex_unlock(&c->lock);
 	entry_unref(c, e);
-	drop_dead(c, dead);
+	mwc_drop_dead(c, dead);
 }
 
 void mapwatch_cache_put(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
@@ -1375,14 +789,29 @@ void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e)
 uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n)
 {
 	/* Two's complement: a negative n borrows nothing from the hits. */
-	return REFS(atomic_fetch_add(&e->ru, (uint64_t)n) + (uint64_t)n);
+	return REFS(atomic_fetch_add(&e->refs_uses, (uint64_t)n) + (uint64_t)n);
+}
+
+/* Tests only (not exported): how often one router applied one batch of
+ * events to this cache more than once. */
+uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c);
+uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c)
+{
+	return atomic_load(&c->test_reapplied);
+}
+
+/* Tests only (not exported): entries device invalidations looked at. */
+uint64_t mw_cache_test_visited(struct mapwatch_cache *c);
+uint64_t mw_cache_test_visited(struct mapwatch_cache *c)
+{
+	return atomic_load(&c->test_visited);
 }
 
 void mapwatch_cache_hold(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
 	/* The caller's reference keeps the count above 0: no CAS needed. */
 	if (c && e)
-		atomic_fetch_add_explicit(&e->ru, REF_ONE, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->refs_uses, REF_ONE, memory_order_relaxed);
 }
 
 int mapwatch_cache_progress(struct mapwatch_cache *c)
@@ -1392,7 +821,7 @@ int mapwatch_cache_progress(struct mapwatch_cache *c)
 	if (mw_forked(c->mw))
 		return -EIO;
 	mw_settle();
-	return process_events(c);
+	return mwc_process_events(c);
 }
 
 int mapwatch_cache_fd(const struct mapwatch_cache *c)
@@ -1421,23 +850,49 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 		if (ret)
 			return ret;
 		mw_settle();
-		ret = process_events(c);
+		ret = mwc_process_events(c);
 		return ret < 0 ? ret : 0;
 	}
 	/* Device memory: the entries' own words, held ones included (the
-	 * ones handed out uncached too: every entry alive). */
+	 * ones handed out uncached too: every entry alive), and the
+	 * registrations under way, which are in no list yet: their get
+	 * sees the mark and registers again (F4). */
 	pthread_mutex_lock(&c->lock);
-	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
+	for (struct inflight *f = c->inflight; f; f = f->next)
+		if (f->mem_type == mem_type && f->device == device &&
+		    f->start < s + len && s < f->end)
+			f->invalidated = true;
+	/* Cached entries through the address tree (F25: this used to walk
+	 * every entry alive, under the mutex, on every cudaFree hook): a
+	 * batch at a time, as detaching them changes the tree. */
+	for (;;) {
+		struct covered found = { .n = 0 };
+		uint64_t visited = 0;
+
+		mwc_t_overlap(c->root, s, s + len, mem_type, device, &found, &visited);
+		atomic_fetch_add_explicit(&c->test_visited, visited,
+					  memory_order_relaxed);
+		for (int i = 0; i < found.n; i++) {
+			struct mapwatch_cache_entry *e = found.e[i];
+
+			atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
+			if (mwc_detach(c, e, &dead, false))
+				count_invalid(c, e);
+		}
+		if (found.n < MAX_COVERED)
+			break;
+	}
+	/* The rest alive: held out of the cache, or handed out uncached. */
+	for (struct mapwatch_cache_entry *e = c->loose; e; e = e->loose_next) {
+		atomic_fetch_add_explicit(&c->test_visited, 1, memory_order_relaxed);
 		if (e->mem_type != mem_type || e->device != device ||
 		    e->end <= s || e->start >= s + len ||
 		    mapwatch_changed(&e->wh))
 			continue;
 		atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
-		if (detach(c, e, &dead, false))
-			count_invalid(c, e);
 	}
 	pthread_mutex_unlock(&c->lock);
-	drop_dead(c, dead);
+	mwc_drop_dead(c, dead);
 	return 0;
 }
 
@@ -1451,11 +906,11 @@ void mapwatch_cache_flush(struct mapwatch_cache *c)
 		return;
 	pthread_mutex_lock(&c->lock);
 	while (c->hand) {
-		detach(c, c->hand, &dead, false);
+		mwc_detach(c, c->hand, &dead, false);
 		atomic_fetch_add(&c->evict_flush, 1);
 	}
 	pthread_mutex_unlock(&c->lock);
-	drop_dead(c, dead);
+	mwc_drop_dead(c, dead);
 }
 
 int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
@@ -1483,7 +938,7 @@ int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
 	s->hits = c->retired_uses + atomic_load(&c->folded_uses);
 	s->covering_hits = c->retired_covers;
 	for (struct mapwatch_cache_entry *e = c->all; e; e = e->all_next) {
-		s->hits += USES(atomic_load_explicit(&e->ru, memory_order_relaxed));
+		s->hits += USES(atomic_load_explicit(&e->refs_uses, memory_order_relaxed));
 		s->covering_hits += atomic_load_explicit(&e->covers,
 							 memory_order_relaxed);
 	}
@@ -1534,7 +989,7 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 		free(e);
 	}
 	while (c->old_arrays) {
-		struct harr *a = c->old_arrays;
+		struct buckets *a = c->old_arrays;
 
 		c->old_arrays = a->older;
 		free(a);

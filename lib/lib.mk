@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 LIB_CFLAGS = -Wall -Wextra $(MAPWATCH_WERROR) -fPIC -fvisibility=hidden -Iinclude -pthread \
 	$(CPPFLAGS) $(CFLAGS)
 LIB_SO_LDFLAGS = $(CFLAGS) $(LDFLAGS) -shared -pthread -Wl,--no-undefined
-LIB_HDRS := lib/internal.h include/mapwatch.h include/kdreg2.h include/mapwatch_uapi.h
+LIB_HDRS := lib/internal.h lib/cache_internal.h include/mapwatch.h include/kdreg2.h include/mapwatch_uapi.h
 LIB_MAP := lib/libmapwatch.map
 LIB_NAMES := $(patsubst lib/%.c,%,$(filter-out lib/verbs.c,$(wildcard lib/*.c)))
 LIB_OBJS := $(patsubst %,build/lib/%.o,$(filter-out compat,$(LIB_NAMES)))

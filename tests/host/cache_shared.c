@@ -171,6 +171,261 @@ TEST(caches_come_and_go_while_events_are_routed)
 	mapwatch_close(x.mw);
 }
 
+/* --- F7: two routers, three caches ---------------------------------------- */
+
+uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c);
+
+struct two_routers {
+	struct mapwatch *mw;
+	struct mapwatch_cache *a, *b, *t;
+	struct counts kt;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stage;		/* 1: router 1 inside T; 2: router 2 done */
+	bool timed_out;
+};
+
+static struct two_routers *routers;
+
+static void wait_stage(struct two_routers *x, int stage)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;		/* a watchdog, not a timing assertion */
+	pthread_mutex_lock(&x->lock);
+	while (x->stage < stage && !x->timed_out)
+		if (pthread_cond_timedwait(&x->cond, &x->lock, &ts))
+			x->timed_out = true;
+	pthread_mutex_unlock(&x->lock);
+}
+
+static void set_stage(struct two_routers *x, int stage)
+{
+	pthread_mutex_lock(&x->lock);
+	x->stage = stage;
+	pthread_cond_broadcast(&x->cond);
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* T's invalidate callback runs inside a router's application of a batch
+ * to T: the first one holds router 1 there until router 2 has routed its
+ * own batch to T. */
+static void t_invalidate(void *ctx, struct mapwatch_cache_entry *e)
+{
+	(void)ctx;
+	(void)e;
+	if (atomic_fetch_add(&routers->kt.invalidated, 1) == 0) {
+		set_stage(routers, 1);
+		wait_stage(routers, 2);
+	}
+}
+
+static void *router2(void *arg)
+{
+	struct two_routers *x = arg;
+
+	wait_stage(x, 1);
+	if (mapwatch_invalidate(x->mw, BASE + 8 * PAGE, PAGE))
+		return (void *)1;
+	if (mapwatch_cache_progress(x->b) != 1)
+		return (void *)2;
+	set_stage(x, 2);
+	return NULL;
+}
+
+/*
+ * F7: a router marked the caches it had served in one field per cache
+ * (routed), which another router overwrites: router 1 then applied its
+ * batch to T again, and two routers out of phase can keep doing so.  Each
+ * router must apply its batch to each cache exactly once.
+ */
+TEST(two_routers_apply_each_batch_once_per_cache)
+{
+	static struct two_routers x = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+	};
+	struct mapwatch_cache_ops ops = {
+		.reg = c_reg, .dereg = c_dereg, .invalidate = t_invalidate,
+		.ctx = &x.kt,
+	};
+	struct counts ka, kb;
+	pthread_t th;
+	void *ret;
+
+	routers = &x;
+	x.mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	x.a = counted(x.mw, &ka);
+	x.b = counted(x.mw, &kb);
+	x.t = mapwatch_cache_create(x.mw, &ops, NULL);
+	ASSERT_TRUE(x.t != NULL);
+	mapwatch_cache_put(x.t, mapwatch_cache_get(x.t, BASE, PAGE, 0));
+	mapwatch_cache_put(x.t, mapwatch_cache_get(x.t, BASE + 8 * PAGE, PAGE, 0));
+	ASSERT_EQ(pthread_create(&th, NULL, router2, &x), 0);
+	ASSERT_EQ(mapwatch_invalidate(x.mw, BASE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(x.a), 1);	/* router 1 */
+	ASSERT_EQ(pthread_join(th, &ret), 0);
+	ASSERT_TRUE(ret == NULL);
+	ASSERT_FALSE(x.timed_out);
+	tap_diag("T: %d invalidated, batches applied twice by one router: %llu",
+		 atomic_load(&x.kt.invalidated),
+		 (unsigned long long)mw_cache_test_reapplied(x.t));
+	EXPECT_EQ(atomic_load(&x.kt.invalidated), 2);
+	EXPECT_EQ(mw_cache_test_reapplied(x.t), 0);
+	mapwatch_cache_destroy(x.a);
+	mapwatch_cache_destroy(x.b);
+	mapwatch_cache_destroy(x.t);
+	mapwatch_close(x.mw);
+}
+
+struct looper {
+	struct mapwatch *mw;
+	struct mapwatch_cache *own, *t;
+	uintptr_t off;
+	_Atomic bool *stop;
+	long slowest_ns;
+};
+
+static void *route_loop(void *arg)
+{
+	struct looper *l = arg;
+
+	for (int i = 0; i < 2000 && !atomic_load(l->stop); i++) {
+		struct timespec t0, t1;
+		long ns;
+
+		mapwatch_cache_put(l->t, mapwatch_cache_get(l->t, BASE + l->off,
+							    PAGE, 0));
+		if (mapwatch_invalidate(l->mw, BASE + l->off, PAGE))
+			return (void *)1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (mapwatch_cache_progress(l->own) < 0)
+			return (void *)2;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec;
+		if (ns > l->slowest_ns)
+			l->slowest_ns = ns;
+	}
+	return NULL;
+}
+
+/* The review's loop: two threads drain one monitor shared by three caches.
+ * No batch applied twice; the 10 s bound on one progress call is a
+ * watchdog against the livelock, not a timing claim. */
+TEST(two_routers_three_caches_loop)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 64);
+	struct counts ka, kb, kt;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb),
+			      *t = counted(mw, &kt);
+	_Atomic bool stop = false;
+	struct looper l[2] = {
+		{ mw, a, t, 0, &stop, 0 }, { mw, b, t, 16 * PAGE, &stop, 0 },
+	};
+	pthread_t th[2];
+	void *ret;
+
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&th[i], NULL, route_loop, &l[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(pthread_join(th[i], &ret), 0);
+		ASSERT_TRUE(ret == NULL);
+	}
+	tap_diag("slowest progress: %ld us, %ld us; reapplied %llu",
+		 l[0].slowest_ns / 1000, l[1].slowest_ns / 1000,
+		 (unsigned long long)mw_cache_test_reapplied(t));
+	EXPECT_EQ(mw_cache_test_reapplied(t), 0);
+	EXPECT_LE(l[0].slowest_ns, 10000000000L);
+	EXPECT_LE(l[1].slowest_ns, 10000000000L);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	mapwatch_cache_destroy(t);
+	ASSERT_EQ(atomic_load(&kt.f.nreg), atomic_load(&kt.f.ndereg));
+	mapwatch_close(mw);
+}
+
+/* --- F14: a shared monitor's capacity ------------------------------------- */
+
+/*
+ * F14: cache A's idle entries fill the monitor; cache B's get used to fail
+ * with ENOSPC ("monitor full of held entries", which it was not) because
+ * B could only evict its own entries.  B now evicts A's idle ones.
+ */
+TEST(shared_monitor_capacity_is_shared)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 4);
+	struct counts ka, kb;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb);
+	struct mapwatch_cache_stats sa, sb;
+	struct mapwatch_cache_entry *e;
+
+	for (int i = 0; i < 4; i++)
+		mapwatch_cache_put(a, mapwatch_cache_get(a, BASE + i * PAGE, PAGE, 0));
+	ASSERT_EQ(mapwatch_cache_get_stats(a, &sa), 0);
+	ASSERT_EQ(sa.entries, 4);
+	e = mapwatch_cache_get(b, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_FALSE(mapwatch_cache_entry_changed(e));
+	ASSERT_EQ(mapwatch_cache_get_stats(a, &sa), 0);
+	ASSERT_EQ(mapwatch_cache_get_stats(b, &sb), 0);
+	tap_diag("A: %llu entries, %llu evicted; B: %llu entries, %llu uncached",
+		 (unsigned long long)sa.entries, (unsigned long long)sa.evict_lru,
+		 (unsigned long long)sb.entries, (unsigned long long)sb.uncached);
+	EXPECT_EQ(sa.entries, 3);		/* one of A's idle entries went */
+	EXPECT_EQ(sa.evict_lru, 1);
+	EXPECT_EQ(atomic_load(&ka.f.ndereg), 1);
+	EXPECT_EQ(sb.entries, 1);		/* and B's is cached, watched */
+	EXPECT_EQ(sb.uncached, 0);
+	mapwatch_cache_put(b, e);
+	/* B's entry is watched: a change reaches it. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE + 8 * PAGE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(b), 1);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 1);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	EXPECT_EQ(atomic_load(&ka.f.nreg), atomic_load(&ka.f.ndereg));
+	mapwatch_close(mw);
+}
+
+/*
+ * F14: every watch held (A holds its 4 entries): B's get is served by a
+ * registration of its own, uncached and unwatched (counted as uncached
+ * and pass-through), deregistered at its put, instead of ENOSPC.
+ */
+TEST(full_shared_monitor_serves_uncached)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 4);
+	struct counts ka, kb;
+	struct mapwatch_cache *a = counted(mw, &ka), *b = counted(mw, &kb);
+	struct mapwatch_cache_entry *held[4], *e, *e2;
+	struct mapwatch_cache_stats sb;
+
+	for (int i = 0; i < 4; i++) {
+		held[i] = mapwatch_cache_get(a, BASE + i * PAGE, PAGE, 0);
+		ASSERT_TRUE(held[i] != NULL);
+	}
+	e = mapwatch_cache_get(b, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(mapwatch_cache_get_stats(b, &sb), 0);
+	EXPECT_EQ(sb.entries, 0);
+	EXPECT_EQ(sb.uncached, 1);
+	EXPECT_EQ(sb.passthrough, 1);
+	/* Not cached: the next get registers again. */
+	e2 = mapwatch_cache_get(b, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(e2 != NULL);
+	EXPECT_TRUE(e2 != e);
+	EXPECT_EQ(atomic_load(&kb.f.nreg), 2);
+	mapwatch_cache_put(b, e);
+	mapwatch_cache_put(b, e2);
+	EXPECT_EQ(atomic_load(&kb.f.ndereg), 2);
+	for (int i = 0; i < 4; i++)
+		mapwatch_cache_put(a, held[i]);
+	mapwatch_cache_destroy(a);
+	mapwatch_cache_destroy(b);
+	mapwatch_close(mw);
+}
+
 /* --- growing --------------------------------------------------------------- */
 
 static void resize_rules(enum mapwatch_backend b, char *mem)

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The registration cache's events: reading a monitor's events and taking
+ * the changed entries out of every cache over the monitor, whichever of
+ * them reads.
+ */
+#include <stdlib.h>
+
+#include "cache_internal.h"
+
+struct ev_ctx {
+	struct mapwatch_cache *c;
+	struct mapwatch_cache_entry *dead;
+};
+
+/* Called with c->lock held; the monitor holds none of its own locks. */
+static void on_event(void *arg, const struct mapwatch_event *ev)
+{
+	struct ev_ctx *x = arg;
+	struct mapwatch_cache *c = x->c;
+	struct mapwatch_cache_entry *e, *next;
+
+	if (ev->cookie != MAPWATCH_COOKIE_RANGE) {
+		struct hnode *n = mwc_htab_find(&c->cookies, ev->cookie);
+
+		/* Unknown: an entry already gone, or not the cache's watch.
+		 * An entry whose watch has not changed is not the one the
+		 * event is about (an event of an earlier user of the
+		 * monitor): it stays. */
+		e = n ? entry_of(n, by_cookie) : NULL;
+		if (e && mapwatch_changed(&e->wh) && mwc_detach(c, e, &x->dead, false))
+			count_invalid(c, e);
+		return;
+	}
+	/* Events were folded into a range: every overlapping entry that
+	 * changed goes (its watch says so). */
+	size_t n = c->nentries;
+
+	e = c->hand;
+	for (size_t i = 0; i < n && e; i++) {
+		next = e->ring_next;
+		if (e->start < ev->addr + ev->len && ev->addr < e->end &&
+		    mapwatch_changed(&e->wh) && mwc_detach(c, e, &x->dead, false))
+			count_invalid(c, e);
+		e = next;
+	}
+}
+
+static bool for_cache(const struct mapwatch_cache *t,
+		      const struct mapwatch_event *ev)
+{
+	return ev->cookie == MAPWATCH_COOKIE_RANGE ||
+	       cookie_cache_id(ev->cookie) == t->id;
+}
+
+/* Apply the events of a batch that concern cache t (its own cookies, and
+ * ranges).  No lock held on entry; t is pinned or the caller's. */
+static void apply_events(struct mapwatch_cache *t,
+			 const struct mapwatch_event *ev, int n)
+{
+	struct ev_ctx x = { t, NULL };
+
+	pthread_mutex_lock(&t->lock);
+	for (int i = 0; i < n; i++)
+		if (for_cache(t, &ev[i]))
+			on_event(&x, &ev[i]);
+	pthread_mutex_unlock(&t->lock);
+	mwc_drop_dead(t, x.dead);
+}
+
+/*
+ * Pin the other caches over c's monitor that the events ev[0..n) concern
+ * (every other cache when ev is NULL), under the monitor's share_lock: a
+ * pinned cache's destroy waits until mwc_unpin_caches().  Should the list not
+ * fit and malloc fail, the caches beyond the first ROUTE_STACK are left
+ * out: for events, their changed entries still fail every hit (the watch
+ * word) and leave at their next lookup or put; for room, fewer candidates.
+ */
+void mwc_pin_caches(struct mapwatch_cache *c, const struct mapwatch_event *ev,
+		       int n, struct pinned *p)
+{
+	struct mapwatch *mw = c->mw;
+	struct mapwatch_cache *t;
+	size_t cap = ROUTE_STACK, ncaches = 0;
+
+	p->c = p->stack;
+	p->n = 0;
+	pthread_mutex_lock(&mw->share_lock);
+	for (t = mw->caches; t; t = t->share_next)
+		ncaches++;
+	if (ncaches > ROUTE_STACK) {
+		struct mapwatch_cache **big = malloc(ncaches * sizeof(*big));
+
+		if (big) {
+			p->c = big;
+			cap = ncaches;
+		}
+	}
+	for (t = mw->caches; t && p->n < cap; t = t->share_next) {
+		bool concerned = !ev;
+
+		if (t == c)
+			continue;
+		for (int i = 0; i < n && !concerned; i++)
+			concerned = for_cache(t, &ev[i]);
+		if (concerned) {
+			t->pins++;
+			p->c[p->n++] = t;
+		}
+	}
+	pthread_mutex_unlock(&mw->share_lock);
+}
+
+void mwc_unpin_caches(struct mapwatch *mw, struct pinned *p)
+{
+	if (p->n) {
+		bool idle = false;
+
+		pthread_mutex_lock(&mw->share_lock);
+		for (size_t i = 0; i < p->n; i++)
+			if (!--p->c[i]->pins)
+				idle = true;
+		if (idle)
+			pthread_cond_broadcast(&mw->share_cond);
+		pthread_mutex_unlock(&mw->share_lock);
+	}
+	if (p->c != p->stack)
+		free(p->c);
+}
+
+/*
+ * Read the monitor's pending events and take the changed entries out of
+ * every cache over it, not only c (libfabric's ofi_monitor_notify() walks
+ * the caches of a monitor the same way): whichever cache drains serves the
+ * others, whose fd then no longer polls readable.
+ *
+ * Per batch, the caches it concerns are listed and pinned, then served one
+ * after the other with no lock but their own, each once, then unpinned.
+ * No two cache locks are ever held together.  The list is this router's
+ * own: an earlier version marked each served cache with the batch in a
+ * field of the cache, which a second router draining the same monitor
+ * overwrote, so that both went round applying their batches again and
+ * again (F7).
+ */
+int mwc_process_events(struct mapwatch_cache *c)
+{
+	struct mapwatch *mw = c->mw;
+	struct mapwatch_event ev[64];
+	struct pinned p;
+	int n, total = 0;
+
+	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
+		total += n;
+		apply_events(c, ev, n);
+		mwc_pin_caches(c, ev, n, &p);
+		for (size_t i = 0; i < p.n; i++) {
+			/* Tests: a cache listed twice would be served twice. */
+			for (size_t j = 0; j < i; j++)
+				if (p.c[j] == p.c[i])
+					atomic_fetch_add(&p.c[i]->test_reapplied, 1);
+			apply_events(p.c[i], ev, n);
+		}
+		mwc_unpin_caches(mw, &p);
+	}
+	return n < 0 ? n : total;
+}
