@@ -416,7 +416,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 			break;
 		}
 		atomic_fetch_add(&c->registrations, 1);
-		mw_settle();
+		mw_settle_mon(c->mw);
 		if (!mapwatch_changed(&e->wh)) {
 			atomic_store_explicit(&e->by_cookie.key, cookie, memory_order_relaxed);
 			return e;
@@ -562,7 +562,7 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 again:
 	/* A change whose call returned before this get shows now (the
 	 * userfaultfd reader may still be applying it). */
-	mw_settle();
+	mw_settle_mon(c->mw);
 	if (mapwatch_pending(c->mw))
 		mwc_process_events(c);
 	seen = atomic_load_explicit(&c->attached, memory_order_acquire);
@@ -820,7 +820,7 @@ int mapwatch_cache_progress(struct mapwatch_cache *c)
 		return -EINVAL;
 	if (mw_forked(c->mw))
 		return -EIO;
-	mw_settle();
+	mw_settle_mon(c->mw);
 	return mwc_process_events(c);
 }
 
@@ -849,7 +849,7 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 		ret = mapwatch_invalidate(c->mw, addr, len);
 		if (ret)
 			return ret;
-		mw_settle();
+		mw_settle_mon(c->mw);
 		ret = mwc_process_events(c);
 		return ret < 0 ? ret : 0;
 	}

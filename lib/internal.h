@@ -236,8 +236,9 @@ static inline void mw_settle(void)
  * mw_settle() for one monitor: only a userfaultfd monitor has a reader to
  * wait for (one per process, serving every userfaultfd monitor, so the
  * sequence stays process-wide).  A cache over the kernel or manual backend
- * then never waits for another monitor's reader (review F23).  cache.c
- * still calls mw_settle(); it moves to this one call by call.
+ * then never waits for another monitor's reader (review F23).  The
+ * calls that know no monitor (mapwatch_cache_entry_changed(),
+ * mapwatch_changed_sync()) keep mw_settle(): waiting is the safe side.
  */
 static inline void mw_settle_mon(const struct mapwatch *mw)
 {
