@@ -117,7 +117,7 @@ build/bench/%: bench/%.c $(TEST_HDRS) $(LIB_A)
 build/bench/peer_cache_bench: bench/peer_cache_bench.c bench/peer-libfabric $(TEST_HDRS) $(LIB_A)
 	@mkdir -p $(dir $@)
 	lf=$$(bench/peer-libfabric) && $(CC) $(CFLAGS_COMMON) -DHAVE_CONFIG_H -isystem $$lf/libfabric-2.1.0 \
-		-isystem $$lf/libfabric-2.1.0/include -o $@ $< $(LIB_A) $$lf/prefix/lib/libfabric.a -lucs -lucm -ldl -pthread
+		-isystem $$lf/libfabric-2.1.0/include -o $@ $< $(LIB_A) $$lf/prefix/lib/libfabric.a -lucs -lucm -latomic -ldl -pthread
 
 check: all
 	tests/check
