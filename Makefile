@@ -79,6 +79,9 @@ GUEST_TESTS := $(patsubst tests/guest/%.c,build/tests/guest/%,$(wildcard tests/g
 # 32-bit guest programs (gcc-multilib): how the module treats a -m32 caller.
 GUEST32_TESTS := $(patsubst tests/guest32/%.c,build/tests/guest/%,$(wildcard tests/guest32/*.c))
 BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
+# Figure 12 links UCX and a static libfabric (bench/peer-libfabric builds it):
+# built by bench/run, not by `make`.
+BENCH_BINS := $(filter-out build/bench/peer_cache_bench,$(BENCH_BINS))
 TEST_HDRS := $(wildcard tests/*.h tests/host/*.h tests/guest/*.h include/*.h bench/*.h lib/*.h)
 
 # libFuzzer harnesses of the library: tests/fuzz/NAME.c, built with clang.
@@ -111,6 +114,10 @@ build/tests/guest/%: tests/guest32/%.c $(TEST_HDRS)
 build/bench/%: bench/%.c $(TEST_HDRS) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIB_A) $(LDLIBS_TESTS)
+build/bench/peer_cache_bench: bench/peer_cache_bench.c bench/peer-libfabric $(TEST_HDRS) $(LIB_A)
+	@mkdir -p $(dir $@)
+	lf=$$(bench/peer-libfabric) && $(CC) $(CFLAGS_COMMON) -DHAVE_CONFIG_H -isystem $$lf/libfabric-2.1.0 \
+		-isystem $$lf/libfabric-2.1.0/include -o $@ $< $(LIB_A) $$lf/prefix/lib/libfabric.a -lucs -lucm -latomic -ldl -pthread
 
 check: all
 	tests/check
