@@ -129,8 +129,10 @@ MAPWATCH_EXPORT unsigned int mapwatch_version(void);
 enum mapwatch_backend {
 	MAPWATCH_BACKEND_AUTO = 0,	/* the kernel backend with
 					   MAPWATCH_F_SYNC, else an error
-					   (programs built before 1.3:
-					   as AUTO_ANY, their old AUTO) */
+					   (binaries linked before 1.3
+					   bind MAPWATCH_1.0: AUTO_ANY,
+					   1.0.0's AUTO; see
+					   mapwatch_open(3), VERSIONS) */
 	MAPWATCH_BACKEND_KERNEL,	/* /dev/mapwatch, else /dev/kdreg2 */
 	MAPWATCH_BACKEND_USERFAULTFD,	/* no module needed; sees less */
 	MAPWATCH_BACKEND_MANUAL,	/* changes only via mapwatch_invalidate() */

@@ -100,6 +100,9 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t next_cookie = 1;
 static __thread int in_reg;		/* nested registration calls */
 
+#define MW_STR_(x) #x
+#define MW_STR(x) MW_STR_(x)
+
 static void say(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "libmapwatch-ucx: ");
@@ -344,28 +347,66 @@ static void stay_off(void)
  * through verbs alone: otherwise UCX keeps its own hooks (or, with them
  * disabled, runs without a cache), which is slower but never wrong.
  */
-static void setup(const ucp_config_t *config)
+/* The UCX whose registration cache this library was written against:
+ * later ones look regions up without ucs_rcache_get (1.14: UCP's
+ * ucs_rcache_lookup_unsafe fast path) or pass it more arguments (1.17). */
+static bool known_ucx(void)
+{
+	__typeof__(ucp_get_version) *f = UCP(ucp_get_version);
+	unsigned int major = 0, minor = 0, release = 0;
+	char v[32];
+
+	if (f)
+		f(&major, &minor, &release);
+	if (major == UCP_API_MAJOR && minor == UCP_API_MINOR)
+		return true;
+	snprintf(v, sizeof(v), "%u.%u.%u", major, minor, release);
+	say("UCX %s: this library knows UCX " MW_STR(UCP_API_MAJOR) "."
+	    MW_STR(UCP_API_MINOR) "'s registration cache only: off, UCX keeps "
+	    "its own hooks", v);
+	return false;
+}
+
+/* False: refuse this context (ucp_init fails, unsupported). */
+static bool setup(const ucp_config_t *config)
 {
 	const char *why = NULL, *mode;
 	struct mapwatch *m;
 	char *tls = NULL;
-	bool only_verbs = verbs_only(config, &tls);
+	bool only_verbs = verbs_only(config, &tls), ok = true;
 	int r;
 
 	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != ST_UNSET) {
-		static bool told;
+		const char *mixed = getenv("MAPWATCH_UCX_ALLOW_MIXED");
 
-		if (state == ST_ACTIVE && !only_verbs && !__atomic_exchange_n(&told, true,
-									   __ATOMIC_RELAXED))
-			say("another UCP context allows transports beyond verbs "
-			    "(UCX_TLS=%s): unmaps of memory it registers elsewhere "
-			    "are not reported (lib/ucx/README.md)", tls ? tls : "?");
+		/*
+		 * Unmaps are external for the whole process now: this
+		 * context's other caches (knem's, UCP's own over shared
+		 * memory) would hear of none, and hand out stale memory.
+		 * Refuse it, unless the user says they know (review R2).
+		 */
+		if (state == ST_ACTIVE && !only_verbs) {
+			ok = mixed && *mixed == '1';
+			say(ok ? "another UCP context allows transports beyond verbs "
+			    "(UCX_TLS=%s): MAPWATCH_UCX_ALLOW_MIXED=1, so it runs; unmaps "
+			    "of memory it registers elsewhere are not reported" :
+			    "another UCP context allows transports beyond verbs "
+			    "(UCX_TLS=%s): refused (ucp_init: unsupported), since unmaps "
+			    "of memory it registers elsewhere would not be reported; "
+			    "MAPWATCH_UCX_ALLOW_MIXED=1 runs it anyway "
+			    "(lib/ucx/README.md)", tls ? tls : "?");
+		}
 		free(tls);
-		return;
+		return ok;
 	}
 	pthread_mutex_lock(&init_lock);
 	if (state != ST_UNSET)
 		goto out;
+	if (!known_ucx()) {
+		state = ST_OFF;
+		stay_off();
+		goto out;
+	}
 	if (parent_mw) {
 		mapwatch_close(parent_mw);
 		parent_mw = NULL;
@@ -406,8 +447,9 @@ static void setup(const ucp_config_t *config)
 	 * layout is UCX's to change). */
 	mode = getenv("UCX_MEM_MMAP_HOOK_MODE");
 	if (!mode || strcmp(mode, "none"))
-		say("%s", "UCX installs its memory hooks when it loads; set "
-		    "UCX_MEM_MMAP_HOOK_MODE=none to run on mapwatch alone");
+		say("%s", "UCX hooks libc's memory calls as well when a cache "
+		    "first subscribes to unmaps; set UCX_MEM_MMAP_HOOK_MODE=none "
+		    "to run on mapwatch alone");
 	else if (verbose)
 		say("%s", "active: unmaps reported to UCX by mapwatch");
 	__atomic_store_n(&mw, m, __ATOMIC_RELEASE);
@@ -415,6 +457,7 @@ static void setup(const ucp_config_t *config)
 out:
 	pthread_mutex_unlock(&init_lock);
 	free(tls);
+	return ok;
 }
 
 /* --- registrations ------------------------------------------------------------ */
@@ -440,9 +483,16 @@ static int prewatch(const void *addr, size_t len, struct node **np)
 	int r = -ENOMEM;
 
 	*np = NULL;
-	if (in_reg || !m || !len)
+	if (in_reg || !len)
 		return 0;
-	n = malloc(sizeof(*n));
+	/* A fork child that registers through its parent's context before
+	 * its own ucp_init: unmaps are still external in its libucm and
+	 * nobody watches, so hand the range out uncached (review R6). */
+	if (!m && !__atomic_load_n(&inherited_external, __ATOMIC_RELAXED))
+		return 0;
+	if (!m)
+		r = -EIO;	/* the parent's monitor: not the child's */
+	n = m ? malloc(sizeof(*n)) : NULL;
 	if (n) {
 		r = mapwatch_watch(m, addr, len,
 				   __atomic_fetch_add(&next_cookie, 1, __ATOMIC_RELAXED),
@@ -579,7 +629,8 @@ EXPORT ucs_status_t ucp_init_version(unsigned api_major_version, unsigned api_mi
 
 	if (!f)
 		return UCS_ERR_UNSUPPORTED;
-	setup(config);
+	if (!setup(config))
+		return UCS_ERR_UNSUPPORTED;
 	return f(api_major_version, api_minor_version, params, config, context_p);
 }
 
@@ -605,15 +656,30 @@ WRAP(unsigned, 0, ucp_worker_progress, (ucp_worker_h worker), (worker))
  * its own library, so through our definition: events are reported before
  * any lookup, whichever UCP call (or UCT user) led to it.
  */
-EXPORT ucs_status_t ucs_rcache_get(ucs_rcache_t *rcache, void *address, size_t length,
-				   int prot, void *arg, ucs_rcache_region_t **region_p)
+/*
+ * Defined under another C name with seven argument slots: UCX 1.17 added an
+ * alignment argument (seven in all), and whatever UCX the program loads,
+ * our definition is the one it calls, active or not.  Every argument is an
+ * integer or a pointer, so passing seven slots through (the seventh is
+ * whatever the caller left there when it passed six) forwards each
+ * version's call unchanged on x86-64 and aarch64 (review R1).  Events are
+ * reported only on the UCX this library knows (setup() checks: 1.13).
+ */
+typedef ucs_status_t rcache_get7_t(void *, void *, size_t, uintptr_t,
+				   uintptr_t, uintptr_t, uintptr_t);
+EXPORT ucs_status_t mw_ucs_rcache_get7(void *rcache, void *address, size_t length,
+				       uintptr_t a4, uintptr_t a5, uintptr_t a6,
+				       uintptr_t a7) __asm__("ucs_rcache_get");
+EXPORT ucs_status_t mw_ucs_rcache_get7(void *rcache, void *address, size_t length,
+				       uintptr_t a4, uintptr_t a5, uintptr_t a6,
+				       uintptr_t a7)
 {
-	__typeof__(ucs_rcache_get) *f = REAL(ucs_rcache_get, NULL, "libucs.so.0");
+	rcache_get7_t *f = (rcache_get7_t *)(void *)REAL(ucs_rcache_get, NULL, "libucs.so.0");
 
 	if (!f)
 		return UCS_ERR_UNSUPPORTED;
 	sync_events();
-	return f(rcache, address, length, prot, arg, region_p);
+	return f(rcache, address, length, a4, a5, a6, a7);
 }
 
 /*
@@ -623,14 +689,26 @@ EXPORT ucs_status_t ucs_rcache_get(ucs_rcache_t *rcache, void *address, size_t l
  */
 extern __typeof__(ibv_reg_mr_iova2) own_reg_mr_iova2
 	__attribute__((alias("ibv_reg_mr_iova2"), visibility("hidden")));
+extern __typeof__(ibv_reg_mr) own_reg_mr
+	__attribute__((alias("ibv_reg_mr"), visibility("hidden")));
+extern __typeof__(ibv_reg_mr_iova) own_reg_mr_iova
+	__attribute__((alias("ibv_reg_mr_iova"), visibility("hidden")));
+extern __typeof__(ibv_dereg_mr) own_dereg_mr
+	__attribute__((alias("ibv_dereg_mr"), visibility("hidden")));
+extern __typeof__(ucp_init_version) own_init_version
+	__attribute__((alias("ucp_init_version"), visibility("hidden")));
 extern __typeof__(ucp_worker_progress) own_worker_progress
 	__attribute__((alias("ucp_worker_progress"), visibility("hidden")));
-extern __typeof__(ucs_rcache_get) own_rcache_get
+extern rcache_get7_t own_rcache_get
 	__attribute__((alias("ucs_rcache_get"), visibility("hidden")));
 
 static bool interposed(void)
 {
 	return dlsym(RTLD_DEFAULT, "ibv_reg_mr_iova2") == (void *)own_reg_mr_iova2 &&
+	       dlsym(RTLD_DEFAULT, "ibv_reg_mr_iova") == (void *)own_reg_mr_iova &&
+	       dlsym(RTLD_DEFAULT, "ibv_reg_mr") == (void *)own_reg_mr &&
+	       dlsym(RTLD_DEFAULT, "ibv_dereg_mr") == (void *)own_dereg_mr &&
+	       dlsym(RTLD_DEFAULT, "ucp_init_version") == (void *)own_init_version &&
 	       dlsym(RTLD_DEFAULT, "ucp_worker_progress") == (void *)own_worker_progress &&
 	       dlsym(RTLD_DEFAULT, "ucs_rcache_get") == (void *)own_rcache_get;
 }

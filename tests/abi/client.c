@@ -162,8 +162,8 @@ TEST(cache_without_config_and_changes)
 }
 
 /*
- * Every old header says MAPWATCH_BACKEND_AUTO is "kernel module, else
- * userfaultfd" (review 2026-12-07 F17): on a host without the module a
+ * The 1.0.0 release's header says MAPWATCH_BACKEND_AUTO is "kernel module,
+ * else userfaultfd" (review 2026-12-07 F17): on a host without the module a
  * program linked in 1.0.0's day (MAPWATCH_LINKED_1_0: against stub-1.0.c,
  * unversioned references) must still get a working monitor, as it did
  * then, not the refusal that AUTO means in today's header.

@@ -24,7 +24,7 @@ endif
 # libmapwatch-ucx against UCX's contracts (ucx_shim.c; remap_stub.so is
 # preloaded after the shim by its reg-window case).
 ifeq ($(MAPWATCH_HAVE_UCX),1)
-UCX_SHIM_TESTS := build/tests/ucx/ucx_shim build/tests/ucx/remap_stub.so
+UCX_SHIM_TESTS := build/tests/ucx/ucx_shim build/tests/ucx/remap_stub.so build/tests/ucx/version_stub.so
 tests: $(UCX_SHIM_TESTS)
 build/tests/ucx/ucx_shim: tests/ucx/ucx_shim.c
 	@mkdir -p $(dir $@)
@@ -32,6 +32,9 @@ build/tests/ucx/ucx_shim: tests/ucx/ucx_shim.c
 build/tests/ucx/remap_stub.so: tests/ucx/remap_stub.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+build/tests/ucx/version_stub.so: tests/ucx/version_stub.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $<
 endif
 ifeq ($(MAPWATCH_HAVE_UCX),1)
 # Links no UCX library but libucs (ucs_status_string): the shim's calls

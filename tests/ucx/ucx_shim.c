@@ -22,6 +22,9 @@
  *                unmap gives a new memh (the old one is still held, so its
  *                memory cannot be reused for the new one); the same memh
  *                is a stale cache hit.
+ *   mixed        (review R2) a verbs-only context, then one whose UCX_TLS
+ *                (ucp_config_modify) allows shared memory: refused, or run
+ *                with MAPWATCH_UCX_ALLOW_MIXED=1.
  *   bypass       (F12) sm-stale over verbs, but ucp_mem_map called through
  *                dlsym(libucp's handle, ...), as a language binding does:
  *                no interposed UCP entry point runs, the unmap must still
@@ -30,6 +33,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +256,40 @@ static int sm_stale(void)
 	return m1 == m2 ? 1 : 0;
 }
 
+/* --- mixed (review R2) ------------------------------------------------------ */
+
+/*
+ * A verbs-only context first (the shim goes active: unmaps are external
+ * for the whole process), then a second context whose UCX_TLS, set through
+ * ucp_config_modify(), allows shared memory: its caches would hear of no
+ * unmap.  Expected: the second ucp_init is refused (UCS_ERR_UNSUPPORTED),
+ * or, with MAPWATCH_UCX_ALLOW_MIXED=1, runs.
+ */
+static int mixed(void)
+{
+	ucp_params_t params = {
+		.field_mask = UCP_PARAM_FIELD_FEATURES,
+		.features = UCP_FEATURE_TAG,
+	};
+	const char *allow = getenv("MAPWATCH_UCX_ALLOW_MIXED");
+	bool allowed = allow && !strcmp(allow, "1");
+	ucp_context_h second = NULL;
+	ucp_config_t *cfg;
+	ucs_status_t st;
+
+	check_status(init(), "ucp_init (verbs)");
+	check_status(ucp_config_read(NULL, NULL, &cfg), "ucp_config_read");
+	check_status(ucp_config_modify(cfg, "TLS", "self,sm,cma"), "ucp_config_modify");
+	st = ucp_init(&params, cfg, &second);
+	ucp_config_release(cfg);
+	printf("ucx_shim %s: second context with TLS=self,sm,cma%s: %s\n", name,
+	       allowed ? " (MAPWATCH_UCX_ALLOW_MIXED=1)" : "", ucs_status_string(st));
+	if (st == UCS_OK)
+		ucp_cleanup(second);
+	fini();
+	return allowed ? st != UCS_OK : st != UCS_ERR_UNSUPPORTED;
+}
+
 /* --- bypass (F12) ---------------------------------------------------------- */
 
 static int bypass(void)
@@ -278,6 +316,7 @@ int main(int argc, char **argv)
 		{ "fork", fork_case },
 		{ "sm-stale", sm_stale },
 		{ "bypass", bypass },
+		{ "mixed", mixed },
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -286,6 +325,6 @@ int main(int argc, char **argv)
 			name = cases[i].name;
 			return cases[i].fn();
 		}
-	fprintf(stderr, "usage: ucx_shim reg-window|full-monitor|fork|sm-stale|bypass\n");
+	fprintf(stderr, "usage: ucx_shim reg-window|full-monitor|fork|sm-stale|bypass|mixed\n");
 	return 2;
 }
