@@ -890,7 +890,9 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 			return ret;
 		mw_settle_mon(c->mw);
 		ret = mwc_process_events(c);
-		return ret < 0 ? ret : 0;
+		/* -ENOMSG: records of unknown type read, the invalidation
+		 * itself done. */
+		return ret < 0 && ret != -ENOMSG ? ret : 0;
 	}
 	/* Device memory: the entries' own words, held ones included (the
 	 * ones handed out uncached too: every entry alive), and the

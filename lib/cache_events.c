@@ -4,6 +4,7 @@
  * the changed entries out of every cache over the monitor, whichever of
  * them reads.
  */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "cache_internal.h"
@@ -162,5 +163,7 @@ int mwc_process_events(struct mapwatch_cache *c)
 		}
 		mwc_unpin_caches(mw, &p);
 	}
-	return n < 0 ? n : total;
+	/* -ENOMSG (a read of only unknown records) only when nothing was
+	 * delivered: what was, is the answer. */
+	return n < 0 && !(n == -ENOMSG && total) ? n : total;
 }
