@@ -831,14 +831,6 @@ uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n)
 	return REFS(atomic_fetch_add(&e->refs_uses, (uint64_t)n) + (uint64_t)n);
 }
 
-/* Tests only (not exported): how often one router applied one batch of
- * events to this cache more than once. */
-uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c);
-uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c)
-{
-	return atomic_load(&c->test_reapplied);
-}
-
 /* Tests only (not exported): entries device invalidations looked at. */
 uint64_t mw_cache_test_visited(struct mapwatch_cache *c);
 uint64_t mw_cache_test_visited(struct mapwatch_cache *c)
