@@ -459,8 +459,9 @@ struct mapwatch_cache_stats {
  * Since 1.3 that get may be one on another cache over the same monitor:
  * when the monitor is full, a get evicts an idle entry of whichever cache
  * holds one (one holding a watch), so this cache's dereg may run in a
- * thread that uses another cache, inside its get.  Such a dereg may
- * destroy any cache but its own.
+ * thread that uses another cache, inside its get.  Destroying another
+ * cache from dereg: not while the monitor's events are being applied
+ * (progress, or a get reading them), which holds the caches it serves.
  */
 MAPWATCH_EXPORT struct mapwatch_cache *
 mapwatch_cache_create_sized(struct mapwatch *mw,
