@@ -73,10 +73,12 @@ static void apply_events(struct mapwatch_cache *t,
 /*
  * Pin the other caches over c's monitor that the events ev[0..n) concern
  * (every other cache when ev is NULL), under the monitor's share_lock: a
- * pinned cache's destroy waits until mwc_unpin_caches().  Should the list not
- * fit and malloc fail, the caches beyond the first ROUTE_STACK are left
- * out: for events, their changed entries still fail every hit (the watch
- * word) and leave at their next lookup or put; for room, fewer candidates.
+ * pinned cache's destroy waits until mwc_unpin_caches(), so a callback run
+ * while they are pinned (dereg, invalidate) must not destroy one of them.
+ * (make_room() pins one cache at a time instead, by itself.)  Should the
+ * list not fit and malloc fail, the caches beyond the first ROUTE_STACK are
+ * left out: their changed entries still fail every hit (the watch word)
+ * and leave at their next lookup or put.
  */
 void mwc_pin_caches(struct mapwatch_cache *c, const struct mapwatch_event *ev,
 		       int n, struct pinned *p)
