@@ -392,13 +392,18 @@ struct mapwatch_cache_stats {
 	uint64_t uncached;		/* since 1.1: gets served by a
 					   registration of their own, outside
 					   the cache (every entry held, or
-					   pass-through) */
+					   pass-through; since 1.3 also the
+					   monitor full, below) */
 	uint64_t passthrough;		/* since 1.1: of which memory the
-					   monitor could not watch (since
-					   1.3 also: no watch to be had, every
-					   watch of the monitor held, or the
-					   backend out of room; see
-					   mapwatch_cache_get()) */
+					   monitor could not watch; since
+					   1.3 also the gets served uncached
+					   because the monitor was full (no
+					   watch to be had: every watch of
+					   the monitor held, or the backend
+					   out of room; see
+					   mapwatch_cache_get()), so it no
+					   longer counts unwatchable memory
+					   alone */
 };
 
 /*
@@ -453,6 +458,12 @@ struct mapwatch_cache_stats {
  * itself, a duplicate entry at worst (since 1.3).  dereg
  * runs in the thread that drops the last reference: mapwatch_cache_put(),
  * mapwatch_cache_get() (evicting), mapwatch_cache_flush() or destroy.
+ * Since 1.3 that get may be one on another cache over the same monitor:
+ * when the monitor is full, a get evicts an idle entry of whichever cache
+ * holds one (one holding a watch), so this cache's dereg may run in a
+ * thread that uses another cache, inside its get.  Destroying another
+ * cache from dereg: not while the monitor's events are being applied
+ * (progress, or a get reading them), which holds the caches it serves.
  */
 MAPWATCH_EXPORT struct mapwatch_cache *
 mapwatch_cache_create_sized(struct mapwatch *mw,

@@ -142,10 +142,13 @@ static bool over_limits(const struct mapwatch_cache *c, size_t add_bytes)
 /*
  * CLOCK: sweep from the hand, clearing referenced bits, evicting idle
  * entries whose bit is clear, until one more entry of add_bytes fits (or,
- * with one_more, until one entry left).  Caller holds c->lock.
+ * with one_more, until one entry left).  With watched_only (one_more: the
+ * resource short is one of the monitor's watches), entries that hold no
+ * watch (device memory) are passed over: evicting them frees none.
+ * Caller holds c->lock.
  */
 static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
-		  struct mapwatch_cache_entry **dead)
+		  bool watched_only, struct mapwatch_cache_entry **dead)
 {
 	size_t budget = 2 * c->nentries + 2;
 
@@ -163,6 +166,8 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 		if (!one_more && !over_limits(c, add_bytes))
 			return true;
 		c->hand = e->ring_next;
+		if (watched_only && e->unwatched)
+			continue;		/* frees no watch */
 		if (REFS(atomic_load(&e->refs_uses)) != 1)
 			continue;		/* in use */
 		if (atomic_exchange(&e->referenced, false))
@@ -177,41 +182,75 @@ static bool evict(struct mapwatch_cache *c, size_t add_bytes, bool one_more,
 	return !one_more && !over_limits(c, add_bytes);
 }
 
-/* Evict one idle entry of c (its registration and its watch go). */
-static bool evict_one(struct mapwatch_cache *c)
+/* Evict one idle entry of c (its registration and its watch go); with
+ * watched_only, one that holds a watch. */
+static bool evict_one(struct mapwatch_cache *c, bool watched_only)
 {
 	struct mapwatch_cache_entry *dead = NULL;
 	bool ok;
 
 	pthread_mutex_lock(&c->lock);
-	ok = evict(c, 0, true, &dead);
+	ok = evict(c, 0, true, watched_only, &dead);
 	pthread_mutex_unlock(&c->lock);
 	mwc_drop_dead(c, dead);
 	return ok;
 }
 
 /*
+ * The i-th cache over c's monitor other than c, pinned (its destroy waits
+ * until unpin_other()), or NULL past the last.  By position, walked again
+ * from the head each time: while no lock is held a cache's share_next may
+ * name one destroyed since.  Caches coming and going meanwhile may be
+ * passed over or met twice: a candidate fewer or more.
+ */
+static struct mapwatch_cache *pin_other(struct mapwatch_cache *c, size_t i)
+{
+	struct mapwatch *mw = c->mw;
+	struct mapwatch_cache *t;
+
+	pthread_mutex_lock(&mw->share_lock);
+	for (t = mw->caches; t; t = t->share_next)
+		if (t != c && !i--)
+			break;
+	if (t)
+		t->pins++;
+	pthread_mutex_unlock(&mw->share_lock);
+	return t;
+}
+
+static void unpin_other(struct mapwatch *mw, struct mapwatch_cache *t)
+{
+	pthread_mutex_lock(&mw->share_lock);
+	if (!--t->pins)
+		pthread_cond_broadcast(&mw->share_cond);
+	pthread_mutex_unlock(&mw->share_lock);
+}
+
+/*
  * Out of a resource idle entries hold: evict one.  With shared, the
  * resource is the monitor's watches, which every cache over the monitor
- * draws on (F14): when c has no idle entry, one of another cache's goes.
- * The other caches are pinned under share_lock as the event router pins
- * them, and evicted from with no lock but their own.  Without shared (reg
- * failed: the registration resources of c's own ops), only c's entries.
+ * draws on (F14): only an entry holding a watch goes (device memory's
+ * hold none), and when c has no idle one, one of another cache's.  The
+ * other caches are pinned one at a time, as long as an eviction from it
+ * (its dereg callbacks included) takes, and evicted from with no lock but
+ * their own: a destroy of any other cache, from such a dereg callback too,
+ * does not wait for it.  Without shared (reg failed: the registration
+ * resources of c's own ops), any idle entry of c's, and only c's.
  * No lock held on entry.
  */
 static bool make_room(struct mapwatch_cache *c, bool shared)
 {
-	struct pinned p;
+	struct mapwatch_cache *t;
 	bool ok = false;
 
-	if (evict_one(c))
+	if (evict_one(c, shared))
 		return true;
 	if (!shared)
 		return false;
-	mwc_pin_caches(c, NULL, 0, &p);
-	for (size_t i = 0; i < p.n && !ok; i++)
-		ok = evict_one(p.c[i]);
-	mwc_unpin_caches(c->mw, &p);
+	for (size_t i = 0; !ok && (t = pin_other(c, i)); i++) {
+		ok = evict_one(t, true);
+		unpin_other(c->mw, t);
+	}
 	return ok;
 }
 
@@ -681,7 +720,7 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 		return;
 	}
 	purge_covered(c, e, dead);
-	if (evict(c, e->end - e->start, false, dead)) {
+	if (evict(c, e->end - e->start, false, false, dead)) {
 		/* The cache's reference and the caller's. */
 		atomic_store_explicit(&e->refs_uses, 2 * REF_ONE, memory_order_release);
 		mwc_attach(c, e);
@@ -792,14 +831,6 @@ uint32_t mw_cache_test_refs(struct mapwatch_cache_entry *e, int64_t n)
 	return REFS(atomic_fetch_add(&e->refs_uses, (uint64_t)n) + (uint64_t)n);
 }
 
-/* Tests only (not exported): how often one router applied one batch of
- * events to this cache more than once. */
-uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c);
-uint64_t mw_cache_test_reapplied(struct mapwatch_cache *c)
-{
-	return atomic_load(&c->test_reapplied);
-}
-
 /* Tests only (not exported): entries device invalidations looked at. */
 uint64_t mw_cache_test_visited(struct mapwatch_cache *c);
 uint64_t mw_cache_test_visited(struct mapwatch_cache *c)
@@ -851,7 +882,9 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 			return ret;
 		mw_settle_mon(c->mw);
 		ret = mwc_process_events(c);
-		return ret < 0 ? ret : 0;
+		/* -ENOMSG: records of unknown type read, the invalidation
+		 * itself done. */
+		return ret < 0 && ret != -ENOMSG ? ret : 0;
 	}
 	/* Device memory: the entries' own words, held ones included (the
 	 * ones handed out uncached too: every entry alive), and the

@@ -105,8 +105,9 @@ struct mapwatch_cache {
 	/* Under mw->share_lock: */
 	struct mapwatch_cache *share_next;	/* the monitor's caches */
 	unsigned int pins;			/* routers applying events here */
-	_Atomic uint64_t test_reapplied;	/* one router applied one batch
-						   here twice (tests) */
+	_Atomic uint64_t test_applied;		/* batches applied here (tests) */
+	_Atomic uint64_t test_reads;		/* non-empty batches this
+						   cache's progress read (tests) */
 	_Atomic uint64_t test_visited;		/* entries a device
 						   invalidation looked at (tests) */
 	struct mapwatch_cache_ops ops;

@@ -361,7 +361,9 @@ int mapwatch_drain(struct mapwatch *mw,
 			fn(arg, &ev[i]);
 		total += n;
 	}
-	return n < 0 ? n : total;
+	/* -ENOMSG (a read of only unknown records) only when nothing was
+	 * delivered: what was, is the answer. */
+	return n < 0 && !(n == -ENOMSG && total) ? n : total;
 }
 
 bool mapwatch_pending(const struct mapwatch *mw)

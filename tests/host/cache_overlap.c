@@ -54,6 +54,19 @@ static void touch(struct mapwatch_cache *c, void *addr, size_t len, int flags)
 	mapwatch_cache_put(c, e);
 }
 
+/* Device memory: mem_type, device. */
+static void touch_mem(struct mapwatch_cache *c, void *addr, size_t len,
+		      uint32_t mem_type, uint64_t device)
+{
+	struct mapwatch_cache_req r = {
+		.addr = addr, .len = len, .mem_type = mem_type, .device = device,
+	};
+	struct mapwatch_cache_entry *e = mapwatch_cache_get_req(c, &r);
+
+	ASSERT_TRUE(e != NULL);
+	mapwatch_cache_put(c, e);
+}
+
 static uint64_t entries(struct mapwatch_cache *c)
 {
 	struct mapwatch_cache_stats s;
@@ -112,16 +125,24 @@ TEST(held_or_unlike_entries_stay)
 	held = mapwatch_cache_get(c, BASE, 8192, 0);
 	ASSERT_TRUE(held != NULL);
 	touch(c, BASE + 64 * 1024, 8192, 2);	/* flags the new one lacks */
+	touch_mem(c, BASE + 128 * 1024, 8192, 1, 0);	/* another mem_type */
+	touch_mem(c, BASE + 256 * 1024, 8192, 1, 1);	/* and device */
 	touch(c, BASE, MIB, 1);
-	EXPECT_EQ(pinned_bytes(&p), (long)(MIB + 2 * 8192));
-	EXPECT_EQ(entries(c), 3);
+	EXPECT_EQ(pinned_bytes(&p), (long)(MIB + 4 * 8192));
+	EXPECT_EQ(entries(c), 5);
+	/* Device 0's memory over the same addresses: device 0's idle entry
+	 * goes, device 1's stays (and the host entries). */
+	touch_mem(c, BASE, MIB, 1, 0);
+	EXPECT_EQ(pinned_bytes(&p), (long)(2 * MIB + 3 * 8192));
+	EXPECT_EQ(entries(c), 5);
+	touch_mem(c, BASE + 256 * 1024, 8192, 1, 1);	/* still a hit */
 	/* Both still hit. */
 	e = mapwatch_cache_get(c, BASE + 64 * 1024, 8192, 2);
 	ASSERT_TRUE(e != NULL);
 	EXPECT_EQ(mapwatch_cache_entry_len(e), 8192);
 	mapwatch_cache_put(c, e);
 	mapwatch_cache_put(c, held);
-	EXPECT_EQ(nreg(&p), 3);
+	EXPECT_EQ(nreg(&p), 6);
 	mapwatch_cache_destroy(c);
 	EXPECT_EQ(pinned_bytes(&p), 0);
 	mapwatch_close(mw);
