@@ -599,6 +599,167 @@ TEST(mremap_dontunmap_leaves_nothing_registered)
 	moved_range_unregistered(true);
 }
 
+/* --- review of the F22 fix: never touch another library's memory --------- */
+
+/* The uffd-wp bit (pagemap bit 57) of the page at p. */
+static int uffd_wp_bit(const void *p)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pread(fd, &e, sizeof(e), (uintptr_t)p / PAGE * sizeof(e)),
+		  (ssize_t)sizeof(e));
+	close(fd);
+	return (int)(e >> 57 & 1);
+}
+
+/* Another library's userfaultfd: registers [p, p + len) in write-protect
+ * mode and write-protects it (uffd-wp dirty tracking, as CRIU or QEMU do).
+ * Returns the fd, kept open: the registration lives as long as it. */
+static int other_uffd_wp(char *p, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { (uintptr_t)p, len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = { (uintptr_t)p, len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_OK(ioctl(fd, UFFDIO_API, &api));
+	ASSERT_OK(ioctl(fd, UFFDIO_REGISTER, &reg));
+	ASSERT_OK(ioctl(fd, UFFDIO_WRITEPROTECT, &wp));
+	return fd;
+}
+
+/*
+ * A watched range moves away; another library maps its own memory at the
+ * freed source and write-protects it through its own userfaultfd.  Our
+ * next watch (of unrelated memory) must leave that protection alone:
+ * UFFDIO_WRITEPROTECT and UFFDIO_UNREGISTER check only that a VMA is
+ * registered, not with which userfaultfd (6.12: fs/userfaultfd.c).
+ */
+TEST(moved_source_reused_keeps_other_librarys_write_protection)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_handle h, h2;
+	char *p = map_at(NULL, 2 * PAGE), *dst = map_at(NULL, 2 * PAGE);
+	char *other = map_at(NULL, PAGE), *n;
+	int fd, before, after;
+
+	ASSERT_OK(mapwatch_watch(mw, p, 2 * PAGE, 1, &h));
+	ASSERT_TRUE(mremap(p, 2 * PAGE, 2 * PAGE,
+			   MREMAP_MAYMOVE | MREMAP_FIXED, dst) == dst);
+	ASSERT_TRUE(wait_changed(&h, 1));
+	n = map_at(p, 2 * PAGE);
+	if (!n)
+		SKIP("the source address was taken");
+	n[0] = 1;
+	n[PAGE] = 1;
+	fd = other_uffd_wp(n, 2 * PAGE);
+	before = uffd_wp_bit(n);
+	ASSERT_OK(mapwatch_watch(mw, other, PAGE, 2, &h2));
+	after = uffd_wp_bit(n);
+	tap_diag("another library's write-protected page at the old source: uffd-wp %d before our watch, %d after",
+		 before, after);
+	EXPECT_EQ(before, 1);
+	EXPECT_EQ(after, 1);
+	close(fd);
+	mapwatch_close(mw);
+	munmap(n, 2 * PAGE);
+	munmap(dst, 2 * PAGE);
+	munmap(other, PAGE);
+}
+
+/*
+ * revalidate over memory we never watched, registered and write-protected
+ * by another library: it must say changed, and leave the protection.
+ */
+TEST(revalidate_of_other_librarys_memory)
+{
+	struct mapwatch *mw = uffd(8);
+	char *q = map_at(NULL, PAGE);
+	bool valid;
+	int fd, after;
+
+	q[0] = 1;
+	fd = other_uffd_wp(q, PAGE);
+	ASSERT_EQ(uffd_wp_bit(q), 1);
+	valid = mw_revalidate(mw, q, PAGE);
+	after = uffd_wp_bit(q);
+	tap_diag("revalidate of memory another library registered: %s; its uffd-wp bit after: %d",
+		 valid ? "valid (fooled)" : "changed", after);
+	EXPECT_FALSE(valid);
+	EXPECT_EQ(after, 1);
+	close(fd);
+	mapwatch_close(mw);
+	munmap(q, PAGE);
+}
+
+static int count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	int n = 0, c;
+
+	ASSERT_TRUE(f != NULL);
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/*
+ * A watch over two VMAs with one VMA left under vm.max_map_count: the
+ * kernel registers the first VMA (one split), then fails with ENOMEM on
+ * the second.  The failed watch must leave nothing of ours registered.
+ */
+TEST(failed_register_leaves_nothing_registered)
+{
+	struct mapwatch *mw = uffd(8);
+	struct mapwatch_handle h;
+	size_t cap = 70000, i, last;
+	char *x = map_at(NULL, 8 * PAGE), *blk;
+	int r, o;
+
+	ASSERT_OK(mprotect(x + 4 * PAGE, 4 * PAGE, PROT_READ));
+	blk = mmap(NULL, cap * PAGE, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_TRUE(blk != MAP_FAILED);
+	/* Fill the map count with one-page VMAs... */
+	for (i = 0; i < cap; i += 2)
+		if (mprotect(blk + i * PAGE, PAGE, PROT_READ))
+			break;
+	if (i == cap || errno != ENOMEM || i < 2)
+		SKIP("vm.max_map_count not reached (%zu VMAs)", i);
+	/* ...give two back and take one: one VMA is left. */
+	last = i - 2;
+	ASSERT_OK(mprotect(blk + last * PAGE, PAGE, PROT_NONE));
+	ASSERT_TRUE(mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0) != MAP_FAILED);
+	/* [1, 6) splits X at page 1 (the one VMA left) and Y at page 6. */
+	r = mapwatch_watch(mw, x + PAGE, 5 * PAGE, 1, &h);
+	ASSERT_OK(mprotect(blk, cap * PAGE, PROT_NONE));
+	if (r != -ENOMEM) {
+		if (!r)
+			mapwatch_unwatch(mw, &h);
+		mapwatch_close(mw);
+		SKIP("the watch did not fail with ENOMEM (%d, %d VMAs)", r,
+		     count_maps());
+	}
+	o = other_uffd_register(x + PAGE, 3 * PAGE);
+	tap_diag("watch at the map-count limit: %s; another userfaultfd registering the first VMA's part afterwards: %s",
+		 strerror(-r), o ? strerror(-o) : "ok");
+	EXPECT_EQ(o, 0);
+	mapwatch_close(mw);
+	munmap(blk, cap * PAGE);
+	munmap(x, 8 * PAGE);
+}
+
 int main(int argc, char **argv)
 {
 	struct mapwatch *mw;
