@@ -32,11 +32,6 @@ struct mw_ops {
 	bool (*pending)(const struct mapwatch *mw);
 	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
 	void (*close)(struct mapwatch *mw);
-	/* Optional (NULL: always true): false when [addr, addr + len) is
-	 * certainly no longer the memory a watch of it was placed on, checked
-	 * with the kernel now rather than through the events (userfaultfd:
-	 * memory mapped where the reader has not yet read the UNMAP). */
-	bool (*revalidate)(struct mapwatch *mw, uintptr_t addr, size_t len);
 };
 
 /* A watch of the user-space backends (userfaultfd, manual). */
@@ -244,14 +239,6 @@ static inline void mw_settle_mon(const struct mapwatch *mw)
 {
 	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD)
 		mw_settle();
-}
-
-/* The backend's revalidate hook: a cache's opt-in check on a hit. */
-static inline bool mw_revalidate(struct mapwatch *mw, const void *addr,
-				 size_t len)
-{
-	return !mw->ops->revalidate ||
-	       mw->ops->revalidate(mw, (uintptr_t)addr, len);
 }
 
 /* cache.c, for tests only: add n references to a held entry, return the
