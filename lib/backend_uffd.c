@@ -372,8 +372,20 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		return ret;
 	}
 	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, &reg)) {
-		e = errno;		/* nothing registered */
-		mw_user_unwatch(mw, h);
+		/*
+		 * The kernel checks every VMA of the range before it changes
+		 * any (EBUSY, EINVAL, EPERM: nothing registered; EBUSY also
+		 * means another userfaultfd's registration lies in the range,
+		 * which an unregister would strip), then registers VMA by
+		 * VMA: ENOMEM (a split beyond vm.max_map_count) leaves the
+		 * VMAs before the failing one registered.  Take back what no
+		 * other watch needs; the range held no other context's
+		 * registration a moment ago.
+		 */
+		e = errno;
+		mw_user_unwatch_freed(mw, h, &freed);
+		if (e == ENOMEM && freed)
+			unregister_unused(mw, h->slot, addr, addr + len - 1);
 	} else if ((e = register_holes(&reg))) {
 		/* Part of the range is registered now: take back what no
 		 * one else needs. */
