@@ -82,13 +82,19 @@
  *                has read the event (the kernel frees the range first,
  *                then queues the event): for as long as the reader takes
  *                to run, microseconds, milliseconds on a busy CPU, its get
- *                may return the old registration; (2) madvise DONTNEED/
- *                FREE/REMOVE: the event comes before the pages are
- *                dropped, and a registration of them made in between is
- *                not reported until their next change.  The kernel
- *                backend has neither window.  One userfaultfd per process,
- *                shared by its monitors; memory another library's
- *                userfaultfd watches: EBUSY.
+ *                may return the old registration, and the library ships
+ *                no check for it (the only probe the userfaultfd ioctls
+ *                offer cannot tell our registration from another
+ *                library's and clears that library's write-protection);
+ *                (2) madvise DONTNEED/FREE/REMOVE: the event comes before
+ *                the pages are dropped, and a registration of them made
+ *                in between is not reported until their next change.  The
+ *                kernel backend has neither window.  One userfaultfd per
+ *                process, shared by its monitors; memory another library's
+ *                userfaultfd watches: EBUSY.  Memory mremap moved stays
+ *                registered with it (the library cannot prove later that
+ *                it is still its own) until unmapped or the last monitor
+ *                closes: another library gets EBUSY there meanwhile.
  *   manual       only mapwatch_invalidate(): a test double, or for
  *                applications that know when they free memory.
  */

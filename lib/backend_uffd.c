@@ -27,7 +27,13 @@
  *  - the kernel frees the range and drops mmap_lock before it queues the
  *    UNMAP event: another thread that maps new memory there before the
  *    reader has read the event, and gets it from the cache, gets the old
- *    registration.  uffd_revalidate() is the opt-in check for a hit.
+ *    registration.  We ship no user-space check for it: the only probe
+ *    tried, UFFDIO_WRITEPROTECT with mode 0 over the hit's ends, is not
+ *    one.  The kernel checks only that a VMA is registered in write-
+ *    protect mode, not with which userfaultfd, so another library's
+ *    registration passes it, and the call clears that library's uffd-wp
+ *    bits; and it fails with EAGAIN on any unread event of the process.
+ *    (Measured before it was removed: 6 to 9 us a hit on 6.18.)
  *  - madvise DONTNEED/FREE/REMOVE sends REMOVE before it zaps the pages: a
  *    registration of them made in between is never reported (until they
  *    change again).
@@ -39,9 +45,18 @@
  * unregistered when the last one goes (a registration splits the VMA, and
  * every later munmap of it waits for the reader) -- except memory an event
  * said was unmapped: the address may already belong to a new mapping, maybe
- * registered by someone else, which unregistering would strip.  Memory
- * mremap moved is unregistered at the next watch, unwatch or close: the
- * destination, and the source when MREMAP_DONTUNMAP left it ours.
+ * registered by someone else, which unregistering would strip.
+ * UFFDIO_WRITEPROTECT does not check which userfaultfd a VMA is
+ * registered with, and neither does UFFDIO_UNREGISTER on 6.12 (its
+ * fs/userfaultfd.c, userfaultfd_unregister(), skips only VMAs registered
+ * with none, and clears another context's registration and uffd-wp bits;
+ * 5.10 and 6.1 are older; a 6.18 host refuses with EINVAL), so no ioctl
+ * but REGISTER is ever issued over memory we cannot prove is ours.  Hence memory mremap moved stays registered with us: the
+ * destination (which may be unmapped and reused by anyone before any later
+ * call of ours), and the emptied source of MREMAP_DONTUNMAP.  Its
+ * registration goes with the memory (munmap), or when the process's last
+ * monitor closes the userfaultfd; until then its munmaps wait for the
+ * reader and another library's userfaultfd gets EBUSY there.
  *
  * What userfaultfd cannot see (the module can): page migration (NUMA,
  * compaction, migrate_pages by another process), copy-on-write after fork,
@@ -66,8 +81,6 @@
 
 #include "internal.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif
@@ -81,31 +94,19 @@ static _Atomic uint32_t seq_waiters;
  * they depend on), the list.  The reader takes mons_lock (read) to hand
  * events to the monitors, and lock only when it fails: neither is held
  * across anything that waits for it (no malloc or free either: a free that
- * trims the heap over watched memory waits for the reader).  uffd is
- * atomic for the one reader outside lock, the hit-path revalidation.
+ * trims the heap over watched memory waits for the reader).
  */
 static struct {
 	pthread_mutex_t lock;
 	pthread_rwlock_t mons_lock;
 	struct mapwatch *mons;
-	_Atomic int uffd;
+	int uffd;
 	int wakefd;
-	/*
-	 * Ranges mremap moved (REMAP events), for the next watch, unwatch
-	 * or close to unregister: the moved VMA keeps our registration, and
-	 * so does the emptied source of MREMAP_DONTUNMAP.  The reader only
-	 * appends, under moved_lock, which guards nothing else; when full,
-	 * later moves stay registered (as all did before).
-	 */
-	pthread_mutex_t moved_lock;
-	struct { uintptr_t from, to, len; } moved[16];
-	unsigned int nmoved;
 	pthread_t reader;
 	unsigned int users;
 } proc_uffd = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.mons_lock = PTHREAD_RWLOCK_INITIALIZER,
-	.moved_lock = PTHREAD_MUTEX_INITIALIZER,
 	.uffd = -1, .wakefd = -1,
 };
 
@@ -167,13 +168,9 @@ static void dispatch(const struct uffd_msg *m)
 		unmapped = false;	/* the VMA stays, registered */
 		break;
 	case UFFD_EVENT_REMAP:
+		/* Both ends stay registered with us (see the top). */
 		start = m->arg.remap.from;
 		end = m->arg.remap.from + m->arg.remap.len;
-		pthread_mutex_lock(&proc_uffd.moved_lock);
-		if (proc_uffd.nmoved < ARRAY_SIZE(proc_uffd.moved))
-			proc_uffd.moved[proc_uffd.nmoved++] = (typeof(proc_uffd.moved[0])){
-				start, m->arg.remap.to, m->arg.remap.len };
-		pthread_mutex_unlock(&proc_uffd.moved_lock);
 		break;
 	default:
 		return;
@@ -321,35 +318,6 @@ static void unregister_unused(struct mapwatch *mw, uint32_t slot,
 }
 
 /*
- * Under proc_uffd.lock: unregister what mremap moved, where no watch needs
- * it.  The destination is the moved VMA, ours.  The source is ours only
- * after MREMAP_DONTUNMAP (else it is unmapped, and may be someone else's
- * new memory by now): UFFDIO_WRITEPROTECT succeeds only over VMAs
- * registered in write-protect mode, which is how we register.
- */
-static void unregister_moved(void)
-{
-	typeof(proc_uffd.moved[0]) mv[ARRAY_SIZE(proc_uffd.moved)];
-	unsigned int n;
-
-	pthread_mutex_lock(&proc_uffd.moved_lock);
-	n = proc_uffd.nmoved;
-	memcpy(mv, proc_uffd.moved, n * sizeof(mv[0]));
-	proc_uffd.nmoved = 0;
-	pthread_mutex_unlock(&proc_uffd.moved_lock);
-	for (unsigned int i = 0; i < n && proc_uffd.uffd >= 0; i++) {
-		struct uffdio_writeprotect wp = {
-			.range = { mv[i].from, mv[i].len },
-		};
-
-		unregister_unused(NULL, 0, mv[i].to, mv[i].to + mv[i].len - 1);
-		if (!ioctl(proc_uffd.uffd, UFFDIO_WRITEPROTECT, &wp))
-			unregister_unused(NULL, 0, mv[i].from,
-					  mv[i].from + mv[i].len - 1);
-	}
-}
-
-/*
  * UFFDIO_REGISTER succeeds when any VMA is in the range and skips the
  * holes; memory mapped into a hole later is not registered, so its munmap
  * would send no event.  So after registering: a hole (msync() fails with
@@ -396,7 +364,6 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		mw_seterr(mw, "%s", mw->err);
 		return -EIO;
 	}
-	unregister_moved();
 	/* Live first: a change landing while the range is being registered
 	 * is then seen, never lost. */
 	ret = mw_user_watch(mw, addr, len, cookie, h);
@@ -405,8 +372,20 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		return ret;
 	}
 	if (ioctl(proc_uffd.uffd, UFFDIO_REGISTER, &reg)) {
-		e = errno;		/* nothing registered */
-		mw_user_unwatch(mw, h);
+		/*
+		 * The kernel checks every VMA of the range before it changes
+		 * any (EBUSY, EINVAL, EPERM: nothing registered; EBUSY also
+		 * means another userfaultfd's registration lies in the range,
+		 * which an unregister would strip), then registers VMA by
+		 * VMA: ENOMEM (a split beyond vm.max_map_count) leaves the
+		 * VMAs before the failing one registered.  Take back what no
+		 * other watch needs; the range held no other context's
+		 * registration a moment ago.
+		 */
+		e = errno;
+		mw_user_unwatch_freed(mw, h, &freed);
+		if (e == ENOMEM && freed)
+			unregister_unused(mw, h->slot, addr, addr + len - 1);
 	} else if ((e = register_holes(&reg))) {
 		/* Part of the range is registered now: take back what no
 		 * one else needs. */
@@ -424,40 +403,6 @@ static int uffd_watch(struct mapwatch *mw, uintptr_t addr, size_t len,
 		  e == EBUSY ? " (another userfaultfd, of another library in this process, watches this memory: use the kernel backend)" :
 		  e == ENOMEM ? " (too many VMAs: vm.max_map_count)" : "");
 	return -e;
-}
-
-/*
- * ops->revalidate: is the memory at the ends of [addr, addr + len) still
- * the VMA our registration covers?  UFFDIO_WRITEPROTECT with mode 0 fails
- * with ENOENT over a VMA not registered in write-protect mode (memory
- * mapped there since, its UNMAP event maybe not read yet) and with EAGAIN
- * while any unmap, remove or remap event of the process is unread (it may
- * be this range's): both count as changed.  Only the first and the last
- * page: the ioctl walks the page tables of its range (measured on 6.18:
- * 3.5 us for one touched page, 420 us for 4096), and memory mapped at a
- * freed address covers the start of the hole (a same-size mmap, or
- * bottom-up) or its end (top-down).  A smaller mapping strictly inside the
- * range, not touching either end, is not seen: that is the documented
- * limit.  No wait and no lock: this runs on a cache hit.
- */
-static bool uffd_revalidate(struct mapwatch *mw, uintptr_t addr, size_t len)
-{
-	uintptr_t pg = page_size();
-	uintptr_t first = addr & ~(pg - 1);
-	uintptr_t last = (addr + len - 1) & ~(pg - 1);
-	int uffd = atomic_load(&proc_uffd.uffd);
-	struct uffdio_writeprotect wp = { .range = { first, pg } };
-
-	if (atomic_load(&mw->u.dead))
-		return false;
-	if (last - first <= pg) {		/* one or two pages: one call */
-		wp.range.len = last + pg - first;
-		return !ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
-	}
-	if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))
-		return false;
-	wp.range.start = last;
-	return !ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
 }
 
 static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
@@ -483,7 +428,6 @@ static int uffd_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h)
 	ret = mw_user_unwatch_freed(mw, h, &freed);
 	if (freed && !unmapped)
 		unregister_unused(mw, h->slot, start, last);
-	unregister_moved();
 	pthread_mutex_unlock(&proc_uffd.lock);
 	return ret;
 }
@@ -503,7 +447,6 @@ static void uffd_close(struct mapwatch *mw)
 		}
 	}
 	pthread_rwlock_unlock(&proc_uffd.mons_lock);
-	unregister_moved();
 	/* Out of the list: unregister what no other monitor watches. */
 	for (uint32_t i = 0; i < atomic_load(&mw->u.hw) && !mw->u.dead; i++) {
 		const struct mw_slot *s = &mw->u.slots[i];
@@ -561,7 +504,6 @@ static const struct mw_ops uffd_ops = {
 	.pending = mw_user_pending,
 	.stats = mw_user_stats,
 	.close = uffd_close,
-	.revalidate = uffd_revalidate,
 };
 
 /* Under proc_uffd.lock: the process's userfaultfd and its reader, or -errno. */
@@ -676,8 +618,6 @@ void mw_uffd_atfork_child(void)
 		close(proc_uffd.wakefd);
 	pthread_mutex_init(&proc_uffd.lock, NULL);
 	pthread_rwlock_init(&proc_uffd.mons_lock, NULL);
-	pthread_mutex_init(&proc_uffd.moved_lock, NULL);
-	proc_uffd.nmoved = 0;
 	proc_uffd.uffd = -1;
 	proc_uffd.wakefd = -1;
 	proc_uffd.mons = NULL;

@@ -32,11 +32,6 @@ struct mw_ops {
 	bool (*pending)(const struct mapwatch *mw);
 	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
 	void (*close)(struct mapwatch *mw);
-	/* Optional (NULL: always true): false when [addr, addr + len) is
-	 * certainly no longer the memory a watch of it was placed on, checked
-	 * with the kernel now rather than through the events (userfaultfd:
-	 * memory mapped where the reader has not yet read the UNMAP). */
-	bool (*revalidate)(struct mapwatch *mw, uintptr_t addr, size_t len);
 };
 
 /* A watch of the user-space backends (userfaultfd, manual). */
@@ -51,8 +46,10 @@ struct mw_slot {
 
 /*
  * The user-space backends keep generations in user memory.  The thread that
- * reports changes (the userfaultfd reader) takes only ev_lock, which is
- * never held across anything that can unmap memory or block, so an
+ * reports changes (the userfaultfd reader) takes up.mons_lock (read) and,
+ * under it, each monitor's ev_lock; only when it fails for good, up.lock
+ * and then ev_lock (backend_uffd.c, reader_failed()).  None of them is held
+ * across anything that can unmap memory or wait for the reader, so an
  * unmapping thread waiting for that reader can never wait for us.
  *
  * Layers, each calling only those below it:
@@ -70,15 +67,17 @@ struct mw_slot {
  *   mw->share_lock   the caches of a monitor; never with a c->lock held:
  *                    a cache is pinned under it, then it is dropped
  *   up.lock          backend_uffd.c: the process's userfaultfd, its
- *                    register/unregister ioctls, the monitor list
+ *                    register/unregister ioctls, the monitor list; the
+ *                    reader takes it only in reader_failed()
  *   up.mons_lock     backend_uffd.c, rwlock: the reader holds it (read)
  *                    while it hands events to the monitors
  *   mw->lock         a monitor's watch/unwatch/read (user.c)
  *   u->ev_lock       a user-space monitor's event ring (user.c); all the
- *                    reader takes besides mons_lock
- * The process-wide locks (up.*) come before any monitor's, so the reader,
- * under mons_lock, reaches ev_lock only; the sequence mw_uffd_seq is no
- * lock (see mw_settle()).
+ *                    reader takes under mons_lock or up.lock
+ * The process-wide locks (up.*) come before any monitor's, so the reader
+ * reaches ev_lock only, never mw->lock; the sequence mw_uffd_seq is no
+ * lock (see mw_settle()).  (The list of moved ranges and its moved_lock,
+ * which the reader also took, are gone: backend_uffd.c.)
  */
 struct mw_user {
 	uint32_t *gens;			/* one word per slot */
@@ -244,14 +243,6 @@ static inline void mw_settle_mon(const struct mapwatch *mw)
 {
 	if (mw->backend == MAPWATCH_BACKEND_USERFAULTFD)
 		mw_settle();
-}
-
-/* The backend's revalidate hook: a cache's opt-in check on a hit. */
-static inline bool mw_revalidate(struct mapwatch *mw, const void *addr,
-				 size_t len)
-{
-	return !mw->ops->revalidate ||
-	       mw->ops->revalidate(mw, (uintptr_t)addr, len);
 }
 
 /* cache.c, for tests only: add n references to a held entry, return the
