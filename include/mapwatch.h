@@ -85,7 +85,9 @@
  *                may return the old registration; (2) madvise DONTNEED/
  *                FREE/REMOVE: the event comes before the pages are
  *                dropped, and a registration of them made in between is
- *                not reported until their next change.  The kernel
+ *                not reported until their next change.  A cache
+ *                created with MAPWATCH_CACHE_F_REVALIDATE (since 1.3)
+ *                narrows (1), at a cost per hit.  The kernel
  *                backend has neither window.  One userfaultfd per process,
  *                shared by its monitors; memory another library's
  *                userfaultfd watches: EBUSY.
@@ -337,6 +339,23 @@ struct mapwatch_cache_ops {
 					registered for this get alone, uncached and
 					unwatched, and deregistered at its last put,
 					instead of failing get */
+#define MAPWATCH_CACHE_F_REVALIDATE (1ULL << 1) /* since 1.3: every hit also
+					asks the backend whether the entry's memory
+					is still what was registered, and treats it
+					as changed (takes it out and misses) when
+					not.  Only the userfaultfd backend has such
+					a check (elsewhere the flag costs nothing):
+					it catches another thread's reuse of a freed
+					address before the reader has read the
+					UNMAP event (see "What each backend sees"),
+					at the entry's first and last page only,
+					not a smaller mapping strictly inside it;
+					and it misses while any unmap event of the
+					process is unread.  It costs one or two
+					system calls per hit, some 1.6 to 6 us
+					measured, up to 14 on a busy host
+					(lib/README.md), against 30 to 100 ns
+					for a plain hit */
 /* mapwatch_cache_req.mem_type: host memory, watched by the monitor.  Any
  * other value is memory of a device (a GPU...), in the caller's own
  * numbering (libfabric's enum fi_hmem_iface, UCX's ucs_memory_type_t), of

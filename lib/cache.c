@@ -236,7 +236,8 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 		ret = mw_struct_in(&kcfg, sizeof(kcfg), cfg, cfg_size,
 				   MW_CACHE_CONFIG_SIZE_1_0);
 	if (!ret && (!mw || !(kops.reg || kops.reg_ex) || !kops.dereg ||
-		     (kcfg.flags & ~MAPWATCH_CACHE_F_PASSTHROUGH) ||
+		     (kcfg.flags & ~(MAPWATCH_CACHE_F_PASSTHROUGH |
+				     MAPWATCH_CACHE_F_REVALIDATE)) ||
 		     kcfg.entry_size > MAPWATCH_CACHE_ENTRY_SIZE_MAX))
 		ret = -EINVAL;
 	if (ret) {

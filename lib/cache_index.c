@@ -195,7 +195,12 @@ static bool take_hit(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 		ref_not_a_hit(c, e);
 		return false;
 	}
-	if (mapwatch_changed(&e->wh)) {
+	/* MAPWATCH_CACHE_F_REVALIDATE: the backend's check of the entry's
+	 * memory (userfaultfd: address reuse before its event is read, F1);
+	 * a host entry it fails is treated as changed. */
+	if (mapwatch_changed(&e->wh) ||
+	    ((c->cfg.flags & MAPWATCH_CACHE_F_REVALIDATE) && !e->unwatched &&
+	     !mw_revalidate(c->mw, (const void *)e->start, e->end - e->start))) {
 		if (st->n < MAX_STALE) {
 			atomic_fetch_sub(&e->refs_uses, USE_ONE);
 			st->e[st->n++] = e;

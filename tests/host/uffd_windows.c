@@ -389,6 +389,104 @@ TEST(revalidate_cost_per_hit)
 	mapwatch_close(mw);
 }
 
+/*
+ * The cache's opt-in, MAPWATCH_CACHE_F_REVALIDATE: the same reuse as
+ * reuse_before_reader (thread A's munmap held in the kernel, the reader
+ * held in its poll, new memory mapped at the address), now through the
+ * cache.  Without the flag the get hits the old entry (the window); with
+ * it, the hit asks the backend, finds the registration's VMA gone, takes
+ * the entry out and misses: a new registration of the new memory.
+ */
+static void reuse_through_cache(bool flag)
+{
+	struct mapwatch *mw = uffd(8);
+	struct fake f;
+	struct mapwatch_cache_ops ops = {
+		.reg = fake_reg, .dereg = fake_dereg, .ctx = &f,
+	};
+	struct mapwatch_cache_config cfg = {
+		.flags = flag ? MAPWATCH_CACHE_F_REVALIDATE : 0,
+	};
+	struct mapwatch_cache_stats st;
+	struct mapwatch_cache *c;
+	struct mapwatch_cache_entry *e;
+	struct unmapper u;
+	pthread_t a;
+	char *p = map_at(NULL, 4 * PAGE), *q = NULL;
+	uint64_t tag;
+
+	fake_init(&f);
+	f.tag = tag_content;
+	c = mapwatch_cache_create(mw, &ops, &cfg);
+	ASSERT_TRUE(c != NULL);
+	*(volatile uint64_t *)p = 1;
+	e = mapwatch_cache_get(c, p, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(reg_of(e)->tag, 1);
+	mapwatch_cache_put(c, e);
+	/* Memory as watched stays a hit with the flag too. */
+	e = mapwatch_cache_get(c, p, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	EXPECT_EQ(reg_of(e)->tag, 1);
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&f.nreg), 1);
+
+	sem_init(&release_reader, 0, 0);
+	atomic_store(&hold_reader, true);
+	u = (struct unmapper){ p, 4 * PAGE };
+	ASSERT_EQ(pthread_create(&a, NULL, do_munmap, &u), 0);
+	for (int i = 0; i < 5000000 && !q; i++)
+		q = map_at(p, 4 * PAGE);
+	if (!q) {
+		atomic_store(&hold_reader, false);
+		sem_post(&release_reader);
+		pthread_join(a, NULL);
+		SKIP("the address never came free");
+	}
+	*(volatile uint64_t *)q = 2;
+	e = mapwatch_cache_get(c, q, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	tag = reg_of(e)->tag;
+	ASSERT_OK(mapwatch_cache_get_stats(c, &st));
+	tap_diag("%s: get at the reused address while the reader had not read the UNMAP: registration of memory that held %llu (%s), %llu misses, %llu registrations",
+		 flag ? "MAPWATCH_CACHE_F_REVALIDATE" : "no flag",
+		 (unsigned long long)tag, tag == 2 ? "new" : "stale",
+		 (unsigned long long)st.misses,
+		 (unsigned long long)st.registrations);
+	mapwatch_cache_put(c, e);
+	atomic_store(&hold_reader, false);
+	sem_post(&release_reader);
+	pthread_join(a, NULL);
+	if (flag) {
+		EXPECT_EQ(tag, 2);		/* a miss: new registration */
+		EXPECT_EQ(st.misses, 2);
+		EXPECT_EQ(st.registrations, 2);
+		EXPECT_TRUE(st.invalidations >= 1);
+	} else {
+		EXPECT_EQ(tag, 1);		/* the documented window */
+		EXPECT_EQ(st.misses, 1);
+	}
+	/* Once the reader has read the event, a get sees the new memory. */
+	e = mapwatch_cache_get(c, q, 4 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	EXPECT_EQ(reg_of(e)->tag, 2);
+	mapwatch_cache_put(c, e);
+	ASSERT_OK(munmap(q, 4 * PAGE));
+	mapwatch_cache_destroy(c);
+	EXPECT_EQ(atomic_load(&f.nreg), atomic_load(&f.ndereg));
+	mapwatch_close(mw);
+}
+
+TEST(cache_reuse_before_reader_without_revalidate_flag_is_a_stale_hit)
+{
+	reuse_through_cache(false);
+}
+
+TEST(cache_reuse_before_reader_with_revalidate_flag_misses)
+{
+	reuse_through_cache(true);
+}
+
 /* --- F5: madvise(DONTNEED) racing a new registration ---------------------- */
 
 static int pagemap_fd = -1;
