@@ -516,6 +516,18 @@ MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_
 MAPWATCH_EXPORT struct mapwatch_cache_entry *
 mapwatch_cache_get_arg(struct mapwatch_cache *c, void *addr, size_t len,
 		       int flags, void *arg);
+/* Lookup only (libfabric's ofi_mr_cache_find()): a referenced, valid entry
+ * of host memory covering [addr, addr + len) with at least flags, found as
+ * mapwatch_cache_get() finds a hit (pending events read first; a changed
+ * entry met is taken out, never returned; counted as a hit), or NULL with
+ * errno ENOENT.  Never registers, never waits for a registration under
+ * way.  Put it with mapwatch_cache_put().  NULL also with EINVAL (NULL
+ * cache, empty or wrapping range), EIO (in a child after fork).  With
+ * MAPWATCH_CACHE_F_REVALIDATE the hit is revalidated as a get's is.
+ * Since 1.3. */
+MAPWATCH_EXPORT struct mapwatch_cache_entry *
+mapwatch_cache_find(struct mapwatch_cache *c, const void *addr, size_t len,
+		    int flags);
 /* One more reference on an entry the caller already holds (no lookup, no
  * hit counted); each is dropped by a mapwatch_cache_put().  Since 1.1. */
 MAPWATCH_EXPORT void mapwatch_cache_hold(struct mapwatch_cache *c,

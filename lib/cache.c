@@ -514,6 +514,35 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 			 struct mapwatch_cache_entry **dead);
 
 /*
+ * The hit path of get and find: events first, then an unchanged entry
+ * starting at w's start (where the widest registration would), at k's,
+ * or covering k.  *seen: the attach count before the lookup began.
+ */
+static struct mapwatch_cache_entry *lookup(struct mapwatch_cache *c,
+					   const struct key *w,
+					   const struct key *k, uint64_t *seen)
+{
+	struct mapwatch_cache_entry *e;
+	struct stale st;
+
+	/* A change whose call returned before this get shows now (the
+	 * userfaultfd reader may still be applying it). */
+	mw_settle_mon(c->mw);
+	if (mapwatch_pending(c->mw))
+		mwc_process_events(c);
+	*seen = atomic_load_explicit(&c->attached, memory_order_acquire);
+	st.n = 0;
+	e = mwc_lookup_exact(c, w, &st);
+	if (!e && w->s != k->s)
+		e = mwc_lookup_exact(c, k, &st);
+	if (!e)
+		e = mwc_lookup_cover(c, k, &st);
+	if (st.n)	/* changed entries met on the way, hit or miss */
+		purge_stale(c, &st);
+	return e;
+}
+
+/*
  * Every get.  The request's pages (units of the cache's align, at most a
  * page: never past memory the caller named) are what a hit must cover; a
  * miss registers them widened to the request's align (cfg.align, the
@@ -529,7 +558,6 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	 * registered; span: the request widened, what a miss registers. */
 	struct key k, w, w0, span;
 	struct inflight me;
-	struct stale st;
 	uint64_t seen;
 	int rounds = 0, dev_tries = 0;
 	bool widened = false;
@@ -561,20 +589,7 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	w.s = addr & ~(a - 1);
 	w0 = w;
 again:
-	/* A change whose call returned before this get shows now (the
-	 * userfaultfd reader may still be applying it). */
-	mw_settle_mon(c->mw);
-	if (mapwatch_pending(c->mw))
-		mwc_process_events(c);
-	seen = atomic_load_explicit(&c->attached, memory_order_acquire);
-	st.n = 0;
-	e = mwc_lookup_exact(c, &w, &st);
-	if (!e && w.s != k.s)
-		e = mwc_lookup_exact(c, &k, &st);
-	if (!e)
-		e = mwc_lookup_cover(c, &k, &st);
-	if (st.n)	/* changed entries met on the way, hit or miss */
-		purge_stale(c, &st);
+	e = lookup(c, &w, &k, &seen);
 	if (e)
 		return e;
 	if (!widened) {
@@ -728,6 +743,42 @@ mapwatch_cache_get_req_sized(struct mapwatch_cache *c,
 		return NULL;
 	}
 	return cache_get(c, &r);
+}
+
+/* Lookup only, never a registration (libfabric's ofi_mr_cache_find()):
+ * get's hit path over host memory at the cache's alignment. */
+struct mapwatch_cache_entry *mapwatch_cache_find(struct mapwatch_cache *c,
+						 const void *addr, size_t len,
+						 int flags)
+{
+	uintptr_t a = (uintptr_t)addr, n;
+	struct mapwatch_cache_entry *e;
+	struct key k, w;
+	uint64_t seen;
+
+	if (!c || !len || a + len < a) {
+		errno = EINVAL;
+		return NULL;
+	}
+	n = c->align < mwc_page_size() ? c->align : mwc_page_size();
+	k = (struct key){
+		.s = a & ~(n - 1), .end = (a + len + n - 1) & ~(n - 1),
+		.flags = flags, .mem_type = MAPWATCH_MEM_HOST,
+	};
+	if (k.end <= k.s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (mw_forked(c->mw)) {
+		errno = EIO;
+		return NULL;
+	}
+	w = k;
+	w.s = a & ~(c->align - 1);
+	e = lookup(c, &w, &k, &seen);
+	if (!e)
+		errno = ENOENT;
+	return e;
 }
 
 /* A changed entry nobody else may use: take it out now, so that its

@@ -639,6 +639,79 @@ TEST(huge_page_widening_over_mapped_pages_only)
 	munmap(h, hs + hs / 2);
 }
 
+/*
+ * libfabric's ofi_mr_cache_find(): a lookup that never registers.  A held,
+ * valid entry covering the range with at least the flags, or NULL and
+ * ENOENT; a changed entry is never returned (and is taken out, as a get's
+ * lookup would); what it returns is put like a get's.
+ */
+TEST(find_looks_up_without_registering)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *g, *e, *e2, *h;
+
+	/* Miss: nothing cached, nothing registered. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	ASSERT_STREQ(r.log, "");
+	EXPECT_EQ(stats(c).registrations, 0);
+
+	g = mapwatch_cache_get(c, BASE, 4 * PAGE, 0);
+	ASSERT_TRUE(g != NULL);
+	mapwatch_cache_put(c, g);
+	/* Hits: at the entry's start, and inside it (covering). */
+	e = mapwatch_cache_find(c, BASE, 4 * PAGE, 0);
+	e2 = mapwatch_cache_find(c, BASE + PAGE, 10, 0);
+	EXPECT_TRUE(e == g);
+	EXPECT_TRUE(e2 == g);
+	/* Not covered, or not registered with the flags: a miss. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, 5 * PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 1) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	ASSERT_STREQ(r.log, "r");			/* never registered */
+	/* Its references are put like a get's; the entry stays cached. */
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_put(c, e2);
+	ASSERT_STREQ(r.log, "r");
+	EXPECT_EQ(stats(c).entries, 1);
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);	/* still a hit */
+	EXPECT_TRUE(e == g);
+	mapwatch_cache_put(c, e);
+
+	/* Changed (events not yet read): not returned, taken out. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	ASSERT_STREQ(r.log, "rid");
+	EXPECT_EQ(stats(c).entries, 0);
+
+	/* Changed while held: not returned; dereg at the holder's put. */
+	h = mapwatch_cache_get(c, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(h != NULL);
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE + 8 * PAGE, PAGE), 0);
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE + 8 * PAGE, PAGE, 0) == NULL);
+	ASSERT_STREQ(r.log, "ridri");
+	mapwatch_cache_put(c, h);
+	ASSERT_STREQ(r.log, "ridrid");
+
+	/* Bad input. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(NULL, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, EINVAL);
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, 0, 0) == NULL);
+	EXPECT_EQ(errno, EINVAL);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);
