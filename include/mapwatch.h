@@ -596,6 +596,22 @@ mapwatch_cache_get_req(struct mapwatch_cache *c,
 MAPWATCH_EXPORT int mapwatch_cache_invalidate(struct mapwatch_cache *c,
 					      uint32_t mem_type, uint64_t device,
 					      const void *addr, size_t len);
+/*
+ * Invalidate one entry the caller holds (UCX's
+ * ucs_rcache_region_invalidate(rcache, region, cb, arg)): it leaves the
+ * cache now (invalidate callback, if it was cached), so no get or find
+ * started after this returns gets it, and mapwatch_cache_entry_changed()
+ * reads true for it.  The caller still puts its reference.  When the last
+ * reference is put and the registration deregistered, done(arg) runs,
+ * once, in the thread that put it, with no lock held (done may be NULL).
+ * 0; -EINVAL for a NULL cache or entry; -EBUSY when a done of this entry
+ * is already pending (nothing changes); -EIO in a child after fork.
+ * Since 1.3.
+ */
+MAPWATCH_EXPORT int mapwatch_cache_invalidate_entry(struct mapwatch_cache *c,
+						    struct mapwatch_cache_entry *e,
+						    void (*done)(void *arg),
+						    void *arg);
 /* Take every entry out of the cache: idle ones are deregistered now, held
  * ones when their last reference is put. */
 MAPWATCH_EXPORT void mapwatch_cache_flush(struct mapwatch_cache *c);

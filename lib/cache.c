@@ -75,6 +75,9 @@ static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 /* Last reference gone: release the registration, recycle the entry. */
 void mwc_entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
+	void (*done)(void *arg);
+	void *done_arg;
+
 	/* A child's copy of the parent's registration: not the child's to
 	 * release (and the locks may be copies held by the parent's threads). */
 	if (mw_forked(c->mw))
@@ -94,9 +97,18 @@ void mwc_entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 		c->all = e->all_next;
 	if (e->all_next)
 		e->all_next->all_prev = e->all_prev;
+	/* mapwatch_cache_invalidate_entry()'s completion: taken before the
+	 * entry is recycled, run with no lock held. */
+	done = e->done_set ? e->done : NULL;
+	done_arg = e->done_arg;
+	e->done_set = false;
+	e->done = NULL;
+	e->done_arg = NULL;
 	e->dead_next = c->free;
 	c->free = e;
 	pthread_mutex_unlock(&c->lock);
+	if (done)
+		done(done_arg);
 }
 
 void mwc_drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dead)
@@ -357,6 +369,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	e->invalid = false;
 	e->unwatched = false;
 	e->passthrough = false;
+	atomic_store_explicit(&e->revoked, false, memory_order_relaxed);
 	atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
 	if (k->mem_type != MAPWATCH_MEM_HOST) {
 		if (reg_device(c, e, arg))
@@ -825,7 +838,7 @@ size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e)
 
 bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e)
 {
-	if (!e)
+	if (!e || atomic_load_explicit(&e->revoked, memory_order_acquire))
 		return true;
 	mw_settle();
 	return mapwatch_changed(&e->wh);
@@ -943,6 +956,40 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 			continue;
 		atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
 	}
+	pthread_mutex_unlock(&c->lock);
+	mwc_drop_dead(c, dead);
+	return 0;
+}
+
+/*
+ * One entry, as UCX's ucs_rcache_region_invalidate(): out of the cache
+ * now (invalidate callback; no later lookup returns it), deregistered at
+ * its last put, then done(arg).  The caller holds e, so the entry cannot
+ * die under this call, and its own put (or a later holder's) is the last.
+ */
+int mapwatch_cache_invalidate_entry(struct mapwatch_cache *c,
+				    struct mapwatch_cache_entry *e,
+				    void (*done)(void *arg), void *arg)
+{
+	struct mapwatch_cache_entry *dead = NULL;
+
+	if (!c || !e)
+		return -EINVAL;
+	if (mw_forked(c->mw))
+		return -EIO;
+	pthread_mutex_lock(&c->lock);
+	if (e->done_set) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
+	if (done) {
+		e->done = done;
+		e->done_arg = arg;
+		e->done_set = true;
+	}
+	atomic_store_explicit(&e->revoked, true, memory_order_release);
+	if (mwc_detach(c, e, &dead, false))
+		count_invalid(c, e);
 	pthread_mutex_unlock(&c->lock);
 	mwc_drop_dead(c, dead);
 	return 0;
