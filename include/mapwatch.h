@@ -540,7 +540,8 @@ MAPWATCH_EXPORT void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry
 MAPWATCH_EXPORT void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e);
 MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e);
 /* True once the entry's memory changed translation (one load; with
- * userfaultfd, a wait of microseconds while its reader applies events):
+ * userfaultfd, a wait of microseconds while its reader applies events),
+ * or (since 1.3) mapwatch_cache_invalidate_entry() was called on it:
  * check it again after holding an entry across a long operation. */
 MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
 /* The entry's cfg.entry_size bytes of storage (NULL when 0).  Since 1.1. */
