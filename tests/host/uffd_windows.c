@@ -444,6 +444,15 @@ static void reuse_through_cache(bool flag)
 		SKIP("the address never came free");
 	}
 	*(volatile uint64_t *)q = 2;
+	/* A lookup alone (mapwatch_cache_find) is checked the same way. */
+	e = mapwatch_cache_find(c, q, 4 * PAGE, 0);
+	if (flag) {
+		EXPECT_TRUE(e == NULL);
+	} else {
+		ASSERT_TRUE(e != NULL);
+		EXPECT_EQ(reg_of(e)->tag, 1);
+		mapwatch_cache_put(c, e);
+	}
 	e = mapwatch_cache_get(c, q, 4 * PAGE, 0);
 	ASSERT_TRUE(e != NULL);
 	tag = reg_of(e)->tag;
