@@ -516,6 +516,17 @@ MAPWATCH_EXPORT struct mapwatch_cache_entry *mapwatch_cache_get(struct mapwatch_
 MAPWATCH_EXPORT struct mapwatch_cache_entry *
 mapwatch_cache_get_arg(struct mapwatch_cache *c, void *addr, size_t len,
 		       int flags, void *arg);
+/* Lookup only (libfabric's ofi_mr_cache_find()): a referenced, valid entry
+ * of host memory covering [addr, addr + len) with at least flags, found as
+ * mapwatch_cache_get() finds a hit (pending events read first; a changed
+ * entry met is taken out, never returned; counted as a hit), or NULL with
+ * errno ENOENT.  Never registers, never waits for a registration under
+ * way.  Put it with mapwatch_cache_put().  NULL also with EINVAL (NULL
+ * cache, empty or wrapping range), EIO (in a child after fork).
+ * Since 1.3. */
+MAPWATCH_EXPORT struct mapwatch_cache_entry *
+mapwatch_cache_find(struct mapwatch_cache *c, const void *addr, size_t len,
+		    int flags);
 /* One more reference on an entry the caller already holds (no lookup, no
  * hit counted); each is dropped by a mapwatch_cache_put().  Since 1.1. */
 MAPWATCH_EXPORT void mapwatch_cache_hold(struct mapwatch_cache *c,
@@ -528,7 +539,8 @@ MAPWATCH_EXPORT void *mapwatch_cache_entry_reg(const struct mapwatch_cache_entry
 MAPWATCH_EXPORT void *mapwatch_cache_entry_addr(const struct mapwatch_cache_entry *e);
 MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e);
 /* True once the entry's memory changed translation (one load; with
- * userfaultfd, a wait of microseconds while its reader applies events):
+ * userfaultfd, a wait of microseconds while its reader applies events),
+ * or (since 1.3) mapwatch_cache_invalidate_entry() was called on it:
  * check it again after holding an entry across a long operation. */
 MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
 /* The entry's cfg.entry_size bytes of storage (NULL when 0).  Since 1.1. */
@@ -584,6 +596,22 @@ mapwatch_cache_get_req(struct mapwatch_cache *c,
 MAPWATCH_EXPORT int mapwatch_cache_invalidate(struct mapwatch_cache *c,
 					      uint32_t mem_type, uint64_t device,
 					      const void *addr, size_t len);
+/*
+ * Invalidate one entry the caller holds (UCX's
+ * ucs_rcache_region_invalidate(rcache, region, cb, arg)): it leaves the
+ * cache now (invalidate callback, if it was cached), so no get or find
+ * started after this returns gets it, and mapwatch_cache_entry_changed()
+ * reads true for it.  The caller still puts its reference.  When the last
+ * reference is put and the registration deregistered, done(arg) runs,
+ * once, in the thread that put it, with no lock held (done may be NULL).
+ * 0; -EINVAL for a NULL cache or entry; -EBUSY when a done of this entry
+ * is already pending (nothing changes); -EIO in a child after fork.
+ * Since 1.3.
+ */
+MAPWATCH_EXPORT int mapwatch_cache_invalidate_entry(struct mapwatch_cache *c,
+						    struct mapwatch_cache_entry *e,
+						    void (*done)(void *arg),
+						    void *arg);
 /* Take every entry out of the cache: idle ones are deregistered now, held
  * ones when their last reference is put. */
 MAPWATCH_EXPORT void mapwatch_cache_flush(struct mapwatch_cache *c);

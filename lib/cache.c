@@ -75,6 +75,9 @@ static struct mapwatch_cache_entry *entry_alloc(struct mapwatch_cache *c)
 /* Last reference gone: release the registration, recycle the entry. */
 void mwc_entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 {
+	void (*done)(void *arg);
+	void *done_arg;
+
 	/* A child's copy of the parent's registration: not the child's to
 	 * release (and the locks may be copies held by the parent's threads). */
 	if (mw_forked(c->mw))
@@ -94,9 +97,18 @@ void mwc_entry_destroy(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 		c->all = e->all_next;
 	if (e->all_next)
 		e->all_next->all_prev = e->all_prev;
+	/* mapwatch_cache_invalidate_entry()'s completion: taken before the
+	 * entry is recycled, run with no lock held. */
+	done = e->done_set ? e->done : NULL;
+	done_arg = e->done_arg;
+	e->done_set = false;
+	e->done = NULL;
+	e->done_arg = NULL;
 	e->dead_next = c->free;
 	c->free = e;
 	pthread_mutex_unlock(&c->lock);
+	if (done)
+		done(done_arg);
 }
 
 void mwc_drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dead)
@@ -395,6 +407,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	e->invalid = false;
 	e->unwatched = false;
 	e->passthrough = false;
+	atomic_store_explicit(&e->revoked, false, memory_order_relaxed);
 	atomic_store_explicit(&e->referenced, false, memory_order_relaxed);
 	if (k->mem_type != MAPWATCH_MEM_HOST) {
 		if (reg_device(c, e, arg))
@@ -552,6 +565,35 @@ static void alive_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *
 			 struct mapwatch_cache_entry **dead);
 
 /*
+ * The hit path of get and find: events first, then an unchanged entry
+ * starting at w's start (where the widest registration would), at k's,
+ * or covering k.  *seen: the attach count before the lookup began.
+ */
+static struct mapwatch_cache_entry *lookup(struct mapwatch_cache *c,
+					   const struct key *w,
+					   const struct key *k, uint64_t *seen)
+{
+	struct mapwatch_cache_entry *e;
+	struct stale st;
+
+	/* A change whose call returned before this get shows now (the
+	 * userfaultfd reader may still be applying it). */
+	mw_settle_mon(c->mw);
+	if (mapwatch_pending(c->mw))
+		mwc_process_events(c);
+	*seen = atomic_load_explicit(&c->attached, memory_order_acquire);
+	st.n = 0;
+	e = mwc_lookup_exact(c, w, &st);
+	if (!e && w->s != k->s)
+		e = mwc_lookup_exact(c, k, &st);
+	if (!e)
+		e = mwc_lookup_cover(c, k, &st);
+	if (st.n)	/* changed entries met on the way, hit or miss */
+		purge_stale(c, &st);
+	return e;
+}
+
+/*
  * Every get.  The request's pages (units of the cache's align, at most a
  * page: never past memory the caller named) are what a hit must cover; a
  * miss registers them widened to the request's align (cfg.align, the
@@ -567,7 +609,6 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	 * registered; span: the request widened, what a miss registers. */
 	struct key k, w, w0, span;
 	struct inflight me;
-	struct stale st;
 	uint64_t seen;
 	int rounds = 0, dev_tries = 0;
 	bool widened = false;
@@ -599,20 +640,7 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	w.s = addr & ~(a - 1);
 	w0 = w;
 again:
-	/* A change whose call returned before this get shows now (the
-	 * userfaultfd reader may still be applying it). */
-	mw_settle_mon(c->mw);
-	if (mapwatch_pending(c->mw))
-		mwc_process_events(c);
-	seen = atomic_load_explicit(&c->attached, memory_order_acquire);
-	st.n = 0;
-	e = mwc_lookup_exact(c, &w, &st);
-	if (!e && w.s != k.s)
-		e = mwc_lookup_exact(c, &k, &st);
-	if (!e)
-		e = mwc_lookup_cover(c, &k, &st);
-	if (st.n)	/* changed entries met on the way, hit or miss */
-		purge_stale(c, &st);
+	e = lookup(c, &w, &k, &seen);
 	if (e)
 		return e;
 	if (!widened) {
@@ -768,6 +796,42 @@ mapwatch_cache_get_req_sized(struct mapwatch_cache *c,
 	return cache_get(c, &r);
 }
 
+/* Lookup only, never a registration (libfabric's ofi_mr_cache_find()):
+ * get's hit path over host memory at the cache's alignment. */
+struct mapwatch_cache_entry *mapwatch_cache_find(struct mapwatch_cache *c,
+						 const void *addr, size_t len,
+						 int flags)
+{
+	uintptr_t a = (uintptr_t)addr, n;
+	struct mapwatch_cache_entry *e;
+	struct key k, w;
+	uint64_t seen;
+
+	if (!c || !len || a + len < a) {
+		errno = EINVAL;
+		return NULL;
+	}
+	n = c->align < mwc_page_size() ? c->align : mwc_page_size();
+	k = (struct key){
+		.s = a & ~(n - 1), .end = (a + len + n - 1) & ~(n - 1),
+		.flags = flags, .mem_type = MAPWATCH_MEM_HOST,
+	};
+	if (k.end <= k.s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (mw_forked(c->mw)) {
+		errno = EIO;
+		return NULL;
+	}
+	w = k;
+	w.s = a & ~(c->align - 1);
+	e = lookup(c, &w, &k, &seen);
+	if (!e)
+		errno = ENOENT;
+	return e;
+}
+
 /* A changed entry nobody else may use: take it out now, so that its
  * registration goes with its last reference. */
 static void put_changed(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
@@ -812,7 +876,7 @@ size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entry *e)
 
 bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e)
 {
-	if (!e)
+	if (!e || atomic_load_explicit(&e->revoked, memory_order_acquire))
 		return true;
 	mw_settle();
 	return mapwatch_changed(&e->wh);
@@ -924,6 +988,40 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 			continue;
 		atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
 	}
+	pthread_mutex_unlock(&c->lock);
+	mwc_drop_dead(c, dead);
+	return 0;
+}
+
+/*
+ * One entry, as UCX's ucs_rcache_region_invalidate(): out of the cache
+ * now (invalidate callback; no later lookup returns it), deregistered at
+ * its last put, then done(arg).  The caller holds e, so the entry cannot
+ * die under this call, and its own put (or a later holder's) is the last.
+ */
+int mapwatch_cache_invalidate_entry(struct mapwatch_cache *c,
+				    struct mapwatch_cache_entry *e,
+				    void (*done)(void *arg), void *arg)
+{
+	struct mapwatch_cache_entry *dead = NULL;
+
+	if (!c || !e)
+		return -EINVAL;
+	if (mw_forked(c->mw))
+		return -EIO;
+	pthread_mutex_lock(&c->lock);
+	if (e->done_set) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
+	if (done) {
+		e->done = done;
+		e->done_arg = arg;
+		e->done_set = true;
+	}
+	atomic_store_explicit(&e->revoked, true, memory_order_release);
+	if (mwc_detach(c, e, &dead, false))
+		count_invalid(c, e);
 	pthread_mutex_unlock(&c->lock);
 	mwc_drop_dead(c, dead);
 	return 0;

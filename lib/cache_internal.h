@@ -81,6 +81,13 @@ struct mapwatch_cache_entry {
 						   not cached */
 	bool loose;
 	void *data;				/* cfg.entry_size bytes, or NULL */
+	/* mapwatch_cache_invalidate_entry(): set under c->lock while held,
+	 * read by whoever drops the last reference. */
+	_Atomic bool revoked;			/* changed, as far as the
+						   entry's users are told */
+	void (*done)(void *arg);		/* run after dereg, once */
+	void *done_arg;
+	bool done_set;
 } __attribute__((aligned(64)));
 
 /* A registration in progress (on the registering thread's stack), so that

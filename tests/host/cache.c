@@ -1068,6 +1068,84 @@ TEST(eight_threads_with_racing_invalidations)
 	mapwatch_close(race.mw);
 }
 
+/*
+ * mapwatch_cache_invalidate_entry() racing gets, finds, puts and other
+ * invalidations of the same entries (TSan): every accepted call's done
+ * runs exactly once, after the last put; a get or find made after the
+ * call returned, while the entry is still held, never returns it.
+ */
+static struct {
+	struct mapwatch_cache *c;
+	_Atomic long accepted, done, busy, returned_again, ops;
+	_Atomic bool stop;
+} ie;
+
+static void ie_done(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&ie.done, 1);
+}
+
+static void *ie_worker(void *arg)
+{
+	unsigned int seed = (unsigned int)(uintptr_t)arg;
+
+	while (!atomic_load(&ie.stop)) {
+		char *a = BASE + (rand_r(&seed) % 4) * PAGE;
+		struct mapwatch_cache_entry *e, *g;
+		int r;
+
+		e = rand_r(&seed) % 4 ? mapwatch_cache_get(ie.c, a, PAGE, 0) :
+					mapwatch_cache_find(ie.c, a, PAGE, 0);
+		if (!e)
+			continue;
+		atomic_fetch_add(&ie.ops, 1);
+		if (rand_r(&seed) % 3 == 0) {
+			r = mapwatch_cache_invalidate_entry(ie.c, e, ie_done, NULL);
+			if (!r)
+				atomic_fetch_add(&ie.accepted, 1);
+			else if (r == -EBUSY)
+				atomic_fetch_add(&ie.busy, 1);
+			else
+				abort();
+			g = mapwatch_cache_get(ie.c, a, PAGE, 0);
+			if (g == e)
+				atomic_fetch_add(&ie.returned_again, 1);
+			mapwatch_cache_put(ie.c, g);
+		}
+		mapwatch_cache_put(ie.c, e);
+	}
+	return NULL;
+}
+
+TEST(invalidate_entry_races_gets_and_puts)
+{
+	struct mapwatch *mw = manual(64);
+	struct fake f;
+	pthread_t t[4];
+	double secs = getenv("RACE_SECONDS") ? atof(getenv("RACE_SECONDS")) : 1;
+
+	fake_init(&f);
+	ie.c = fake_cache(mw, &f, 0, 0);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, ie_worker,
+					 (void *)(uintptr_t)(i + 1)), 0);
+	usleep((useconds_t)(secs * 1e6));
+	atomic_store(&ie.stop, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	tap_diag("%ld lookups, %ld invalidations accepted, %ld busy, %ld done, %ld registrations",
+		 (long)ie.ops, (long)ie.accepted, (long)ie.busy,
+		 (long)ie.done, (long)f.nreg);
+	EXPECT_EQ(ie.done, ie.accepted);	/* every entry is put by now */
+	EXPECT_EQ(ie.returned_again, 0);
+	ASSERT_GT(ie.accepted, 10);
+	mapwatch_cache_destroy(ie.c);
+	EXPECT_EQ(ie.done, ie.accepted);
+	ASSERT_EQ(f.nreg, f.ndereg);
+	mapwatch_close(mw);
+}
+
 /* --- the stale-registration scenario ------------------------------------------ */
 
 /* The fake "pins" what the memory holds when registered. */

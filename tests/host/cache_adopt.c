@@ -639,6 +639,197 @@ TEST(huge_page_widening_over_mapped_pages_only)
 	munmap(h, hs + hs / 2);
 }
 
+/*
+ * libfabric's ofi_mr_cache_find(): a lookup that never registers.  A held,
+ * valid entry covering the range with at least the flags, or NULL and
+ * ENOENT; a changed entry is never returned (and is taken out, as a get's
+ * lookup would); what it returns is put like a get's.
+ */
+TEST(find_looks_up_without_registering)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *g, *e, *e2, *h;
+
+	/* Miss: nothing cached, nothing registered. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	ASSERT_STREQ(r.log, "");
+	EXPECT_EQ(stats(c).registrations, 0);
+
+	g = mapwatch_cache_get(c, BASE, 4 * PAGE, 0);
+	ASSERT_TRUE(g != NULL);
+	mapwatch_cache_put(c, g);
+	/* Hits: at the entry's start, and inside it (covering). */
+	e = mapwatch_cache_find(c, BASE, 4 * PAGE, 0);
+	e2 = mapwatch_cache_find(c, BASE + PAGE, 10, 0);
+	EXPECT_TRUE(e == g);
+	EXPECT_TRUE(e2 == g);
+	/* Not covered, or not registered with the flags: a miss. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, 5 * PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 1) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	ASSERT_STREQ(r.log, "r");			/* never registered */
+	/* Its references are put like a get's; the entry stays cached. */
+	mapwatch_cache_put(c, e);
+	mapwatch_cache_put(c, e2);
+	ASSERT_STREQ(r.log, "r");
+	EXPECT_EQ(stats(c).entries, 1);
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);	/* still a hit */
+	EXPECT_TRUE(e == g);
+	mapwatch_cache_put(c, e);
+
+	/* Changed (events not yet read): not returned, taken out. */
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	ASSERT_STREQ(r.log, "rid");
+	EXPECT_EQ(stats(c).entries, 0);
+
+	/* Changed while held: not returned; dereg at the holder's put. */
+	h = mapwatch_cache_get(c, BASE + 8 * PAGE, PAGE, 0);
+	ASSERT_TRUE(h != NULL);
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE + 8 * PAGE, PAGE), 0);
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE + 8 * PAGE, PAGE, 0) == NULL);
+	ASSERT_STREQ(r.log, "ridri");
+	mapwatch_cache_put(c, h);
+	ASSERT_STREQ(r.log, "ridrid");
+
+	/* Bad input. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(NULL, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, EINVAL);
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, 0, 0) == NULL);
+	EXPECT_EQ(errno, EINVAL);
+	mapwatch_cache_destroy(c);
+	mapwatch_close(mw);
+}
+
+/*
+ * UCX's ucs_rcache_region_invalidate(rcache, region, cb, arg): one entry
+ * marked changed now (no later get or find returns it), its completion
+ * once the last reference is put and the registration is gone, once.
+ */
+struct done_rec {
+	struct rec *r;
+	_Atomic int n;
+	long ndereg_then;
+};
+
+static void done_cb(void *arg)
+{
+	struct done_rec *d = arg;
+
+	atomic_fetch_add(&d->n, 1);
+	d->ndereg_then = atomic_load(&d->r->f.ndereg);
+	note(d->r, 'D');
+}
+
+TEST(invalidate_entry_completes_after_the_last_put)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_entry *e, *g;
+	struct done_rec d = { .r = &r };
+
+	e = mapwatch_cache_get(c, BASE, 2 * PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	mapwatch_cache_hold(c, e);			/* two holders */
+	ASSERT_EQ(mapwatch_cache_invalidate_entry(c, e, done_cb, &d), 0);
+	ASSERT_STREQ(r.log, "ri");			/* told, not deregistered */
+	EXPECT_EQ(atomic_load(&d.n), 0);
+	EXPECT_TRUE(mapwatch_cache_entry_changed(e));
+	/* One completion per entry at a time. */
+	EXPECT_EQ(mapwatch_cache_invalidate_entry(c, e, done_cb, &d), -EBUSY);
+	/* No later lookup returns it: get misses, find finds nothing. */
+	errno = 0;
+	EXPECT_TRUE(mapwatch_cache_find(c, BASE, PAGE, 0) == NULL);
+	EXPECT_EQ(errno, ENOENT);
+	g = mapwatch_cache_get(c, BASE, 2 * PAGE, 0);
+	ASSERT_TRUE(g != NULL);
+	EXPECT_TRUE(g != e);
+	EXPECT_TRUE(mapwatch_cache_entry_reg(g) != mapwatch_cache_entry_reg(e));
+	ASSERT_STREQ(r.log, "rir");
+	mapwatch_cache_put(c, g);
+	/* done only after the last put, after dereg, once. */
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&d.n), 0);
+	ASSERT_STREQ(r.log, "rir");
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&d.n), 1);
+	EXPECT_EQ(d.ndereg_then, 1);
+	ASSERT_STREQ(r.log, "rirdD");
+	EXPECT_EQ(stats(c).invalidations, 1);
+	/* The new entry is cached and unaffected. */
+	e = mapwatch_cache_get(c, BASE, 2 * PAGE, 0);
+	EXPECT_TRUE(e == g);
+	/* The caller the only holder: done at its put. */
+	ASSERT_EQ(mapwatch_cache_invalidate_entry(c, e, done_cb, &d), 0);
+	EXPECT_EQ(atomic_load(&d.n), 1);
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&d.n), 2);
+	ASSERT_STREQ(r.log, "rirdDidD");
+	/* No callback: just the invalidation. */
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(mapwatch_cache_invalidate_entry(c, e, NULL, NULL), 0);
+	mapwatch_cache_put(c, e);
+	ASSERT_STREQ(r.log, "rirdDidDrid");
+	EXPECT_EQ(atomic_load(&d.n), 2);
+	EXPECT_EQ(mapwatch_cache_invalidate_entry(NULL, e, NULL, NULL), -EINVAL);
+	EXPECT_EQ(mapwatch_cache_invalidate_entry(c, NULL, NULL, NULL), -EINVAL);
+	mapwatch_cache_destroy(c);
+	EXPECT_EQ(atomic_load(&d.n), 2);
+	mapwatch_close(mw);
+}
+
+/* The completion of an entry changed already (its event read, taken out,
+ * still held) runs at the last put too; one of device memory as well. */
+TEST(invalidate_entry_of_a_changed_or_device_entry)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 16);
+	struct rec r;
+	struct mapwatch_cache *c = rec_cache(mw, &r, 0, 0, 0);
+	struct mapwatch_cache_req req = {
+		.addr = BASE + 16 * PAGE, .len = PAGE, .mem_type = 7, .device = 1,
+	};
+	struct mapwatch_cache_entry *e, *g;
+	struct done_rec d = { .r = &r };
+
+	e = mapwatch_cache_get(c, BASE, PAGE, 0);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(mapwatch_invalidate(mw, BASE, PAGE), 0);
+	ASSERT_EQ(mapwatch_cache_progress(c), 1);
+	ASSERT_STREQ(r.log, "ri");
+	ASSERT_EQ(mapwatch_cache_invalidate_entry(c, e, done_cb, &d), 0);
+	ASSERT_STREQ(r.log, "ri");			/* told once only */
+	mapwatch_cache_put(c, e);
+	ASSERT_STREQ(r.log, "ridD");
+	EXPECT_EQ(atomic_load(&d.n), 1);
+
+	e = mapwatch_cache_get_req(c, &req);
+	ASSERT_TRUE(e != NULL);
+	ASSERT_EQ(mapwatch_cache_invalidate_entry(c, e, done_cb, &d), 0);
+	g = mapwatch_cache_get_req(c, &req);
+	ASSERT_TRUE(g != NULL);
+	EXPECT_TRUE(g != e);
+	mapwatch_cache_put(c, e);
+	EXPECT_EQ(atomic_load(&d.n), 2);
+	mapwatch_cache_put(c, g);
+	ASSERT_STREQ(r.log, "ridDrirdD");
+	mapwatch_cache_destroy(c);
+	EXPECT_EQ(atomic_load(&d.n), 2);
+	mapwatch_close(mw);
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);
