@@ -220,8 +220,15 @@ TEST(watch_refuses_unmapped_ranges)
 	ASSERT_OK(munmap(p + PAGE, 2 * PAGE));
 	EXPECT_EQ(mapwatch_watch(mw, p + PAGE, PAGE, 1, &h), -EINVAL);
 	/* Nothing is left registered: a later watch of mapped memory there
-	 * works and sees its unmap. */
-	ASSERT_TRUE(map_at(p, 3 * PAGE) == p);
+	 * works and sees its unmap.  Another thread (the sanitizers'
+	 * allocator, seen once under ASan) may have mapped into the freed
+	 * range meanwhile: then this part cannot run, and says so. */
+	if (!map_at(p, 3 * PAGE)) {
+		tap_diag("the freed range was mapped again by another thread: "
+			 "the re-watch part did not run");
+		mapwatch_close(mw);
+		return;
+	}
 	ASSERT_OK(mapwatch_watch(mw, p, 3 * PAGE, 2, &h));
 	ASSERT_OK(munmap(p + PAGE, PAGE));
 	EXPECT_TRUE(wait_changed(&h, 1));
