@@ -594,6 +594,28 @@ static struct mapwatch_cache_entry *lookup(struct mapwatch_cache *c,
 }
 
 /*
+ * The request's pages at the cache's alignment (or the page, if smaller),
+ * as get and find look them up: 0, or EINVAL for a range that wraps once
+ * rounded, EIO in a child after fork.
+ */
+static int request_key(struct mapwatch_cache *c, uintptr_t addr, size_t len,
+		       int flags, uint32_t mem_type, uint64_t device,
+		       struct key *k)
+{
+	uintptr_t n = c->align < mwc_page_size() ? c->align : mwc_page_size();
+
+	*k = (struct key){
+		.s = addr & ~(n - 1), .end = (addr + len + n - 1) & ~(n - 1),
+		.flags = flags, .mem_type = mem_type, .device = device,
+	};
+	if (k->end <= k->s)
+		return EINVAL;
+	if (mw_forked(c->mw))
+		return EIO;
+	return 0;
+}
+
+/*
  * Every get.  The request's pages (units of the cache's align, at most a
  * page: never past memory the caller named) are what a hit must cover; a
  * miss registers them widened to the request's align (cfg.align, the
@@ -610,7 +632,7 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	struct key k, w, w0, span;
 	struct inflight me;
 	uint64_t seen;
-	int rounds = 0, dev_tries = 0;
+	int rounds = 0, dev_tries = 0, err;
 	bool widened = false;
 
 	if (!c || !r->len || addr + r->len < addr ||
@@ -623,16 +645,9 @@ static struct mapwatch_cache_entry *cache_get(struct mapwatch_cache *c,
 	a = c->align > r->align ? c->align : r->align;
 	if ((r->req_flags & MAPWATCH_CACHE_REQ_HUGE) && mwc_huge_size() > a)
 		a = mwc_huge_size();
-	k = (struct key){
-		.s = addr & ~(n - 1), .end = (addr + r->len + n - 1) & ~(n - 1),
-		.flags = r->flags, .mem_type = r->mem_type, .device = r->device,
-	};
-	if (k.end <= k.s) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (mw_forked(c->mw)) {
-		errno = EIO;
+	err = request_key(c, addr, r->len, r->flags, r->mem_type, r->device, &k);
+	if (err) {
+		errno = err;
 		return NULL;
 	}
 	/* The exact lookup where the widest registration would start. */
@@ -802,26 +817,19 @@ struct mapwatch_cache_entry *mapwatch_cache_find(struct mapwatch_cache *c,
 						 const void *addr, size_t len,
 						 int flags)
 {
-	uintptr_t a = (uintptr_t)addr, n;
+	uintptr_t a = (uintptr_t)addr;
 	struct mapwatch_cache_entry *e;
 	struct key k, w;
 	uint64_t seen;
+	int err;
 
 	if (!c || !len || a + len < a) {
 		errno = EINVAL;
 		return NULL;
 	}
-	n = c->align < mwc_page_size() ? c->align : mwc_page_size();
-	k = (struct key){
-		.s = a & ~(n - 1), .end = (a + len + n - 1) & ~(n - 1),
-		.flags = flags, .mem_type = MAPWATCH_MEM_HOST,
-	};
-	if (k.end <= k.s) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (mw_forked(c->mw)) {
-		errno = EIO;
+	err = request_key(c, a, len, flags, MAPWATCH_MEM_HOST, 0, &k);
+	if (err) {
+		errno = err;
 		return NULL;
 	}
 	w = k;
