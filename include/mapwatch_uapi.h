@@ -64,6 +64,7 @@ struct mapwatch_probe {
 #define MAPWATCH_FEATURE_BATCH		(1ULL << 1)	/* *_BATCH ioctls */
 #define MAPWATCH_FEATURE_POLICY		(1ULL << 2)	/* SET_POLICY */
 #define MAPWATCH_FEATURE_INVALIDATE	(1ULL << 3)	/* INVALIDATE */
+#define MAPWATCH_FEATURE_REASONS	(1ULL << 4)	/* POLICY_REASONS */
 
 /*
  * MONITOR_BATCH / UNMONITOR_BATCH: count requests in one call.  Each entry
@@ -116,7 +117,95 @@ struct mapwatch_policy {
 
 #define MAPWATCH_POLICY_OVERFLOW_EVENT		(1U << 0)
 #define MAPWATCH_POLICY_ALL_INVALIDATIONS	(1U << 1)
-#define MAPWATCH_POLICY_MASK			(0x3U)
+#define MAPWATCH_POLICY_REASONS			(1U << 2)
+#define MAPWATCH_POLICY_MASK			(0x7U)
+
+/*
+ * REASONS: why a region changed.  With MAPWATCH_POLICY_REASONS set on the
+ * fd (MAPWATCH_FEATURE_REASONS says the module has it), the _alignment word
+ * of every struct kdreg2_event read from it carries
+ *   bits  0-7   enum mapwatch_reason: what happened to the mapping
+ *   bits  8-15  enum mapwatch_cause: who or what did it
+ *   bit  16     MAPWATCH_EVENT_F_PAGES_KEPT: the frames behind the range
+ *               did not change (a protection change); the translation's
+ *               permissions did
+ * and 0 (MAPWATCH_REASON_UNKNOWN, MAPWATCH_CAUSE_UNKNOWN) without it, as
+ * kdreg2 writes it.  A covering record (past the event cap) carries the
+ * reason shared by every region folded into it, or UNKNOWN when they
+ * differ.  Records, their size and every other field are unchanged.
+ *
+ * The reason is derived from what the kernel's mmu notifier is told (the
+ * mmu_notifier_range event) and from the context that made the change (the
+ * system call of the task, a kernel thread); module/README.md says, per
+ * supported kernel, which reasons and causes that kernel lets the module
+ * tell apart.  It is information for people and statistics: a cache must
+ * never keep a registration because of it, except where PAGES_KEPT says
+ * the frames stayed.
+ */
+enum mapwatch_reason {
+	MAPWATCH_REASON_UNKNOWN = 0,	/* the kernel did not say */
+	MAPWATCH_REASON_UNMAPPED = 1,	/* munmap, mmap over it, MADV_DONTNEED/
+					   FREE/REMOVE, brk shrink, shmdt */
+	MAPWATCH_REASON_MOVED = 2,	/* mremap moved it */
+	MAPWATCH_REASON_REPLACED = 3,	/* mapping kept, its pages may be
+					   others: copy-on-write, migration
+					   (NUMA balancing, compaction,
+					   move_pages), KSM, THP collapse or
+					   split, swap-out, soft-offline */
+	MAPWATCH_REASON_PROTECTION = 4,	/* protection reduced (mprotect,
+					   NUMA hinting, fork write-protect,
+					   soft-dirty); only delivered with
+					   MAPWATCH_POLICY_ALL_INVALIDATIONS */
+	MAPWATCH_REASON_EXIT = 5,	/* the address space is going away */
+	MAPWATCH_REASON_USER = 6,	/* MAPWATCH_IOCTL_INVALIDATE */
+	MAPWATCH_REASON_COUNT
+};
+
+enum mapwatch_cause {
+	MAPWATCH_CAUSE_UNKNOWN = 0,
+	MAPWATCH_CAUSE_MUNMAP = 1,	/* munmap() */
+	MAPWATCH_CAUSE_MMAP = 2,	/* mmap(MAP_FIXED) over the range */
+	MAPWATCH_CAUSE_MADVISE = 3,	/* madvise(), process_madvise() */
+	MAPWATCH_CAUSE_BRK = 4,		/* brk() shrinking the heap */
+	MAPWATCH_CAUSE_SHMDT = 5,	/* shmdt() */
+	MAPWATCH_CAUSE_MREMAP = 6,	/* mremap() */
+	MAPWATCH_CAUSE_MPROTECT = 7,	/* mprotect(), pkey_mprotect() */
+	MAPWATCH_CAUSE_FORK = 8,	/* fork(), clone() of the process */
+	MAPWATCH_CAUSE_FAULT = 9,	/* a page fault or another access of
+					   the memory by the process (copy-
+					   on-write break, NUMA balancing's
+					   migration on fault, THP split) */
+	MAPWATCH_CAUSE_NUMA_SCAN = 10,	/* NUMA balancing's periodic scan */
+	MAPWATCH_CAUSE_MIGRATE = 11,	/* move_pages(), migrate_pages(),
+					   mbind(MPOL_MF_MOVE) */
+	MAPWATCH_CAUSE_COMPACTION = 12,	/* kcompactd, memory compaction */
+	MAPWATCH_CAUSE_RECLAIM = 13,	/* kswapd or direct reclaim (swap-out) */
+	MAPWATCH_CAUSE_KSM = 14,	/* ksmd merging identical pages */
+	MAPWATCH_CAUSE_KHUGEPAGED = 15,	/* khugepaged collapsing into a THP */
+	MAPWATCH_CAUSE_SOFT_DIRTY = 16,	/* clear_refs */
+	MAPWATCH_CAUSE_EXIT = 17,	/* the process exiting or exec'ing */
+	MAPWATCH_CAUSE_IOCTL = 18,	/* MAPWATCH_IOCTL_INVALIDATE */
+	MAPWATCH_CAUSE_SYSCALL = 19,	/* another system call (truncate,
+					   fallocate, userfaultfd...) */
+	MAPWATCH_CAUSE_KTHREAD = 20,	/* another kernel thread */
+	MAPWATCH_CAUSE_COUNT
+};
+
+#define MAPWATCH_EVENT_F_PAGES_KEPT	(1U << 16)
+
+/*
+ * The names /proc/PID/fdinfo, /sys/kernel/mapwatch, the tracepoint and the
+ * tools print, indexed by the enums above: the one list of them.
+ */
+#define MAPWATCH_REASON_NAMES { "unknown", "unmapped", "moved", "replaced", \
+	"protection", "exit", "user" }
+#define MAPWATCH_CAUSE_NAMES { "unknown", "munmap", "mmap", "madvise", \
+	"brk", "shmdt", "mremap", "mprotect", "fork", "fault", "numa_scan", \
+	"migrate", "compaction", "reclaim", "ksm", "khugepaged", \
+	"soft_dirty", "exit", "ioctl", "syscall", "kthread" }
+
+#define MAPWATCH_EVENT_REASON(ev)	((ev)->_alignment & 0xffU)
+#define MAPWATCH_EVENT_CAUSE(ev)	(((ev)->_alignment >> 8) & 0xffU)
 
 /*
  * INVALIDATE: the caller says [addr, addr + length) of its own address
