@@ -498,6 +498,21 @@ static void print_summary(const struct run_result *res, int n)
 		       (unsigned long long)mc->server.corrupt_msgs,
 		       (unsigned long long)(mc->client.st.invalidations +
 					    mc->server.st.invalidations));
+	for (int m = BW_CACHE_ODP; m <= BW_CACHE_ODP_PREFETCH; m++) {
+		const struct run_result *oc = find(res, n, m, BW_CHURN);
+		const struct run_result *os = find(res, n, m, BW_STATIC);
+
+		if (oc)
+			printf("=> %s (On-Demand Paging, no cache): %llu corrupt under churn, %llu registrations for %llu messages.\n",
+			       bw_cache_names[m],
+			       (unsigned long long)oc->server.corrupt_msgs,
+			       (unsigned long long)(oc->client.st.registrations +
+						    oc->server.st.registrations),
+			       (unsigned long long)oc->server.msgs);
+		if (os && ms)
+			printf("=> %s static bandwidth: %.2fx the mapwatch cache's.\n",
+			       bw_cache_names[m], mbps(os) / mbps(ms));
+	}
 	/* The other backends' churn rows (--backend=LIST). */
 	for (int i = 0; mc && i < n; i++) {
 		const struct run_result *r = &res[i];
@@ -811,7 +826,9 @@ static void usage(FILE *f)
 "  RDMA bandwidth and correctness of memory-registration caching.\n"
 "  --loopback            both processes here (default): forks the server\n"
 "  --server | --client HOST   two hosts; TCP --port (default 18520) for setup\n"
-"  --cache=LIST          none,unsafe,mapwatch (default: all three)\n"
+"  --cache=LIST          none,unsafe,mapwatch (default: these three),\n"
+"                        odp,odp-prefetch (On-Demand Paging MRs, no cache:\n"
+"                        a device and kernel with ODP, e.g. rxe on Linux 7.x)\n"
 "                          none: register and deregister every message\n"
 "                          unsafe: cache keyed by address, no monitor\n"
 "                          mapwatch: libmapwatch's registration cache\n"
@@ -925,7 +942,7 @@ static int parse_args(int argc, char **argv)
 	};
 	int ch, v;
 
-	for (int i = 0; i < BW_NCACHE; i++)
+	for (int i = 0; i < BW_NDEFAULT_CACHE; i++)
 		opt.cache[i] = true;
 	for (int i = 0; i < BW_NWORKLOAD; i++)
 		opt.workload[i] = true;
