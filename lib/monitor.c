@@ -9,12 +9,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+
 _Atomic unsigned long mw_fork_gen;
 static pthread_once_t mw_once = PTHREAD_ONCE_INIT;
+
+/*
+ * One page the kernel wipes in every child (MADV_WIPEONFORK, Linux 4.14):
+ * it holds the pid of the process that opened a monitor last.  A monitor
+ * whose owner is not that pid was opened by an ancestor: one load, where
+ * getpid() is a system call on every watch and unwatch (two per cache miss
+ * and eviction).  The kernel wipes it for any child that does not share the
+ * address space, a raw clone() too, which the atfork generation misses.
+ * NULL where madvise() refuses: getpid() then.
+ */
+static _Atomic pid_t *mw_alive;
 
 static void mw_atfork_child(void)
 {
@@ -24,7 +40,18 @@ static void mw_atfork_child(void)
 
 static void mw_init_once(void)
 {
+	void *page = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE),
+			  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+
 	pthread_atfork(NULL, NULL, mw_atfork_child);
+	if (page == MAP_FAILED)
+		return;
+	if (madvise(page, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK)) {
+		munmap(page, (size_t)sysconf(_SC_PAGESIZE));
+		return;
+	}
+	mw_alive = page;
 }
 
 const char *mapwatch_backend_name(enum mapwatch_backend b)
@@ -126,6 +153,10 @@ static int open_monitor(struct mapwatch **out, enum mapwatch_backend backend,
 	}
 	mw->owner = getpid();
 	mw->fork_gen = atomic_load(&mw_fork_gen);
+	/* A child's first open: the page was wiped (0); the parent's
+	 * monitors keep the parent's pid, so they stay refused. */
+	if (mw_alive)
+		atomic_store_explicit(mw_alive, mw->owner, memory_order_relaxed);
 	mw->max = max_watches;
 	mw->fd = -1;
 	pthread_mutex_init(&mw->lock, NULL);
@@ -177,12 +208,16 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 }
 
 /* A child after fork() owns none of the parent's watches.  The fork
- * generation catches fork(); getpid() also catches a raw clone(). */
+ * generation catches fork(); the wiped page (or getpid()) a raw clone(). */
 int mw_check_owner(const struct mapwatch *mw)
 {
+	pid_t alive;
+
 	if (!mw)
 		return -EINVAL;
-	if (mw_forked(mw) || getpid() != mw->owner) {
+	alive = mw_alive ? atomic_load_explicit(mw_alive, memory_order_relaxed) :
+		getpid();
+	if (mw_forked(mw) || alive != mw->owner) {
 		mw_seterr((struct mapwatch *)mw,
 			  "monitor used in a child after fork(): open a new one");
 		return -EIO;
