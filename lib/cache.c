@@ -2,15 +2,18 @@
 /*
  * The registration cache.
  *
- * Two indexes over the same entries:
+ * Three indexes over the same entries:
  *  - a hash of the aligned start address, read without any lock: the
  *    common hit (same start as a cached entry) is a few loads, one
  *    compare-and-swap on the entry's reference count, and the one-load
  *    check of its watch;
+ *  - a hash of the power-of-two granules each entry overlaps, also read
+ *    without a lock, for a larger entry that starts below the request and
+ *    covers it (cache_index.c: one probe per entry size class in use);
  *  - an address-ordered tree (a treap keyed by start, every node knowing
- *    the largest end in its subtree) under a rwlock, searched only when the
- *    hash misses, for a larger entry that starts below the request and
- *    covers it.
+ *    the largest end in its subtree) under a rwlock, for what needs order:
+ *    the entries a miss covers, device invalidation, and the covering
+ *    lookup when the granule hash finds nothing.
  * Everything that changes the indexes (misses, eviction, events, flush)
  * holds the cache mutex, and the tree's write lock for the tree.  No lock
  * is held while the reg/dereg callbacks run or while the monitor watches
@@ -277,7 +280,7 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	struct mapwatch_cache_config kcfg = { 0 };
 	struct mapwatch_cache_ops kops;
 	struct mapwatch_cache *c;
-	struct buckets *a, *b;
+	struct buckets *a, *b, *g;
 	pthread_rwlockattr_t ra;
 	int ret;
 
@@ -297,10 +300,12 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	c = calloc(1, sizeof(*c));
 	a = mwc_buckets_new(MIN_BUCKETS);
 	b = mwc_buckets_new(MIN_BUCKETS);
-	if (!c || !a || !b) {
+	g = mwc_buckets_new(MIN_BUCKETS);
+	if (!c || !a || !b || !g) {
 		free(c);
 		free(a);
 		free(b);
+		free(g);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -314,11 +319,13 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 		free(c);
 		free(a);
 		free(b);
+		free(g);
 		errno = EINVAL;
 		return NULL;
 	}
 	atomic_init(&c->byaddr.a, a);
 	atomic_init(&c->cookies.a, b);
+	atomic_init(&c->bygran.a, g);
 	/* Writers first: covering hits must not starve the misses and the
 	 * event processing that change the tree (glibc prefers readers). */
 	pthread_rwlockattr_init(&ra);
@@ -1135,6 +1142,7 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 	}
 	free(atomic_load(&c->byaddr.a));
 	free(atomic_load(&c->cookies.a));
+	free(atomic_load(&c->bygran.a));
 	pthread_rwlock_destroy(&c->tree_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->inflight_done);

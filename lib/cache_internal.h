@@ -70,6 +70,11 @@ struct mapwatch_cache_entry {
 	struct mapwatch_handle wh;		/* word and gen in line 1 */
 	void *reg;
 	struct hnode by_cookie;			/* in c->cookies */
+	/* In c->bygran: the one or two granules of 2^gran_level bytes (the
+	 * entry's size rounded up to a power of two) it overlaps, node
+	 * [index & 1] for granule index. */
+	struct hnode by_gran[2];
+	uint8_t gran_level;
 	/* Under c->lock: */
 	struct mapwatch_cache_entry *ring_prev, *ring_next;	/* CLOCK */
 	struct mapwatch_cache_entry *all_prev, *all_next;	/* alive */
@@ -122,6 +127,9 @@ struct mapwatch_cache {
 	uintptr_t align;
 	size_t entry_bytes;			/* entry + storage, 64-aligned */
 	struct htab byaddr;
+	struct htab bygran;			/* covering lookups */
+	_Atomic uint64_t gran_levels;		/* bit L: entries of level L */
+	uint32_t gran_count[64];		/* under lock: per level */
 	pthread_rwlock_t tree_lock;
 	struct mapwatch_cache_entry *root;	/* the address-ordered tree */
 	pthread_mutex_t lock;			/* everything below */
