@@ -456,7 +456,7 @@ static void dev_inspect(struct dev_info *d)
 static void features_text(uint64_t f, char *buf, size_t size)
 {
 	static const char *const names[] = { "status_ext", "batch", "policy",
-					     "invalidate" };
+					     "invalidate", "reasons" };
 	size_t used = 0;
 
 	buf[0] = '\0';
