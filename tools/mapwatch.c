@@ -526,7 +526,8 @@ static void ordered_counters(struct name_list *out)
 	/* reasons and causes hold a line per name: shown apart. */
 	for (size_t j = 0; j < all.n; j++)
 		if (!in_counter_order(all.names[j]) &&
-		    strcmp(all.names[j], "reasons") && strcmp(all.names[j], "causes"))
+		    strcmp(all.names[j], "reasons") && strcmp(all.names[j], "causes") &&
+		    strcmp(all.names[j], "skipped_causes"))
 			out->names[k++] = strdup(all.names[j]);
 	out->n = k;
 	free_list(&all);
@@ -639,6 +640,12 @@ static int cmd_status(bool json)
 				counts_json(stdout, cause_names, v, NCAUSES);
 			else
 				fputs("null", stdout);
+			printf(",\"skipped_causes\":");
+			if (loaded && read_sys_counts(SYS_COUNTERS "/skipped_causes",
+						      cause_names, NCAUSES, v))
+				counts_json(stdout, cause_names, v, NCAUSES);
+			else
+				fputs("null", stdout);
 		}
 		printf(",\"parameters\":{");
 		for (size_t i = 0; i < params.n; i++) {
@@ -718,6 +725,13 @@ static int cmd_status(bool json)
 					counts_text(text, sizeof(text), cause_names, v,
 						    NCAUSES, false);
 					printf("invalidations by cause (%s/causes):\n  %s\n",
+					       SYS_COUNTERS, text);
+				}
+				if (read_sys_counts(SYS_COUNTERS "/skipped_causes", cause_names,
+						    NCAUSES, v)) {
+					counts_text(text, sizeof(text), cause_names, v,
+						    NCAUSES, false);
+					printf("protection-only invalidations skipped, by cause (%s/skipped_causes):\n  %s\n",
 					       SYS_COUNTERS, text);
 				}
 			}
