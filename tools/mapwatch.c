@@ -1540,8 +1540,9 @@ static size_t why_findings(const struct why_counts *w, struct finding *out,
 
 			if (scans || (!forked && strcmp(numa, "0")))
 				snprintf(f->text, sizeof(f->text),
-					 "%" PRIu64 " region%s: NUMA balancing moved pages (%" PRIu64 " faults, %" PRIu64 " scans) -- bind memory (numactl --membind) or set kernel.numa_balancing=0",
-					 v, v == 1 ? "" : "s", v, scans);
+					 "%" PRIu64 " region%s: NUMA balancing moved pages (%" PRIu64 " fault%s, %" PRIu64 " scan%s) -- bind memory (numactl --membind) or set kernel.numa_balancing=0",
+					 v, v == 1 ? "" : "s", v, v == 1 ? "" : "s",
+					 scans, scans == 1 ? "" : "s");
 			else if (forked)
 				snprintf(f->text, sizeof(f->text),
 					 "%" PRIu64 " region%s replaced on a write fault after fork(): copy-on-write of registered memory -- mark registered buffers MADV_DONTFORK (ibv_fork_init() or RDMAV_FORK_SAFE=1 does it)",
