@@ -30,6 +30,7 @@
 
 #include "host/libtest.h"
 #include "mapwatch_uapi.h"
+#include <sys/ioctl.h>
 
 #define HPAGE (2UL << 20)
 #define NBUF 50
@@ -297,6 +298,40 @@ TEST(why_names_munmap_of_freed_buffers)
 	ASSERT_EQ(cli(false, "status --json"), 0);
 	ASSERT_GE(json_num(strstr(out, "\"reasons\":") ?: "", "unmapped"), NBUF);
 	subject_stop(&s);
+}
+
+/*
+ * A client that asks for no reasons (libfabric's kdreg2 monitor opens
+ * /dev/kdreg2 and sets no policy): the module counts them all the same,
+ * and top and why show them while it runs.
+ */
+TEST(top_shows_reasons_of_a_plain_kdreg2_fd)
+{
+	struct kdreg2_config_data cfg = { .max_regions = 4 };
+	struct kdreg2_ioctl_monitor m = { .cookie = 9 };
+	char want[128], *p, *row;
+	int fd = open("/dev/kdreg2", O_RDWR | O_CLOEXEC);
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &cfg));
+	p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	p[0] = 1;
+	m.addr = p;
+	m.length = PAGE;
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_MONITOR, &m));
+	ASSERT_OK(munmap(p, PAGE));
+	ASSERT_EQ(cli(false, "top --once --json"), 0);
+	snprintf(want, sizeof(want), "{\"pid\":%d,", getpid());
+	row = strstr(out, want);
+	ASSERT_TRUE(row != NULL);
+	ASSERT_HAS(row, "\"policy\":\"0x0\"");
+	ASSERT_EQ(json_num(row, "unmapped"), 1);
+	ASSERT_EQ(json_num(row, "munmap"), 1);
+	ASSERT_EQ(cli(false, "why %d --once", getpid()), 0);
+	ASSERT_HAS(out, "1 region unmapped by munmap(): the process frees registered buffers");
+	close(fd);
 }
 
 TEST(why_errors)
