@@ -508,22 +508,29 @@ static void print_summary(const struct run_result *res, int n)
 	const struct run_result *ms = find(res, n, BW_CACHE_MAPWATCH, BW_STATIC);
 	const struct run_result *us = find(res, n, BW_CACHE_UNSAFE, BW_STATIC);
 	const struct run_result *ns = find(res, n, BW_CACHE_NONE, BW_STATIC);
+	struct bw_stats mst;
+	char why[256] = "";
+
+	if (mc) {
+		total(mc, &mst);
+		reasons_text(&mst, why, sizeof(why));
+	}
 
 	if (uc)
 		printf("=> unsafe cache under churn: %llu of %llu messages corrupt: its cached MRs still pin the freed pages, so the NIC used memory the application had given back.\n",
 		       (unsigned long long)uc->server.corrupt_msgs,
 		       (unsigned long long)uc->server.msgs);
 	if (mc && ms && us && ns)
-		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught); static bandwidth %.0f%% of the unmonitored cache's, %.1fx registering every message.\n",
+		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught, by reason %s); static bandwidth %.0f%% of the unmonitored cache's, %.1fx registering every message.\n",
 		       (unsigned long long)mc->server.corrupt_msgs,
 		       (unsigned long long)(mc->client.st.invalidations +
-					    mc->server.st.invalidations),
+					    mc->server.st.invalidations), why,
 		       100.0 * mbps(ms) / mbps(us), mbps(ms) / mbps(ns));
 	else if (mc)
-		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught).\n",
+		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught, by reason %s).\n",
 		       (unsigned long long)mc->server.corrupt_msgs,
 		       (unsigned long long)(mc->client.st.invalidations +
-					    mc->server.st.invalidations));
+					    mc->server.st.invalidations), why);
 	/* The other backends' churn rows (--backend=LIST). */
 	for (int i = 0; mc && i < n; i++) {
 		const struct run_result *r = &res[i];
