@@ -524,8 +524,9 @@ struct mapwatch_cache_stats {
 					   alone */
 	/* Since 1.4: the invalidations above by MAPWATCH_CHANGE_* and
 	 * MAPWATCH_BY_* (a value beyond the slots counts in [0], unknown);
-	 * an entry found changed by its watch before its event was read
-	 * counts as unknown only when the event no longer tells. */
+	 * an entry a get or put finds changed by its watch has the pending
+	 * events read first, so it counts as unknown only when its event
+	 * was not queued yet (or the backend does not say). */
 	uint64_t by_reason[MAPWATCH_CHANGE_REASON_SLOTS];
 	uint64_t by_cause[MAPWATCH_CHANGE_CAUSE_SLOTS];
 	uint64_t pages_kept;		/* of which the event said the pages
