@@ -285,7 +285,8 @@ struct mapwatch_event_ex {
 	uint32_t reason;	/* MAPWATCH_CHANGE_*; a range event: the
 				   reason of every change folded into it,
 				   or UNKNOWN when they differ */
-	uint32_t cause;		/* MAPWATCH_BY_* */
+	uint32_t cause;		/* MAPWATCH_BY_* (a range event: as the
+				   reason) */
 	uint32_t flags;		/* MAPWATCH_EVENT_F_* */
 	uint32_t reserved;	/* 0 */
 };

@@ -45,6 +45,20 @@ struct mw_ops {
 #define MW_INFO_REASON(i) ((i) & 0xffU)
 #define MW_INFO_CAUSE(i) (((i) >> 8) & 0xffU)
 #define MW_INFO_FLAGS(i) ((i) & ~0xffffU)
+/* The word of a range event folding changes a and b: the reason and the
+ * cause each where they agree, else unknown; a flag if both have it (the
+ * kernel's covering record, module/reason.c). */
+static inline uint32_t mw_info_merge(uint32_t a, uint32_t b)
+{
+	uint32_t w = a & b & ~0xffffU;
+
+	if (MW_INFO_REASON(a) == MW_INFO_REASON(b))
+		w |= MW_INFO_REASON(a);
+	if (MW_INFO_CAUSE(a) == MW_INFO_CAUSE(b))
+		w |= MW_INFO_CAUSE(a) << 8;
+	return w;
+}
+
 /* mapwatch_invalidate() and the cache's own invalidations. */
 #define MW_INFO_USER MW_INFO(MAPWATCH_REASON_USER, MAPWATCH_CAUSE_IOCTL)
 
@@ -105,7 +119,7 @@ struct mw_user {
 	size_t ring_size, ring_head, ring_count;
 	bool ovf;
 	uintptr_t ovf_start, ovf_last;
-	uint32_t ovf_info;		/* shared by all folded, else 0 */
+	uint32_t ovf_info;		/* what all folded share */
 	_Atomic uint64_t events, overflows;
 	_Atomic size_t live;
 	int efd;			/* eventfd: readable while pending */

@@ -274,8 +274,7 @@ static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
 	} else {
 		u->ovf_start = start < u->ovf_start ? start : u->ovf_start;
 		u->ovf_last = last > u->ovf_last ? last : u->ovf_last;
-		if (u->ovf_info != info)	/* the kernel's rule */
-			u->ovf_info = 0;
+		u->ovf_info = mw_info_merge(u->ovf_info, info);
 	}
 }
 

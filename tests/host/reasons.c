@@ -191,7 +191,7 @@ TEST(read_events_ex_sized_array)
 }
 
 /* Past the ring, changes fold into one range event: it keeps the reason
- * they share, UNKNOWN when they differ. */
+ * and the cause they share, UNKNOWN where they differ. */
 TEST(range_event_keeps_a_shared_reason)
 {
 	enum { N = 5000 };
