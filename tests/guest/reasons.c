@@ -16,9 +16,11 @@
 #include <stdbool.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "mapwatch_uapi.h"
 #include "pagemap.h"
@@ -535,6 +537,92 @@ TEST(move_pages_replaced_by_migrate)
 	ASSERT_TRUE(changed(b));
 	expect_why(p + PAGE, PAGE, 2, R(REPLACED), C(MIGRATE), 0);
 	expect_no_event();
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Short NUMA balancing scan periods, where this kernel has the knobs. */
+static const char *numa_scan_fast(void)
+{
+	static const char *const dirs[] = {
+		"/proc/sys/kernel/numa_balancing_",
+		"/sys/kernel/debug/sched/numa_balancing/",
+	};
+	static const char *const knob[][2] = {
+		{ "scan_delay_ms", "10" },
+		{ "scan_period_min_ms", "10" },
+		{ "scan_period_max_ms", "100" },
+	};
+	char path[128];
+
+	if (access("/sys/kernel/debug/sched", F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	for (size_t d = 0; d < 2; d++) {
+		snprintf(path, sizeof(path), "%s%s", dirs[d], knob[0][0]);
+		if (access(path, W_OK))
+			continue;
+		for (size_t i = 0; i < 3; i++) {
+			snprintf(path, sizeof(path), "%s%s", dirs[d],
+				 knob[i][0]);
+			knob_set(path, knob[i][1]);
+		}
+		return dirs[d];
+	}
+	return NULL;
+}
+
+/* A fresh mm (its first scan waits scan_delay_ms from its creation). */
+static void numa_scan_child(void)
+{
+	volatile char *v;
+	char *p = map_anon(16);
+	unsigned int want_flags;
+	double t0;
+
+	setup_policy(8, MAPWATCH_POLICY_REASONS |
+		     MAPWATCH_POLICY_ALL_INVALIDATIONS, O_CLOEXEC);
+	watch(p, 16 * PAGE, 1);
+	v = p;
+	t0 = now_s();
+	/* A hang guard on a slow guest, not a timing check. */
+	while (!pending() && now_s() - t0 < 60)
+		for (size_t i = 0; i < 16; i++)
+			(void)v[i * PAGE];
+	tap_diag("after %.1f s", now_s() - t0);
+	ASSERT_EQ(pending(), 1);
+	/* 5.10: a THP may move under the scan's range alone: not kept. */
+	want_flags = mw_skips("protection_vma") ? KEPT : 0;
+	expect_why(p, 16 * PAGE, 1, R(PROTECTION), C(NUMA_SCAN), want_flags);
+}
+
+/* NUMA balancing's scan (task work of the process) makes pages PROT_NONE. */
+TEST(numa_scan_protection_by_numa_scan)
+{
+	const char *scan;
+	pid_t pid;
+
+	if (online_nodes() < 2)
+		NEED("numa2", "one NUMA node: needs a 2-node guest (vm/run --numa)");
+	if (access("/proc/sys/kernel/numa_balancing", F_OK))
+		SKIP("kernel without NUMA balancing (CONFIG_NUMA_BALANCING)");
+	knob_set("/proc/sys/kernel/numa_balancing", "1");
+	scan = numa_scan_fast();
+	tap_diag("scan periods: %s", scan ? scan : "defaults (no knobs)");
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		numa_scan_child();
+		fflush(stdout);
+		_exit(tap_case_failed);
+	}
+	ASSERT_EQ(wait_child(pid), 0);
+	knobs_restore();
 }
 
 static bool ksm_all_merged(const char *p, size_t n)
