@@ -771,11 +771,9 @@ static void swap_off(void)
 	write_str("/sys/block/zram0/reset", "1");
 }
 
-/* MADV_PAGEOUT writes a private anonymous page to swap (on zram). */
-TEST(madv_pageout_replaced_by_madvise)
+/* Swap on a zram device for the case; swap_off() (also at exit) undoes it. */
+static void swap_on_zram(void)
 {
-	char *p = map_anon(2);
-
 	if (system("modprobe zram num_devices=1 2>/dev/null") != 0 ||
 	    access("/sys/block/zram0/disksize", W_OK))
 		NEED("zram", "no zram device for swap (CONFIG_ZRAM)");
@@ -784,11 +782,162 @@ TEST(madv_pageout_replaced_by_madvise)
 	ASSERT_EQ(write_str("/sys/block/zram0/disksize", "64M"), 0);
 	ASSERT_EQ(system("mkswap /dev/zram0 >/dev/null"), 0);
 	ASSERT_OK(syscall(SYS_swapon, "/dev/zram0", 0));
+}
+
+/* The page's pagemap entry (present bit 63, swapped bit 62). */
+static uint64_t pagemap_of(const void *addr)
+{
+	int f = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+
+	ASSERT_TRUE(f >= 0);
+	ASSERT_EQ(pread(f, &e, sizeof(e),
+			(off_t)((uintptr_t)addr / PAGE * sizeof(e))),
+		  (ssize_t)sizeof(e));
+	close(f);
+	return e;
+}
+
+/* MADV_PAGEOUT writes a private anonymous page to swap (on zram). */
+TEST(madv_pageout_replaced_by_madvise)
+{
+	char *p = map_anon(2);
+
+	swap_on_zram();
 	setup();
 	WHY(p + PAGE, PAGE, madvise(p + PAGE, PAGE, MADV_PAGEOUT),
 	    R(REPLACED), C(MADVISE), 0);
 	ASSERT_EQ(p[PAGE], 0x5a);
 	swap_off();
+}
+
+/*
+ * Reclaim under a cgroup's memory.high: the task reclaims for itself
+ * (PF_MEMALLOC) on its way back to user space, writing the oldest pages,
+ * the watched ones, to swap.  Reclaim may also start on a page and keep
+ * it: every region it reported says reclaim.
+ */
+static void cg2_cleanup(void)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d\n", getpid());
+	write_str("/tmp/mw-reasons-cg2/cgroup.procs", buf);
+	rmdir("/tmp/mw-reasons-cg2/mw");
+	umount2("/tmp/mw-reasons-cg2", MNT_DETACH);
+	rmdir("/tmp/mw-reasons-cg2");
+}
+
+TEST(memory_high_replaced_by_reclaim)
+{
+	const size_t fill = 96UL << 20, step = 4UL << 20;
+	char buf[32], *p, *f;
+	size_t done = 0;
+	int i, swapped = 0, n = 0;
+	struct kdreg2_event ev;
+
+	swap_on_zram();
+	mkdir("/tmp/mw-reasons-cg2", 0700);
+	if (mount("cgroup2", "/tmp/mw-reasons-cg2", "cgroup2", 0, NULL))
+		NEED("memcg", "no cgroup2: errno %d", errno);
+	atexit(cg2_cleanup);
+	if (write_str("/tmp/mw-reasons-cg2/cgroup.subtree_control", "+memory"))
+		NEED("memcg", "no memory controller (CONFIG_MEMCG)");
+	ASSERT_OK(mkdir("/tmp/mw-reasons-cg2/mw", 0700));
+	ASSERT_EQ(write_str("/tmp/mw-reasons-cg2/mw/memory.high", "16M"), 0);
+	snprintf(buf, sizeof(buf), "%d\n", getpid());
+	ASSERT_EQ(write_str("/tmp/mw-reasons-cg2/mw/cgroup.procs", buf), 0);
+	p = map_anon(4);	/* charged to the group from here on */
+	setup();
+	for (i = 0; i < 4; i++)
+		watch(p + i * PAGE, PAGE, i);
+	f = mmap(NULL, fill, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(f != MAP_FAILED);
+	ASSERT_OK(madvise(f, fill, MADV_NOHUGEPAGE));
+	while (!swapped && done < fill) {
+		memset(f + done, 0x11, step);
+		done += step;
+		for (i = 0; i < 4; i++)
+			swapped += pagemap_of(p + i * PAGE) >> 62 & 1;
+	}
+	tap_diag("%d of 4 watched pages swapped out after %zu MiB", swapped,
+		 done >> 20);
+	ASSERT_GT(swapped, 0);
+	while (read(fd, &ev, sizeof(ev)) == EV_SIZE) {
+		show_word("event", ev._alignment);
+		ASSERT_EQ(ev._alignment, R(REPLACED) | C(RECLAIM) << 8);
+		n++;
+	}
+	ASSERT_GE(n, swapped);
+	ASSERT_EQ(p[0], 0x5a);
+	ASSERT_OK(munmap(f, fill));
+	cg2_cleanup();
+	swap_off();
+}
+
+/*
+ * A file shrinking under a shared mapping (ftruncate, a system call the
+ * module does not name): the mapping stays, its pages went.
+ */
+TEST(ftruncate_replaced_by_syscall)
+{
+	int f = memfd_create("mw-reasons-trunc", MFD_CLOEXEC);
+	char *p;
+
+	ASSERT_TRUE(f >= 0);
+	ASSERT_OK(ftruncate(f, 4 * PAGE));
+	p = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	memset(p, 7, 4 * PAGE);
+	setup();
+	WHY(p + 2 * PAGE, 2 * PAGE, ftruncate(f, 2 * PAGE),
+	    R(REPLACED), C(SYSCALL), 0);
+}
+
+static int clone_fn(void *arg)
+{
+	(void)arg;
+	return 0;	/* exits: the kernel clears *ctid on its way out */
+}
+
+/*
+ * An exiting task changes a page: a CLONE_VM child with its clear-tid word
+ * in a watched page that a fork left shared with another process.  The
+ * kernel's write of 0 there at the child's exit copies the page
+ * (copy-on-write) in a task already marked exiting.
+ */
+TEST(exit_of_clone_vm_child_replaced_by_exit)
+{
+	char *p = map_anon(1), *stack = map_anon(16);
+	uint64_t before;
+	int go[2];
+	pid_t f, c;
+	char ch;
+
+	setup();
+	watch(p, PAGE, 1);
+	ASSERT_OK(pipe(go));
+	f = fork();	/* shares p until told to go */
+	ASSERT_GE(f, 0);
+	if (f == 0) {
+		if (read(go[0], &ch, 1) != 1)
+			_exit(2);
+		_exit(p[0] == 0x5a ? 0 : 1);
+	}
+	expect_no_event();
+	before = pfn_of(p);
+	c = clone(clone_fn, stack + 16 * PAGE,
+		  CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD, NULL, NULL, NULL,
+		  (pid_t *)p);
+	ASSERT_GT(c, 0);
+	ASSERT_EQ(wait_child(c), 0);
+	ASSERT_EQ(*(volatile pid_t *)p, 0);	/* the kernel's write */
+	ASSERT_NE(pfn_of(p), before);
+	expect_why(p, PAGE, 1, R(REPLACED), C(EXIT), 0);
+	expect_no_event();
+	ASSERT_EQ(write(go[1], "g", 1), 1);
+	ASSERT_EQ(wait_child(f), 0);
 }
 
 /* ---- protection (ALL_INVALIDATIONS) ----------------------------------- */
