@@ -16,9 +16,11 @@
 #include <stdbool.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "mapwatch_uapi.h"
 #include "pagemap.h"
@@ -537,6 +539,92 @@ TEST(move_pages_replaced_by_migrate)
 	expect_no_event();
 }
 
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Short NUMA balancing scan periods, where this kernel has the knobs. */
+static const char *numa_scan_fast(void)
+{
+	static const char *const dirs[] = {
+		"/proc/sys/kernel/numa_balancing_",
+		"/sys/kernel/debug/sched/numa_balancing/",
+	};
+	static const char *const knob[][2] = {
+		{ "scan_delay_ms", "10" },
+		{ "scan_period_min_ms", "10" },
+		{ "scan_period_max_ms", "100" },
+	};
+	char path[128];
+
+	if (access("/sys/kernel/debug/sched", F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	for (size_t d = 0; d < 2; d++) {
+		snprintf(path, sizeof(path), "%s%s", dirs[d], knob[0][0]);
+		if (access(path, W_OK))
+			continue;
+		for (size_t i = 0; i < 3; i++) {
+			snprintf(path, sizeof(path), "%s%s", dirs[d],
+				 knob[i][0]);
+			knob_set(path, knob[i][1]);
+		}
+		return dirs[d];
+	}
+	return NULL;
+}
+
+/* A fresh mm (its first scan waits scan_delay_ms from its creation). */
+static void numa_scan_child(void)
+{
+	volatile char *v;
+	char *p = map_anon(16);
+	unsigned int want_flags;
+	double t0;
+
+	setup_policy(8, MAPWATCH_POLICY_REASONS |
+		     MAPWATCH_POLICY_ALL_INVALIDATIONS, O_CLOEXEC);
+	watch(p, 16 * PAGE, 1);
+	v = p;
+	t0 = now_s();
+	/* A hang guard on a slow guest, not a timing check. */
+	while (!pending() && now_s() - t0 < 60)
+		for (size_t i = 0; i < 16; i++)
+			(void)v[i * PAGE];
+	tap_diag("after %.1f s", now_s() - t0);
+	ASSERT_EQ(pending(), 1);
+	/* 5.10: a THP may move under the scan's range alone: not kept. */
+	want_flags = mw_skips("protection_vma") ? KEPT : 0;
+	expect_why(p, 16 * PAGE, 1, R(PROTECTION), C(NUMA_SCAN), want_flags);
+}
+
+/* NUMA balancing's scan (task work of the process) makes pages PROT_NONE. */
+TEST(numa_scan_protection_by_numa_scan)
+{
+	const char *scan;
+	pid_t pid;
+
+	if (online_nodes() < 2)
+		NEED("numa2", "one NUMA node: needs a 2-node guest (vm/run --numa)");
+	if (access("/proc/sys/kernel/numa_balancing", F_OK))
+		SKIP("kernel without NUMA balancing (CONFIG_NUMA_BALANCING)");
+	knob_set("/proc/sys/kernel/numa_balancing", "1");
+	scan = numa_scan_fast();
+	tap_diag("scan periods: %s", scan ? scan : "defaults (no knobs)");
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		numa_scan_child();
+		fflush(stdout);
+		_exit(tap_case_failed);
+	}
+	ASSERT_EQ(wait_child(pid), 0);
+	knobs_restore();
+}
+
 static bool ksm_all_merged(const char *p, size_t n)
 {
 	for (size_t i = 1; i < n; i++)
@@ -683,11 +771,9 @@ static void swap_off(void)
 	write_str("/sys/block/zram0/reset", "1");
 }
 
-/* MADV_PAGEOUT writes a private anonymous page to swap (on zram). */
-TEST(madv_pageout_replaced_by_madvise)
+/* Swap on a zram device for the case; swap_off() (also at exit) undoes it. */
+static void swap_on_zram(void)
 {
-	char *p = map_anon(2);
-
 	if (system("modprobe zram num_devices=1 2>/dev/null") != 0 ||
 	    access("/sys/block/zram0/disksize", W_OK))
 		NEED("zram", "no zram device for swap (CONFIG_ZRAM)");
@@ -696,11 +782,162 @@ TEST(madv_pageout_replaced_by_madvise)
 	ASSERT_EQ(write_str("/sys/block/zram0/disksize", "64M"), 0);
 	ASSERT_EQ(system("mkswap /dev/zram0 >/dev/null"), 0);
 	ASSERT_OK(syscall(SYS_swapon, "/dev/zram0", 0));
+}
+
+/* The page's pagemap entry (present bit 63, swapped bit 62). */
+static uint64_t pagemap_of(const void *addr)
+{
+	int f = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t e = 0;
+
+	ASSERT_TRUE(f >= 0);
+	ASSERT_EQ(pread(f, &e, sizeof(e),
+			(off_t)((uintptr_t)addr / PAGE * sizeof(e))),
+		  (ssize_t)sizeof(e));
+	close(f);
+	return e;
+}
+
+/* MADV_PAGEOUT writes a private anonymous page to swap (on zram). */
+TEST(madv_pageout_replaced_by_madvise)
+{
+	char *p = map_anon(2);
+
+	swap_on_zram();
 	setup();
 	WHY(p + PAGE, PAGE, madvise(p + PAGE, PAGE, MADV_PAGEOUT),
 	    R(REPLACED), C(MADVISE), 0);
 	ASSERT_EQ(p[PAGE], 0x5a);
 	swap_off();
+}
+
+/*
+ * Reclaim under a cgroup's memory.high: the task reclaims for itself
+ * (PF_MEMALLOC) on its way back to user space, writing the oldest pages,
+ * the watched ones, to swap.  Reclaim may also start on a page and keep
+ * it: every region it reported says reclaim.
+ */
+static void cg2_cleanup(void)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d\n", getpid());
+	write_str("/tmp/mw-reasons-cg2/cgroup.procs", buf);
+	rmdir("/tmp/mw-reasons-cg2/mw");
+	umount2("/tmp/mw-reasons-cg2", MNT_DETACH);
+	rmdir("/tmp/mw-reasons-cg2");
+}
+
+TEST(memory_high_replaced_by_reclaim)
+{
+	const size_t fill = 96UL << 20, step = 4UL << 20;
+	char buf[32], *p, *f;
+	size_t done = 0;
+	int i, swapped = 0, n = 0;
+	struct kdreg2_event ev;
+
+	swap_on_zram();
+	mkdir("/tmp/mw-reasons-cg2", 0700);
+	if (mount("cgroup2", "/tmp/mw-reasons-cg2", "cgroup2", 0, NULL))
+		NEED("memcg", "no cgroup2: errno %d", errno);
+	atexit(cg2_cleanup);
+	if (write_str("/tmp/mw-reasons-cg2/cgroup.subtree_control", "+memory"))
+		NEED("memcg", "no memory controller (CONFIG_MEMCG)");
+	ASSERT_OK(mkdir("/tmp/mw-reasons-cg2/mw", 0700));
+	ASSERT_EQ(write_str("/tmp/mw-reasons-cg2/mw/memory.high", "16M"), 0);
+	snprintf(buf, sizeof(buf), "%d\n", getpid());
+	ASSERT_EQ(write_str("/tmp/mw-reasons-cg2/mw/cgroup.procs", buf), 0);
+	p = map_anon(4);	/* charged to the group from here on */
+	setup();
+	for (i = 0; i < 4; i++)
+		watch(p + i * PAGE, PAGE, i);
+	f = mmap(NULL, fill, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(f != MAP_FAILED);
+	ASSERT_OK(madvise(f, fill, MADV_NOHUGEPAGE));
+	while (!swapped && done < fill) {
+		memset(f + done, 0x11, step);
+		done += step;
+		for (i = 0; i < 4; i++)
+			swapped += pagemap_of(p + i * PAGE) >> 62 & 1;
+	}
+	tap_diag("%d of 4 watched pages swapped out after %zu MiB", swapped,
+		 done >> 20);
+	ASSERT_GT(swapped, 0);
+	while (read(fd, &ev, sizeof(ev)) == EV_SIZE) {
+		show_word("event", ev._alignment);
+		ASSERT_EQ(ev._alignment, R(REPLACED) | C(RECLAIM) << 8);
+		n++;
+	}
+	ASSERT_GE(n, swapped);
+	ASSERT_EQ(p[0], 0x5a);
+	ASSERT_OK(munmap(f, fill));
+	cg2_cleanup();
+	swap_off();
+}
+
+/*
+ * A file shrinking under a shared mapping (ftruncate, a system call the
+ * module does not name): the mapping stays, its pages went.
+ */
+TEST(ftruncate_replaced_by_syscall)
+{
+	int f = memfd_create("mw-reasons-trunc", MFD_CLOEXEC);
+	char *p;
+
+	ASSERT_TRUE(f >= 0);
+	ASSERT_OK(ftruncate(f, 4 * PAGE));
+	p = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	ASSERT_TRUE(p != MAP_FAILED);
+	memset(p, 7, 4 * PAGE);
+	setup();
+	WHY(p + 2 * PAGE, 2 * PAGE, ftruncate(f, 2 * PAGE),
+	    R(REPLACED), C(SYSCALL), 0);
+}
+
+static int clone_fn(void *arg)
+{
+	(void)arg;
+	return 0;	/* exits: the kernel clears *ctid on its way out */
+}
+
+/*
+ * An exiting task changes a page: a CLONE_VM child with its clear-tid word
+ * in a watched page that a fork left shared with another process.  The
+ * kernel's write of 0 there at the child's exit copies the page
+ * (copy-on-write) in a task already marked exiting.
+ */
+TEST(exit_of_clone_vm_child_replaced_by_exit)
+{
+	char *p = map_anon(1), *stack = map_anon(16);
+	uint64_t before;
+	int go[2];
+	pid_t f, c;
+	char ch;
+
+	setup();
+	watch(p, PAGE, 1);
+	ASSERT_OK(pipe(go));
+	f = fork();	/* shares p until told to go */
+	ASSERT_GE(f, 0);
+	if (f == 0) {
+		if (read(go[0], &ch, 1) != 1)
+			_exit(2);
+		_exit(p[0] == 0x5a ? 0 : 1);
+	}
+	expect_no_event();
+	before = pfn_of(p);
+	c = clone(clone_fn, stack + 16 * PAGE,
+		  CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD, NULL, NULL, NULL,
+		  (pid_t *)p);
+	ASSERT_GT(c, 0);
+	ASSERT_EQ(wait_child(c), 0);
+	ASSERT_EQ(*(volatile pid_t *)p, 0);	/* the kernel's write */
+	ASSERT_NE(pfn_of(p), before);
+	expect_why(p, PAGE, 1, R(REPLACED), C(EXIT), 0);
+	expect_no_event();
+	ASSERT_EQ(write(go[1], "g", 1), 1);
+	ASSERT_EQ(wait_child(f), 0);
 }
 
 /* ---- protection (ALL_INVALIDATIONS) ----------------------------------- */
