@@ -4,7 +4,8 @@
  * processes, each a child of the case that holds a kernel-backend monitor
  * of libmapwatch and does one thing to its watched memory:
  *  - frees its buffers (munmap): "N regions unmapped by munmap()", in an
- *    interval and since open, text and JSON; top and status show the same;
+ *    interval (freed once the CLI sleeps in it: /proc/PID/syscall) and
+ *    since open, text and JSON; top and status show the same;
  *  - has its pages moved by NUMA balancing (2-node guest, numa.list): a
  *    THP populated on node 0, used from node 1 until it moved: "NUMA
  *    balancing moved pages";
@@ -17,6 +18,7 @@
  * usage: cli_why [CASE...]      (TAP)
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -101,6 +103,47 @@ static int cli(bool merge, const char *fmt, ...)
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
 	return cli_finish(cli_start(merge, args));
+}
+
+/*
+ * True once a `mapwatch` process sleeps in clock_nanosleep() or nanosleep()
+ * (/proc/PID/syscall): why's interval has begun, its first reading taken.
+ */
+static bool cli_sleeping(int secs)
+{
+	for (int tries = 0; tries < secs * 100; tries++) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+		bool found = false;
+
+		ASSERT_TRUE(d != NULL);
+		while (!found && (e = readdir(d))) {
+			char path[300], buf[64] = "";
+			FILE *f;
+
+			snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+			f = fopen(path, "r");
+			if (!f)
+				continue;
+			if (!fgets(buf, sizeof(buf), f) || strcmp(buf, "mapwatch\n")) {
+				fclose(f);
+				continue;
+			}
+			fclose(f);
+			snprintf(path, sizeof(path), "/proc/%s/syscall", e->d_name);
+			f = fopen(path, "r");
+			if (!f)
+				continue;
+			if (fgets(buf, sizeof(buf), f))
+				found = !strncmp(buf, "230 ", 4) || !strncmp(buf, "35 ", 3);
+			fclose(f);
+		}
+		closedir(d);
+		if (found)
+			return true;
+		usleep(10000);
+	}
+	return false;
 }
 
 #define ASSERT_HAS(text, want)						\
@@ -253,7 +296,7 @@ TEST(why_names_munmap_of_freed_buffers)
 	 * later, the CLI reads them again at the end of the interval. */
 	snprintf(want, sizeof(want), "why %d --interval 4", s.pid);
 	p = cli_start(false, want);
-	sleep(1);
+	ASSERT_TRUE(cli_sleeping(10));	/* its first reading is taken */
 	subject_go(&s);
 	ASSERT_EQ(cli_finish(p), 0);
 	snprintf(want, sizeof(want),
