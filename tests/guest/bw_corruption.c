@@ -134,6 +134,11 @@ TEST(write_mapwatch_churn_clean)
 	EXPECT_EQ(field(j, "mapwatch", "churn", "messages"), 32);
 	/* every re-map after the first message of each side was caught */
 	EXPECT_GE(field(j, "mapwatch", "churn", "invalidations"), 2 * 31);
+	/* ... as munmap()s (the churn frees its buffer): the module says so */
+	EXPECT_EQ(field(j, "mapwatch", "churn", "unmapped"),
+		  field(j, "mapwatch", "churn", "invalidations"));
+	EXPECT_EQ(field(j, "mapwatch", "churn", "unknown"), 0);
+	EXPECT_EQ(field(j, "mapwatch", "churn", "pages_kept"), 0);
 	free(j);
 }
 
@@ -159,6 +164,9 @@ TEST(write_mapwatch_userfaultfd_churn_clean)
 	EXPECT_EQ(field(j, "mapwatch", "churn", "corrupt_messages"), 0);
 	EXPECT_EQ(field(j, "mapwatch", "churn", "messages"), 32);
 	EXPECT_GE(field(j, "mapwatch", "churn", "invalidations"), 2 * 31);
+	/* userfaultfd's UNMAP event: unmapped (by munmap) */
+	EXPECT_EQ(field(j, "mapwatch", "churn", "unmapped"),
+		  field(j, "mapwatch", "churn", "invalidations"));
 	free(j);
 }
 
