@@ -24,7 +24,10 @@
  * that call's number.  The entry code sets ax to -ENOSYS before it calls
  * the system call and stores the result there after, so a task is taken to
  * be inside system call orig_ax only while ax reads -ENOSYS.  x86-64 only;
- * elsewhere every system call reads as unknown.
+ * elsewhere, in a compat task and in an io_uring or vhost worker the
+ * context cannot be told: the cause reads unknown.  A change made through
+ * another process's call (a shared file truncated, a shmem hole punched)
+ * reads syscall, never that process's munmap or madvise.
  *
  * Only called when a region is retired or a skipped invalidation counted,
  * never on the no-region path, so unrelated invalidations pay nothing.
@@ -111,21 +114,48 @@ static unsigned int mw_event_reason(enum mmu_notifier_event event)
 	}
 }
 
+/* mw_syscall(): current is not in a system call; it cannot be told. */
+#define MW_NO_SYSCALL	(-1)
+#define MW_UNTOLD	(-2)
+
+#ifdef CONFIG_X86_64
 static bool mw_overlaps(const struct mmu_notifier_range *range,
 			unsigned long start, unsigned long len)
 {
 	return range->start < start + len && range->end > start;
 }
 
-#ifdef CONFIG_X86_64
-/* The system call current is inside (its arguments in @a), or -1. */
+static bool mw_within(const struct mmu_notifier_range *range,
+		      unsigned long start, unsigned long len)
+{
+	return range->start >= start && range->end <= start + len;
+}
+
+/*
+ * The system call current is inside (its arguments in @a), MW_NO_SYSCALL,
+ * or MW_UNTOLD: a compat task (other numbers), an io_uring or vhost worker
+ * (its registers are a copy with ax 0, not a system call's frame).
+ */
 static long mw_syscall(unsigned long *a)
 {
 	struct pt_regs *regs = task_pt_regs(current);
 
-	if (in_compat_syscall() ||
-	    syscall_get_error(current, regs) != -ENOSYS)
-		return -1;
+#ifdef PF_IO_WORKER
+	if (current->flags & PF_IO_WORKER)
+		return MW_UNTOLD;
+#endif
+#ifdef PF_USER_WORKER
+	if (current->flags & PF_USER_WORKER)
+		return MW_UNTOLD;
+#endif
+	if (syscall_get_error(current, regs) != -ENOSYS)
+		return MW_NO_SYSCALL;
+	/*
+	 * Only now: in a fault orig_ax is -1, which in_compat_syscall()
+	 * reads as an x32 call.
+	 */
+	if (in_compat_syscall())
+		return MW_UNTOLD;
 	syscall_get_arguments(current, regs, a);
 	return syscall_get_nr(current, regs);
 }
@@ -138,6 +168,9 @@ static bool mw_zapping_advice(unsigned long advice)
 	case MADV_REMOVE:
 #ifdef MADV_DONTNEED_LOCKED
 	case MADV_DONTNEED_LOCKED:
+#endif
+#ifdef MADV_GUARD_INSTALL
+	case MADV_GUARD_INSTALL:
 #endif
 		return true;
 	default:
@@ -199,8 +232,16 @@ static bool mw_syscall_why(long nr, const unsigned long *a,
 		if (!clear)
 			return false;
 		*cause = MAPWATCH_CAUSE_MADVISE;
-		*reason = mw_zapping_advice(advice) ?
-			  MAPWATCH_REASON_UNMAPPED : MAPWATCH_REASON_REPLACED;
+		*reason = MAPWATCH_REASON_REPLACED;
+		/*
+		 * A zap inside the advice's range unmaps; a THP split at its
+		 * edge (the whole PMD) keeps the pages past it.  process_
+		 * madvise's ranges are in an iovec: its zaps read unmapped.
+		 */
+		if (mw_zapping_advice(advice) &&
+		    (nr != __NR_madvise ||
+		     mw_within(range, a[0], PAGE_ALIGN(a[1]))))
+			*reason = MAPWATCH_REASON_UNMAPPED;
 		return true;
 	}
 	switch (nr) {
@@ -229,6 +270,11 @@ static bool mw_syscall_why(long nr, const unsigned long *a,
 		if (unmap && mw_overlaps(range, a[0],
 					 min(PAGE_ALIGN(a[1]),
 					     PAGE_ALIGN(a[2]))))
+			*reason = MAPWATCH_REASON_MOVED;
+		/* hugetlb moves its page tables under CLEAR (5.16 on). */
+		if (clear && mw_within(range, a[0],
+				       min(PAGE_ALIGN(a[1]),
+					   PAGE_ALIGN(a[2]))))
 			*reason = MAPWATCH_REASON_MOVED;
 		return true;
 	case __NR_mprotect:
@@ -275,10 +321,29 @@ static bool mw_syscall_why(long nr, const unsigned long *a,
 	*reason = mw_event_reason(event);
 	return true;
 }
+/* The calls that act on another process's memory. */
+static bool mw_remote_call(long nr)
+{
+	switch (nr) {
+	case __NR_move_pages:
+	case __NR_migrate_pages:
+#ifdef __NR_process_madvise
+	case __NR_process_madvise:
+#endif
+		return true;
+	default:
+		return false;
+	}
+}
 #else
 static long mw_syscall(unsigned long *a)
 {
-	return -1;
+	return MW_UNTOLD;
+}
+
+static bool mw_remote_call(long nr)
+{
+	return false;
 }
 
 static bool mw_is_mprotect(long nr)
@@ -325,11 +390,23 @@ u32 mw_why(const struct mmu_notifier_range *range)
 		goto out;
 	}
 	nr = mw_syscall(a);
+	if (current->mm != range->mm && !mw_remote_call(nr)) {
+		/*
+		 * Another process's call reached these pages through the
+		 * file or shmem they share (its truncate, hole punch or
+		 * madvise): not this process's munmap or madvise.
+		 */
+		if (nr >= 0)
+			cause = MAPWATCH_CAUSE_SYSCALL;
+		goto out;
+	}
 	if ((current->flags & PF_MEMALLOC) && !mw_madvise_reclaims(nr, a)) {
 		cause = MAPWATCH_CAUSE_RECLAIM;
 		goto out;
 	}
 	if (nr >= 0 && mw_syscall_why(nr, a, range, &reason, &cause))
+		goto out;
+	if (nr == MW_UNTOLD)
 		goto out;
 	if (event == MMU_NOTIFY_PROTECTION_VMA &&
 	    (nr < 0 || mw_is_mprotect(nr))) {
@@ -349,11 +426,12 @@ u32 mw_why(const struct mmu_notifier_range *range)
 out:
 	/*
 	 * Frames kept: protection changes, except where a THP may migrate
-	 * under a NUMA scan's range alone (probes/numa_thp_legacy.c).
+	 * under a NUMA scan's range alone (probes/numa_thp_legacy.c): there
+	 * no PROTECTION_VMA says so, as a scan can run where the cause reads
+	 * mprotect (task work at a traced mprotect's entry stop).
 	 */
 	if (reason == MAPWATCH_REASON_PROTECTION &&
-	    (event != MMU_NOTIFY_PROTECTION_VMA || !mw_numa_thp_legacy ||
-	     cause == MAPWATCH_CAUSE_MPROTECT))
+	    (event != MMU_NOTIFY_PROTECTION_VMA || !mw_numa_thp_legacy))
 		flags = MAPWATCH_EVENT_F_PAGES_KEPT;
 	return MW_WHY(reason, cause, flags);
 }
