@@ -272,8 +272,10 @@ enum mapwatch_change_cause {
 
 /* mapwatch_event_ex.flags: the frames behind the range did not change,
  * only the translation's permissions did (the same bit as the kernel's,
- * in <mapwatch/mapwatch_uapi.h>).  The cache drops the entry all the same
- * (lib/README.md says why); a registration with pinned pages could stay. */
+ * in <mapwatch/mapwatch_uapi.h>).  Never a reason to keep a registration:
+ * the protection was reduced (a registration with remote write access
+ * would let the NIC write where the process made memory read-only), and
+ * the watch is gone with the event.  The cache drops the entry (lib/README.md). */
 #define MAPWATCH_EVENT_F_PAGES_KEPT	(1U << 16)
 
 /* A change, and why (since 1.4; mapwatch_read_events_ex()).  Grows at its

@@ -1479,7 +1479,7 @@ static const struct {
 	{ "mprotect", "invalidated by mprotect()",
 	  "a protection change (nothing moved), reported because the fd asks for every invalidation or the kernel cannot tell it apart -- nothing to fix in the process" },
 	{ "fork", "changed by fork()",
-	  "copy-on-write or a THP split of registered memory at fork -- mark registered buffers MADV_DONTFORK (ibv_fork_init() or RDMAV_FORK_SAFE=1 does it), or do not fork (system(), popen()) while memory is registered" },
+	  "copy-on-write or a THP split of registered memory at fork -- mark registered buffers MADV_DONTFORK with madvise() over whole huge pages (on Linux 5.13 and later ibv_fork_init() and RDMAV_FORK_SAFE=1 no longer do it), or do not fork (system(), popen()) while memory is registered" },
 	{ "numa_scan", "invalidated by NUMA balancing's scan",
 	  "bind memory (numactl --membind) or set kernel.numa_balancing=0" },
 	{ "migrate", "moved by page migration (move_pages(), migrate_pages(), mbind(MPOL_MF_MOVE))",
@@ -1545,7 +1545,7 @@ static size_t why_findings(const struct why_counts *w, struct finding *out,
 					 scans, scans == 1 ? "" : "s");
 			else if (forked)
 				snprintf(f->text, sizeof(f->text),
-					 "%" PRIu64 " region%s replaced on a write fault after fork(): copy-on-write of registered memory -- mark registered buffers MADV_DONTFORK (ibv_fork_init() or RDMAV_FORK_SAFE=1 does it)",
+					 "%" PRIu64 " region%s replaced on a write fault after fork(): copy-on-write of registered memory -- mark registered buffers MADV_DONTFORK with madvise() over whole huge pages (on Linux 5.13 and later ibv_fork_init() and RDMAV_FORK_SAFE=1 no longer do it)",
 					 v, v == 1 ? "" : "s");
 			else
 				snprintf(f->text, sizeof(f->text),

@@ -713,7 +713,7 @@ TEST(why_names_fork_of_pinned_thp)
 	ASSERT_HAS(out, "1 region invalidated since it opened its mapwatch fd");
 	ASSERT_HAS(out, "by reason: replaced 1\n");
 	ASSERT_HAS(out, "1 region changed by fork(): copy-on-write or a THP split of registered memory at fork");
-	ASSERT_HAS(out, "MADV_DONTFORK (ibv_fork_init() or RDMAV_FORK_SAFE=1 does it)");
+	ASSERT_HAS(out, "MADV_DONTFORK with madvise() over whole huge pages");
 	ASSERT_EQ(cli(false, "why %d --once --json", s.pid), 0);
 	ASSERT_EQ(json_num(out, "invalidated"), 1);
 	ASSERT_HAS(out, "{\"cause\":\"fork\",\"regions\":1,\"text\":");

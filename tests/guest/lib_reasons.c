@@ -317,7 +317,16 @@ TEST(protection_changes_never_reach_the_cache)
 		 (unsigned long long)st.invalidations,
 		 (unsigned long long)st.by_reason[MAPWATCH_CHANGE_PROTECTION],
 		 (unsigned long long)st.pages_kept);
-	EXPECT_EQ(st.pages_kept, st.by_reason[MAPWATCH_CHANGE_PROTECTION]);
+	/* Never PAGES_KEPT with the library's policy; where the module
+	 * skips PROTECTION_VMA nothing came at all, elsewhere (5.10) the
+	 * mprotect alone, not kept (a NUMA scan may read as one there). */
+	EXPECT_EQ(st.pages_kept, 0);
+	if (mw_skips("protection_vma")) {
+		EXPECT_EQ(st.invalidations, 0);
+	} else {
+		EXPECT_EQ(st.invalidations, 1);
+		EXPECT_EQ(st.by_reason[MAPWATCH_CHANGE_PROTECTION], 1);
+	}
 	/* Whatever came, the entry is served only if unchanged, and a real
 	 * change is caught. */
 	e = mapwatch_cache_get(c, p, 4 * PAGE, 0);
