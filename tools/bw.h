@@ -11,9 +11,18 @@
 
 #include <infiniband/verbs.h>
 
+#include "mapwatch.h"
+
 #define BW_MAX_SIZES 24
 
-enum bw_cache_mode { BW_CACHE_NONE, BW_CACHE_UNSAFE, BW_CACHE_MAPWATCH, BW_NCACHE };
+/*
+ * The strategies.  The first BW_NDEFAULT_CACHE run unless --cache says
+ * otherwise; the On-Demand Paging ones (no cache needed: the NIC follows
+ * the mapping) only when asked for, on a device and kernel that have ODP.
+ */
+enum bw_cache_mode { BW_CACHE_NONE, BW_CACHE_UNSAFE, BW_CACHE_MAPWATCH,
+		     BW_CACHE_ODP, BW_CACHE_ODP_PREFETCH, BW_NCACHE };
+#define BW_NDEFAULT_CACHE 3
 enum bw_workload { BW_STATIC, BW_CHURN, BW_NWORKLOAD };
 enum bw_backend { BW_BACKEND_AUTO, BW_BACKEND_KERNEL, BW_BACKEND_UFFD };
 enum bw_op { BW_OP_WRITE, BW_OP_SEND };
@@ -80,6 +89,9 @@ struct bw_stats {
 	uint64_t deregistrations;
 	uint64_t hits;
 	uint64_t invalidations;
+	/* of which, by why (MAPWATCH_CHANGE_*: mapwatch_cache_stats) */
+	uint64_t by_reason[MAPWATCH_CHANGE_REASON_SLOTS];
+	uint64_t pages_kept;
 };
 
 struct bw_cache;

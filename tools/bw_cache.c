@@ -7,6 +7,11 @@
  *             the application frees and re-allocates its buffers;
  *   mapwatch  libmapwatch's registration cache; its reg/dereg callbacks are
  *             plain ibv_reg_mr/ibv_dereg_mr counted like the other modes'.
+ *   odp       On-Demand Paging: the same table as unsafe, but each MR is
+ *             registered with IBV_ACCESS_ON_DEMAND, so the NIC faults pages
+ *             in through the mapping as it is now: no monitor, no pinning;
+ *   odp-prefetch  odp, and every get asks ibv_advise_mr() to fault the
+ *             range in before the transfer (PREFETCH_WRITE, synchronous).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +23,8 @@
 #include "mapwatch.h"
 
 #define BW_ACCESS (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE)
+#define BW_ODP_NEED (IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | \
+		     IBV_ODP_SUPPORT_WRITE)
 #define UNSAFE_SLOTS 64
 
 struct unsafe_entry {
@@ -34,13 +41,15 @@ struct bw_cache {
 	unsigned int next_victim;
 	struct mapwatch *mw;
 	struct mapwatch_cache *mc;
+	int access;
 };
 
-const char *const bw_cache_names[BW_NCACHE] = { "none", "unsafe", "mapwatch" };
+const char *const bw_cache_names[BW_NCACHE] = { "none", "unsafe", "mapwatch",
+						"odp", "odp-prefetch" };
 
 static struct ibv_mr *reg(struct bw_cache *bc, void *addr, size_t len)
 {
-	struct ibv_mr *mr = ibv_reg_mr(bc->pd, addr, len, BW_ACCESS);
+	struct ibv_mr *mr = ibv_reg_mr(bc->pd, addr, len, bc->access);
 
 	if (!mr)
 		bw_err(NULL, "ibv_reg_mr(%p, %zu): %s", addr, len,
@@ -103,6 +112,52 @@ static int mapwatch_create(struct bw_cache *bc, enum bw_backend backend,
 	return 0;
 }
 
+/* The device must do ODP for what a message needs (RC send, receive and
+ * RDMA WRITE); with prefetch, ibv_advise_mr() must work too. */
+static int odp_check(struct bw_cache *bc, char *why, size_t whylen)
+{
+	struct ibv_device_attr_ex a;
+	struct ibv_mr *mr;
+	struct ibv_sge sge;
+	static char probe[4096] __attribute__((aligned(4096)));
+	int err;
+
+	memset(&a, 0, sizeof(a));
+	err = ibv_query_device_ex(bc->pd->context, NULL, &a);
+	if (err) {
+		snprintf(why, whylen, "ibv_query_device_ex: %s", strerror(err));
+		return -1;
+	}
+	if (!(a.odp_caps.general_caps & IBV_ODP_SUPPORT) ||
+	    (a.odp_caps.per_transport_caps.rc_odp_caps & BW_ODP_NEED) !=
+	    BW_ODP_NEED) {
+		snprintf(why, whylen, "the device has no On-Demand Paging for RC send, receive and write (general caps %#llx, RC caps %#x): it needs a kernel whose driver has ODP (rdma_rxe from Linux 6.13 on)",
+			 (unsigned long long)a.odp_caps.general_caps,
+			 a.odp_caps.per_transport_caps.rc_odp_caps);
+		return -1;
+	}
+	bc->access = BW_ACCESS | IBV_ACCESS_ON_DEMAND;
+	if (bc->mode != BW_CACHE_ODP_PREFETCH)
+		return 0;
+	mr = ibv_reg_mr(bc->pd, probe, sizeof(probe), bc->access);
+	if (!mr) {
+		snprintf(why, whylen, "ibv_reg_mr(IBV_ACCESS_ON_DEMAND): %s",
+			 strerror(errno));
+		return -1;
+	}
+	sge = (struct ibv_sge){ .addr = (uintptr_t)probe,
+				.length = sizeof(probe), .lkey = mr->lkey };
+	err = ibv_advise_mr(bc->pd, IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE,
+			    IBV_ADVISE_MR_FLAG_FLUSH, &sge, 1);
+	ibv_dereg_mr(mr);
+	if (err) {
+		snprintf(why, whylen, "ibv_advise_mr(PREFETCH_WRITE) on an ODP MR: %s (the user-space provider of this device does not implement it)",
+			 strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
 struct bw_cache *bw_cache_create(enum bw_cache_mode mode,
 				 enum bw_backend backend, struct ibv_pd *pd,
 				 char *why, size_t whylen)
@@ -115,6 +170,12 @@ struct bw_cache *bw_cache_create(enum bw_cache_mode mode,
 	}
 	bc->mode = mode;
 	bc->pd = pd;
+	bc->access = BW_ACCESS;
+	if ((mode == BW_CACHE_ODP || mode == BW_CACHE_ODP_PREFETCH) &&
+	    odp_check(bc, why, whylen)) {
+		free(bc);
+		return NULL;
+	}
 	if (mode == BW_CACHE_MAPWATCH &&
 	    mapwatch_create(bc, backend, why, whylen)) {
 		free(bc);
@@ -157,6 +218,22 @@ static int unsafe_get(struct bw_cache *bc, void *addr, size_t len,
 	return 0;
 }
 
+static int prefetch(struct bw_cache *bc, void *addr, size_t len,
+		    struct bw_reg *r)
+{
+	struct ibv_sge sge = { .addr = (uintptr_t)addr, .length = (uint32_t)len,
+			       .lkey = r->lkey };
+	int err = ibv_advise_mr(bc->pd, IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE,
+				IBV_ADVISE_MR_FLAG_FLUSH, &sge, 1);
+
+	if (err) {
+		bw_err(NULL, "ibv_advise_mr(%p, %zu): %s", addr, len,
+		       strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
 int bw_cache_get(struct bw_cache *bc, void *addr, size_t len,
 		 struct bw_reg *r)
 {
@@ -172,7 +249,12 @@ int bw_cache_get(struct bw_cache *bc, void *addr, size_t len,
 		r->priv = mr;
 		return 0;
 	case BW_CACHE_UNSAFE:
+	case BW_CACHE_ODP:
 		return unsafe_get(bc, addr, len, r);
+	case BW_CACHE_ODP_PREFETCH:
+		if (unsafe_get(bc, addr, len, r))
+			return -1;
+		return prefetch(bc, addr, len, r);
 	default:
 		break;
 	}
@@ -207,6 +289,8 @@ void bw_cache_stats(struct bw_cache *bc, struct bw_stats *st)
 	mapwatch_cache_get_stats(bc->mc, &ms);
 	st->hits = ms.hits;
 	st->invalidations = ms.invalidations;
+	memcpy(st->by_reason, ms.by_reason, sizeof(st->by_reason));
+	st->pages_kept = ms.pages_kept;
 }
 
 const char *bw_cache_backend(struct bw_cache *bc)

@@ -72,12 +72,17 @@ ssize_t read(int fd, void *buf, size_t n)
 extern void __libc_free(void *);
 static char *_Atomic free_unmaps;
 static _Atomic int free_hook_ran;	/* 1: unmapping, 2: done */
+/* Only the thread that armed the hook fires it: a free() of a reader
+ * thread would otherwise munmap the watched pages itself and then wait
+ * for its own read (a flake seen under load: the hook ran once). */
+static _Thread_local bool free_hook_armed_here;
 
 void free(void *ptr)
 {
 	char *p;
 
-	if (ptr && (p = atomic_exchange(&free_unmaps, NULL))) {
+	if (ptr && free_hook_armed_here &&
+	    (p = atomic_exchange(&free_unmaps, NULL))) {
 		atomic_store(&free_hook_ran, 1);
 		if (munmap(p, PAGE) || munmap(p + PAGE, PAGE))
 			abort();
@@ -129,6 +134,7 @@ static void *do_resize(void *arg)
 	struct resize_arg *a = arg;
 
 	/* Armed here: pthread_create may free() too. */
+	free_hook_armed_here = true;
 	atomic_store(&free_unmaps, a->unmap);
 	a->ret = mapwatch_resize(a->mw, a->max);
 	sem_post(&a->done);
