@@ -528,8 +528,11 @@ struct mapwatch_cache_stats {
 	/* Since 1.4: the invalidations above by MAPWATCH_CHANGE_* and
 	 * MAPWATCH_BY_* (a value beyond the slots counts in [0], unknown);
 	 * an entry a get or put finds changed by its watch has the pending
-	 * events read first, so it counts as unknown only when its event
-	 * was not queued yet (or the backend does not say). */
+	 * events read first, so it counts as unknown when its event was
+	 * not queued yet, or read by another thread and not yet applied
+	 * (or the backend does not say).  The counters are read one by
+	 * one while other threads count: sum(by_reason) may differ from
+	 * invalidations in a snapshot taken meanwhile. */
 	uint64_t by_reason[MAPWATCH_CHANGE_REASON_SLOTS];
 	uint64_t by_cause[MAPWATCH_CHANGE_CAUSE_SLOTS];
 	uint64_t pages_kept;		/* of which the event said the pages
@@ -671,8 +674,11 @@ MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_en
 /* Why the entry changed: MAPWATCH_CHANGE_* and MAPWATCH_BY_* (the event
  * that took it out; MAPWATCH_CHANGE_USER, MAPWATCH_BY_IOCTL for
  * mapwatch_cache_invalidate() and mapwatch_cache_invalidate_entry()).
- * UNKNOWN for an entry that has not changed, or whose backend did not say.
- * Meant for the invalidate callback.  Since 1.4. */
+ * UNKNOWN for an entry that has not changed, or whose backend did not say,
+ * and, rarely, when another thread found the entry changed between one
+ * thread reading its event and applying it.  Read it in the invalidate
+ * callback: outside it, a holder that sees mapwatch_cache_entry_changed()
+ * may read it before it is set.  Since 1.4. */
 MAPWATCH_EXPORT uint32_t
 mapwatch_cache_entry_reason(const struct mapwatch_cache_entry *e);
 MAPWATCH_EXPORT uint32_t

@@ -388,7 +388,8 @@ int mw_read_events_info(struct mapwatch *mw, struct mapwatch_event *ev,
 }
 
 /* The kernel's names, and the header's values checked against its enums. */
-_Static_assert((int)MAPWATCH_CHANGE_USER == (int)MAPWATCH_REASON_USER &&
+_Static_assert((int)MAPWATCH_CHANGE_UNKNOWN == (int)MAPWATCH_REASON_UNKNOWN &&
+	       (int)MAPWATCH_CHANGE_USER == (int)MAPWATCH_REASON_USER &&
 	       (int)MAPWATCH_CHANGE_EXIT == (int)MAPWATCH_REASON_EXIT &&
 	       (int)MAPWATCH_CHANGE_PROTECTION == (int)MAPWATCH_REASON_PROTECTION &&
 	       (int)MAPWATCH_CHANGE_REPLACED == (int)MAPWATCH_REASON_REPLACED &&
@@ -396,13 +397,26 @@ _Static_assert((int)MAPWATCH_CHANGE_USER == (int)MAPWATCH_REASON_USER &&
 	       (int)MAPWATCH_CHANGE_UNMAPPED == (int)MAPWATCH_REASON_UNMAPPED &&
 	       MAPWATCH_REASON_COUNT <= MAPWATCH_CHANGE_REASON_SLOTS,
 	       "mapwatch.h's reasons are the kernel's");
-_Static_assert((int)MAPWATCH_BY_MUNMAP == (int)MAPWATCH_CAUSE_MUNMAP &&
+_Static_assert((int)MAPWATCH_BY_UNKNOWN == (int)MAPWATCH_CAUSE_UNKNOWN &&
+	       (int)MAPWATCH_BY_MUNMAP == (int)MAPWATCH_CAUSE_MUNMAP &&
+	       (int)MAPWATCH_BY_MMAP == (int)MAPWATCH_CAUSE_MMAP &&
 	       (int)MAPWATCH_BY_MADVISE == (int)MAPWATCH_CAUSE_MADVISE &&
+	       (int)MAPWATCH_BY_BRK == (int)MAPWATCH_CAUSE_BRK &&
+	       (int)MAPWATCH_BY_SHMDT == (int)MAPWATCH_CAUSE_SHMDT &&
 	       (int)MAPWATCH_BY_MREMAP == (int)MAPWATCH_CAUSE_MREMAP &&
+	       (int)MAPWATCH_BY_MPROTECT == (int)MAPWATCH_CAUSE_MPROTECT &&
 	       (int)MAPWATCH_BY_FORK == (int)MAPWATCH_CAUSE_FORK &&
+	       (int)MAPWATCH_BY_FAULT == (int)MAPWATCH_CAUSE_FAULT &&
 	       (int)MAPWATCH_BY_NUMA_SCAN == (int)MAPWATCH_CAUSE_NUMA_SCAN &&
+	       (int)MAPWATCH_BY_MIGRATE == (int)MAPWATCH_CAUSE_MIGRATE &&
+	       (int)MAPWATCH_BY_COMPACTION == (int)MAPWATCH_CAUSE_COMPACTION &&
+	       (int)MAPWATCH_BY_RECLAIM == (int)MAPWATCH_CAUSE_RECLAIM &&
+	       (int)MAPWATCH_BY_KSM == (int)MAPWATCH_CAUSE_KSM &&
 	       (int)MAPWATCH_BY_KHUGEPAGED == (int)MAPWATCH_CAUSE_KHUGEPAGED &&
+	       (int)MAPWATCH_BY_SOFT_DIRTY == (int)MAPWATCH_CAUSE_SOFT_DIRTY &&
+	       (int)MAPWATCH_BY_EXIT == (int)MAPWATCH_CAUSE_EXIT &&
 	       (int)MAPWATCH_BY_IOCTL == (int)MAPWATCH_CAUSE_IOCTL &&
+	       (int)MAPWATCH_BY_SYSCALL == (int)MAPWATCH_CAUSE_SYSCALL &&
 	       (int)MAPWATCH_BY_KTHREAD == (int)MAPWATCH_CAUSE_KTHREAD &&
 	       MAPWATCH_CAUSE_COUNT <= MAPWATCH_CHANGE_CAUSE_SLOTS,
 	       "mapwatch.h's causes are the kernel's");

@@ -1574,6 +1574,18 @@ static size_t why_findings(const struct why_counts *w, struct finding *out,
 	return n;
 }
 
+/* An exited process not yet reaped: its fds are gone, its pid is not. */
+static bool is_zombie(int pid)
+{
+	char path[64], line[512], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (!read_line(path, line, sizeof(line)))
+		return true;
+	p = strrchr(line, ')');
+	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
+}
+
 static int cmd_why(const char *pid_arg, bool json, bool once, double interval)
 {
 	struct snapshot a, b = { 0 };
@@ -1615,11 +1627,19 @@ static int cmd_why(const char *pid_arg, bool json, bool once, double interval)
 		while (nanosleep(&ts, &ts) && errno == EINTR)
 			;
 		ret = pid_rows(pid, &b);
-		if (ret) {
+		if (ret || is_zombie(pid)) {
 			fprintf(stderr, "%s why: process %d went away during the interval\n",
 				prog, pid);
 			free(a.rows);
+			free(b.rows);
 			return 3;
+		}
+		if (!b.n) {
+			fprintf(stderr, "%s why: process %d (%s) closed its mapwatch fd during the interval\n",
+				prog, pid, comm);
+			free(a.rows);
+			free(b.rows);
+			return 4;
 		}
 	}
 	/* Per fd: the second reading less the first (an fd opened meanwhile
