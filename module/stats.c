@@ -275,6 +275,8 @@ void mw_stats_exit(void)
 void mw_show_fdinfo(struct seq_file *m, struct file *file)
 {
 	struct mw_ctx *ctx = file->private_data;
+	u64 reason[MAPWATCH_REASON_COUNT], cause[MAPWATCH_CAUSE_COUNT];
+	u64 skipped[MAPWATCH_CAUSE_COUNT];
 	int i;
 
 	spin_lock(&ctx->lock);
@@ -297,15 +299,19 @@ void mw_show_fdinfo(struct seq_file *m, struct file *file)
 	seq_printf(m, "mapwatch-monitors:\t%llu\n", ctx->nr_monitor);
 	seq_printf(m, "mapwatch-unmonitors:\t%llu\n", ctx->nr_unmonitor);
 	seq_printf(m, "mapwatch-policy:\t%#x\n", ctx->policy);
+	/* Copied under the lock the notifier spins on, printed after it. */
+	memcpy(reason, ctx->by_reason, sizeof(reason));
+	memcpy(cause, ctx->by_cause, sizeof(cause));
+	memcpy(skipped, ctx->skipped_by_cause, sizeof(skipped));
+	spin_unlock(&ctx->lock);
 	/* Every name, in the order of the enums (mapwatch_uapi.h). */
 	for (i = 0; i < MAPWATCH_REASON_COUNT; i++)
 		seq_printf(m, "mapwatch-reason-%s:\t%llu\n",
-			   mw_reason_name(i), ctx->by_reason[i]);
+			   mw_reason_name(i), reason[i]);
 	for (i = 0; i < MAPWATCH_CAUSE_COUNT; i++)
 		seq_printf(m, "mapwatch-cause-%s:\t%llu\n",
-			   mw_cause_name(i), ctx->by_cause[i]);
+			   mw_cause_name(i), cause[i]);
 	for (i = 0; i < MAPWATCH_CAUSE_COUNT; i++)
 		seq_printf(m, "mapwatch-skipped-cause-%s:\t%llu\n",
-			   mw_cause_name(i), ctx->skipped_by_cause[i]);
-	spin_unlock(&ctx->lock);
+			   mw_cause_name(i), skipped[i]);
 }
