@@ -14,12 +14,12 @@
  * device's state held by a worker process of its own, the workers measured
  * in turn (A B A B ...), ratios A/PEER (bench/README.md, "Side by side").
  *
- * --pair-loop SECONDS [--regions N]: fill N regions, stop itself (SIGSTOP)
- * so that a profiler can attach, then run MONITOR+UNMONITOR pairs for
- * SECONDS (bench/profile-pairs).
+ * --pair-loop SECONDS [--regions N] [--batch B]: fill N regions, stop
+ * itself (SIGSTOP) so that a profiler can attach, then run MONITOR+UNMONITOR
+ * pairs (or batches of B of each) for SECONDS (bench/profile-pairs).
  *
  * usage: module_bench [--quick] [--json FILE] [--only FIG] [--device PATH]
- *                     [--vs PEER] [--pair-loop SECONDS [--regions N]]
+ *                     [--vs PEER] [--pair-loop SECONDS [--regions N] [--batch B]]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1290,7 +1290,7 @@ static void vs_main(int only)
 }
 
 /* --pair-loop: fill, stop for a profiler, then pairs for `secs` seconds. */
-static void pair_loop(double secs, size_t n)
+static void pair_loop(double secs, size_t n, uint32_t batch)
 {
 	struct ctx x = open_ctx(n + 1);
 	char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
@@ -1306,12 +1306,19 @@ static void pair_loop(double secs, size_t n)
 	raise(SIGSTOP);
 	t0 = now_ns();
 	do {
-		pairs_ns(&x, p, 1000);
-		done += 1000;
+		if (batch) {
+			if (!x.batch)
+				die("--batch: the device has no batches");
+			batch_ns(&x, p, batch, 4096 / batch * batch);
+			done += 4096 / batch * batch;
+		} else {
+			pairs_ns(&x, p, 1000);
+			done += 1000;
+		}
 		t = now_ns();
 	} while (t - t0 < secs * 1e9);
-	printf("pair-loop %s: %zu regions watched, %ld pairs, %.1f ns/pair\n",
-	       device, n, done, (t - t0) / done);
+	printf("pair-loop %s: %zu regions watched, batch %u, %ld pairs, %.1f ns/pair\n",
+	       device, n, batch, done, (t - t0) / done);
 	close_ctx(&x);
 }
 
@@ -1320,6 +1327,7 @@ int main(int argc, char **argv)
 	const char *json_path = NULL;
 	double loop_secs = 0;
 	size_t loop_regions = 0;
+	uint32_t loop_batch = 0;
 	int only = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -1338,15 +1346,19 @@ int main(int argc, char **argv)
 			loop_secs = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--regions") && i + 1 < argc)
 			loop_regions = strtoul(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+			loop_batch = strtoul(argv[++i], NULL, 0);
 		else {
 			fprintf(stderr, "usage: %s [--quick] [--json FILE] [--only FIG] [--device PATH]\n"
-				"       [--vs PEER] [--pair-loop SECONDS [--regions N]]\n",
+				"       [--vs PEER] [--pair-loop SECONDS [--regions N] [--batch B]]\n",
 				argv[0]);
 			return 2;
 		}
 	}
 	if (loop_secs > 0) {
-		pair_loop(loop_secs, loop_regions);
+		if (loop_batch > 4096)
+			loop_batch = 4096;
+		pair_loop(loop_secs, loop_regions, loop_batch);
 		return 0;
 	}
 	if (json_path) {
