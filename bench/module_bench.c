@@ -643,6 +643,11 @@ struct worker {
 };
 
 static const char *vs_peer;	/* --vs */
+/*
+ * Side by side: more, shorter samples than the single-device figures (a
+ * shared host's load comes and goes; each round has both devices).
+ */
+#define VREPS 11
 static char label_a[32], label_b[32];
 
 /* One MONITOR+UNMONITOR pair per iteration, on one page. */
@@ -947,7 +952,7 @@ static struct {
  */
 static double ratio_med(const double *x, const double *y, int n)
 {
-	double v[REPS];
+	double v[VREPS];
 
 	for (int r = 0; r < n; r++)
 		v[r] = x[r] / y[r];
@@ -958,9 +963,9 @@ static void vs_fig2_4(void)
 {
 	static const size_t sizes[] = { 0, 1000, 100000, 1000000 };
 	unsigned int ns = quick ? 3 : 4;	/* --quick: up to 100K */
-	long pairs = quick ? 2000 : 20000, rounds = quick ? 2000 : 20000;
+	long pairs = quick ? 2000 : 10000, rounds = quick ? 1000 : 5000;
 	struct worker w[4][3];
-	double p[4][2][REPS], m[4][3][REPS];
+	double p[4][2][VREPS], m[4][3][VREPS];
 	char what[128], note[256];
 
 	for (unsigned int s = 0; s < ns; s++) {
@@ -972,7 +977,7 @@ static void vs_fig2_4(void)
 			ask(&w[s][i], 'f', sizes[s], 0, NULL);
 		}
 	}
-	for (int r = 0; r < REPS; r++) {
+	for (int r = 0; r < VREPS; r++) {
 		unsigned int nj = ns * 3;
 
 		for (unsigned int k = 0; k < nj; k++) {
@@ -987,27 +992,27 @@ static void vs_fig2_4(void)
 		for (int i = 2; i >= 0; i--)
 			worker_stop(&w[s][i]);
 	for (unsigned int s = 0; s < ns; s++) {
-		double ga = ratio_med(p[s][0], p[0][0], REPS);
-		double gb = ratio_med(p[s][1], p[0][1], REPS);
+		double ga = ratio_med(p[s][0], p[0][0], VREPS);
+		double gb = ratio_med(p[s][1], p[0][1], VREPS);
 
 		snprintf(what, sizeof(what), "watch+unwatch pair, %zu regions watched",
 			 sizes[s]);
 		snprintf(note, sizeof(note), "growth from 0: %s %.2fx, %s %.2fx; A/B per round %.2fx",
-			 label_a, ga, label_b, gb, ratio_med(p[s][0], p[s][1], REPS));
-		row2("2", what, median(p[s][0], REPS), median(p[s][1], REPS),
+			 label_a, ga, label_b, gb, ratio_med(p[s][0], p[s][1], VREPS));
+		row2("2", what, median(p[s][0], VREPS), median(p[s][1], VREPS),
 		     "ns", note);
 		if (s == ns - 1)
 			g.growth_a = ga;
 	}
 	for (unsigned int s = 0; s < ns; s++) {
-		double ra = ratio_med(m[s][0], m[s][2], REPS);
-		double rb = ratio_med(m[s][1], m[s][2], REPS);
+		double ra = ratio_med(m[s][0], m[s][2], VREPS);
+		double rb = ratio_med(m[s][1], m[s][2], VREPS);
 
 		snprintf(what, sizeof(what), "mmap+touch+munmap, %zu regions elsewhere",
 			 sizes[s]);
 		snprintf(note, sizeof(note), "vs no fd (%.0f ns), per round: %s %.2fx, %s %.2fx",
-			 median(m[s][2], REPS), label_a, ra, label_b, rb);
-		row2("4", what, median(m[s][0], REPS), median(m[s][1], REPS),
+			 median(m[s][2], VREPS), label_a, ra, label_b, rb);
+		row2("4", what, median(m[s][0], VREPS), median(m[s][1], VREPS),
 		     "ns", note);
 		if (s == ns - 1)
 			g.unrel_a = ra;
@@ -1018,16 +1023,16 @@ static void vs_fig2_4(void)
 static void vs_fig3(void)
 {
 	static const uint32_t batches[] = { 16, 256, 4096 };
-	long total = quick ? 8192 : 65536;
+	long total = quick ? 8192 : 16384;
 	struct worker w[2] = { worker_start(device), worker_start(vs_peer) };
-	double sa[REPS], sb[REPS], ba[3][REPS], bb[3];
+	double sa[VREPS], sb[VREPS], ba[3][VREPS], bb[3];
 	char what[128], note[256];
 
 	for (int i = 0; i < 2; i++) {
 		ask(&w[i], 'o', 4096 + 64, 0, NULL);
 		ask(&w[i], 'f', 0, 0, NULL);
 	}
-	for (int r = 0; r < REPS; r++) {
+	for (int r = 0; r < VREPS; r++) {
 		for (int k = 0; k < 2; k++) {
 			int i = k ^ (r & 1);
 
@@ -1040,7 +1045,7 @@ static void vs_fig3(void)
 	}
 	for (int i = 0; i < 2; i++)
 		worker_stop(&w[i]);
-	double a = median(sa, REPS), b = median(sb, REPS);
+	double a = median(sa, VREPS), b = median(sb, VREPS);
 
 	row2("3", "watch+unwatch per region, single ioctls", a, b, "ns",
 	     "both: one MONITOR + one UNMONITOR");
@@ -1048,7 +1053,7 @@ static void vs_fig3(void)
 	g.pair_peer = b;
 	g.pair_best = a;
 	for (int j = 0; j < 3; j++) {
-		bb[j] = median(ba[j], REPS);
+		bb[j] = median(ba[j], VREPS);
 		if (bb[j] < 0)
 			continue;	/* A has no batches */
 		snprintf(what, sizeof(what), "watch+unwatch per region, %s batch %u",
@@ -1067,9 +1072,9 @@ static void vs_fig3(void)
 static void vs_fig5(void)
 {
 	static const long counts[] = { 1, 64, 4096 };
-	long rounds = quick ? 100 : 500;
+	long rounds = quick ? 100 : 200;
 	struct worker w[2] = { worker_start(device), worker_start(vs_peer) };
-	double un[2][REPS], wa[2][3][REPS], rd[2][REPS], own[2][REPS];
+	double un[2][VREPS], wa[2][3][VREPS], rd[2][VREPS], own[2][VREPS];
 	double late[2][3] = { { 0 } }, evlate[2][3] = { { 0 } };
 	char what[128], note[256];
 
@@ -1077,7 +1082,7 @@ static void vs_fig5(void)
 		ask(&w[i], 'o', 8192, 0, NULL);
 		ask(&w[i], 'f', 0, 0, NULL);
 	}
-	for (int r = 0; r < REPS; r++) {
+	for (int r = 0; r < VREPS; r++) {
 		for (int k = 0; k < 2; k++) {
 			int i = k ^ (r & 1);
 			double v[3];
@@ -1096,11 +1101,11 @@ static void vs_fig5(void)
 	}
 	for (int i = 0; i < 2; i++)
 		worker_stop(&w[i]);
-	double ua = median(un[0], REPS), ub = median(un[1], REPS);
+	double ua = median(un[0], VREPS), ub = median(un[1], VREPS);
 
 	row2("5", "munmap of an unwatched page (fd open)", ua, ub, "ns", "");
 	for (int j = 0; j < 3; j++) {
-		double a = median(wa[0][j], REPS), b = median(wa[1][j], REPS);
+		double a = median(wa[0][j], VREPS), b = median(wa[1][j], VREPS);
 
 		snprintf(what, sizeof(what), "munmap of a page watched by %ld regions",
 			 counts[j]);
@@ -1108,15 +1113,15 @@ static void vs_fig5(void)
 			 label_a, a / ua, label_b, b / ub);
 		row2("5", what, a, b, "ns", note);
 	}
-	row2("5", "munmap watched by 1 / unwatched, per round", median(own[0], REPS),
-	     median(own[1], REPS), "x", "median of the rounds' own ratios");
+	row2("5", "munmap watched by 1 / unwatched, per round", median(own[0], VREPS),
+	     median(own[1], VREPS), "x", "median of the rounds' own ratios");
 	row2("5", "munmap return -> event read (one read() call)",
-	     median(rd[0], REPS), median(rd[1], REPS), "ns", "");
+	     median(rd[0], VREPS), median(rd[1], VREPS), "ns", "");
 	for (int j = 0; j < 3; j++)
 		printf("5    rounds late after munmap, %4ld regions: changed() false %s %.0f, %s %.0f; events not counted %s %.0f, %s %.0f (must be 0)\n",
 		       counts[j], label_a, late[0][j], label_b, late[1][j],
 		       label_a, evlate[0][j], label_b, evlate[1][j]);
-	g.own_a = median(own[0], REPS);
+	g.own_a = median(own[0], VREPS);
 }
 
 /* Kernel memory, /proc/meminfo, in kB. */
