@@ -1297,7 +1297,7 @@ static void vs_main(int only)
 /* --pair-loop: fill, stop for a profiler, then pairs for `secs` seconds. */
 static void pair_loop(double secs, size_t n, uint32_t batch)
 {
-	struct ctx x = open_ctx(n + 1);
+	struct ctx x = open_ctx(n + 1 + batch);
 	char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	long done = 0;
