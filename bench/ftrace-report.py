@@ -72,7 +72,7 @@ for path in sys.argv[1:]:
           (n, k, statistics.median(t['dur'] for t in tops), total))
     rows = sorted(per.items(), key=lambda kv: (kv[0][0], -kv[1][0] * kv[1][1]))
     for (depth, name), (med, c) in rows:
-        if depth == 0 or med * c / total < 0.01:
+        if depth == 0 or name.startswith(('__sysvec', 'hrtimer', '__hrtimer', 'handle_softirqs')) or med * c / total < 0.01:
             continue
         print('  %s%-40s %5.1f%%  %6.2f us/call  %5.2f calls/ioctl' %
               ('  ' * (depth - 1), name, 100 * med * c / total, med, c))

@@ -16,7 +16,7 @@
  *
  * --pair-loop SECONDS [--regions N] [--batch B]: fill N regions, stop
  * itself (SIGSTOP) so that a profiler can attach, then run MONITOR+UNMONITOR
- * pairs (or batches of B of each) for SECONDS (bench/profile-pairs).
+ * pairs (or batches of B of each) for SECONDS (bench/ftrace-pairs).
  *
  * usage: module_bench [--quick] [--json FILE] [--only FIG] [--device PATH]
  *                     [--vs PEER] [--pair-loop SECONDS [--regions N] [--batch B]]
