@@ -7,6 +7,7 @@
 #   make bench    the performance table (bench/README.md)
 #   make deps     install packages and fetch kernels (run implicitly)
 #   make check-debug   the guest suite under a KASAN/lockdep/kmemleak kernel
+#   make rpm      source and binary RPMs under build/rpm (packaging/rpm/)
 
 CC ?= gcc
 # Where vm/common.sh keeps kernels and other downloads (shared by clones).
@@ -43,6 +44,7 @@ ifneq ($(wildcard lib/lib.mk),)
 -include tools/cli.mk
 endif
 -include packaging/install.mk
+-include packaging/rpm/rpm.mk
 -include clients/clients.mk
 -include tests/mpi/mpi.mk
 -include lib/ucx/ucx.mk

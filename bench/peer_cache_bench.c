@@ -25,11 +25,22 @@
  * time; the figure is each one's median, and the ratios are medians of the
  * per-round ratios (a peer measured next to it, in the same round).
  *
+ * Also, per size: the miss path (a cache created and filled with n
+ * entries, each get a miss with its no-op registration and its watch, then
+ * put: the time per entry) and the memory each cache holds per entry (the
+ * growth of the process's resident set and of malloc's in-use bytes over
+ * the same create+fill), rounds taking turns as above; and the exact hit
+ * while another thread maps, touches and unmaps unrelated 4 KiB pages in a
+ * loop, against the same cache quiet in the same round ("noisy/quiet"),
+ * the floor too: every munmap of a multi-threaded process interrupts the
+ * other CPUs running it (a TLB shootdown), which no cache avoids.
+ *
  * usage: peer_cache_bench [--quick] [--json FILE] [--sizes N,N,...]
  *                         [--monitor=auto|uffd|manual] [--threads]
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -587,6 +598,130 @@ static void figure(size_t n, const struct layout *lay, const char *monitor_mode,
 		check_and_teardown(&c[p]);
 }
 
+/* --- the miss path and memory per entry ----------------------------------- */
+
+static long rss_bytes(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f || fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		die("/proc/self/statm", EIO);
+	fclose(f);
+	return rss * (long)PAGE;
+}
+
+static void miss_figure(size_t n, const char *monitor_mode, int rounds)
+{
+	double t[NPEERS][MAX_ROUNDS], rss[NPEERS][MAX_ROUNDS], heap[NPEERS][MAX_ROUNDS];
+	double tmp[MAX_ROUNDS];
+	const char *mon[NPEERS] = { 0 };
+	char what[64];
+
+	for (int r = 0; r < rounds; r++) {
+		for (int k = 0; k < FLOOR; k++) {
+			int p = (k + r) % FLOOR;
+			static struct cache c;
+			long rss0 = rss_bytes();
+			size_t heap0 = mallinfo2().uordblks;
+			double t0 = cpu_ns();
+
+			setup(&c, p, n, &exact, monitor_mode);
+			t[p][r] = (cpu_ns() - t0) / n;
+			rss[p][r] = (double)(rss_bytes() - rss0) / n;
+			heap[p][r] = ((double)mallinfo2().uordblks - (double)heap0) / n;
+			mon[p] = c.monitor;
+			check_and_teardown(&c);
+		}
+	}
+	snprintf(what, sizeof(what), "miss (create+fill/n), %zuK", n / 1024);
+	for (int p = 0; p < FLOOR; p++) {
+		double ru = med_ratio(t, p, UCX, rounds), ro = med_ratio(t, p, OFI, rounds);
+		double mr, mh;
+
+		memcpy(tmp, t[p], sizeof(tmp));
+		printf("%-28s %-13s %-10s %9.1f %9.2fx %9.3fx %10s\n", what, peer_name[p],
+		       mon[p], median(tmp, rounds), ru, ro, "-");
+		jrow(n, "miss, create+fill per entry", peer_name[p], mon[p],
+		     median(tmp, rounds), ru, ro, 0, rounds);
+		memcpy(tmp, rss[p], sizeof(tmp));
+		mr = median(tmp, rounds);
+		memcpy(tmp, heap[p], sizeof(tmp));
+		mh = median(tmp, rounds);
+		printf("%-28s %-13s %-10s   bytes per entry: %.0f resident, %.0f malloc'd\n",
+		       "  memory per entry", peer_name[p], mon[p], mr, mh);
+		if (json)
+			fprintf(json, ",\n{\"figure\":\"12\",\"entries\":%zu,\"what\":\"memory per entry\","
+				"\"cache\":\"%s\",\"monitor\":\"%s\",\"resident_bytes\":%.1f,\"malloc_bytes\":%.1f}",
+				n, peer_name[p], mon[p], mr, mh);
+	}
+	fflush(stdout);
+}
+
+/* --- hits while another thread maps and unmaps unrelated memory ----------- */
+
+static _Atomic int noise_stop;
+
+static void *noise_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&noise_stop)) {
+		char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			die("mmap (noise)", errno);
+		*(volatile char *)p = 1;
+		munmap(p, PAGE);
+	}
+	return NULL;
+}
+
+static void noise_figure(size_t n, const char *monitor_mode, int rounds)
+{
+	static struct cache c[NPEERS];
+	double quiet[NPEERS][MAX_ROUNDS], noisy[NPEERS][MAX_ROUNDS], g[MAX_ROUNDS];
+	size_t ops = quick ? 200000 : 500000;
+	char what[64];
+
+	for (int p = 0; p < NPEERS; p++)
+		setup(&c[p], p, n, &exact, monitor_mode);
+	for (int r = 0; r < rounds; r++) {
+		for (int k = 0; k < NPEERS; k++) {
+			int p = (k + r) % NPEERS;
+			pthread_t tid;
+
+			run(&c[p], n < ops / 4 ? n : ops / 4, r + 100, true);
+			quiet[p][r] = run(&c[p], ops, r + 1, true);
+			atomic_store(&noise_stop, 0);
+			if (pthread_create(&tid, NULL, noise_main, NULL))
+				die("pthread_create", errno);
+			noisy[p][r] = run(&c[p], ops, r + 1, true);
+			atomic_store(&noise_stop, 1);
+			pthread_join(tid, NULL);
+		}
+	}
+	snprintf(what, sizeof(what), "hit, unrelated munmaps, %zuK", n / 1024);
+	for (int p = 0; p < NPEERS; p++) {
+		for (int r = 0; r < rounds; r++)
+			g[r] = noisy[p][r] / quiet[p][r];
+		{
+			double ratio = median(g, rounds), tmp[MAX_ROUNDS];
+
+			memcpy(tmp, noisy[p], sizeof(tmp));
+			printf("%-28s %-13s %-10s %9.1f   (noisy/quiet = %.2fx)\n", what,
+			       peer_name[p], c[p].monitor, median(tmp, rounds), ratio);
+			if (json)
+				fprintf(json, ",\n{\"figure\":\"12\",\"entries\":%zu,\"what\":\"exact hit, another thread unmapping unrelated pages\","
+					"\"cache\":\"%s\",\"monitor\":\"%s\",\"ns_per_op\":%.3f,\"noisy_over_quiet\":%.4f}",
+					n, peer_name[p], c[p].monitor, median(tmp, rounds), ratio);
+		}
+	}
+	for (int p = 0; p < NPEERS; p++)
+		check_and_teardown(&c[p]);
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	size_t sizes[8] = { 1024, 65536, 524288 };
@@ -643,6 +778,9 @@ int main(int argc, char **argv)
 		figure(sizes[s], &exact, monitor_mode, rounds, threads);
 		if (sizes[s] <= 65536)
 			figure(sizes[s], &covering, monitor_mode, rounds, false);
+		miss_figure(sizes[s], monitor_mode, rounds);
+		if (sizes[s] <= 65536)
+			noise_figure(sizes[s], monitor_mode, rounds);
 	}
 	if (json) {
 		fprintf(json, "\n]\n");

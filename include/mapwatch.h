@@ -111,7 +111,7 @@ extern "C" {
 
 /* The version of this header; mapwatch_version() is the library's. */
 #define MAPWATCH_VERSION_MAJOR	1
-#define MAPWATCH_VERSION_MINOR	3
+#define MAPWATCH_VERSION_MINOR	4
 #define MAPWATCH_VERSION_PATCH	0
 #define MAPWATCH_VERSION_CODE(major, minor, patch) \
 	(((major) << 16) | ((minor) << 8) | (patch))
@@ -199,6 +199,107 @@ struct mapwatch_event {
 };
 
 /*
+ * Why a watch changed (since 1.4): the reason and cause of
+ * struct mapwatch_event_ex, mapwatch_cache_entry_reason() and the cache's
+ * statistics.  The values are the kernel's (enum mapwatch_reason and enum
+ * mapwatch_cause of <mapwatch/mapwatch_uapi.h>), under names of their own
+ * so that both headers can be included.  What each backend tells:
+ *   kernel       mapwatch.ko with MAPWATCH_FEATURE_REASONS: what its mmu
+ *                notifier was told and by whom (module/README.md lists,
+ *                per kernel, what it can tell apart); an older module or
+ *                HPE's kdreg2: MAPWATCH_CHANGE_UNKNOWN, MAPWATCH_BY_UNKNOWN.
+ *   userfaultfd  UNMAPPED/BY_MUNMAP for its UNMAP event (munmap, and also
+ *                mmap(MAP_FIXED), brk or mremap shrinking over the range:
+ *                userfaultfd does not tell them apart), UNMAPPED/
+ *                BY_MADVISE for REMOVE (madvise DONTNEED/FREE/REMOVE),
+ *                MOVED/BY_MREMAP for REMAP.
+ *   every backend  USER/BY_IOCTL for mapwatch_invalidate() (and the
+ *                cache's mapwatch_cache_invalidate() and
+ *                mapwatch_cache_invalidate_entry()).
+ * A reason is for people and statistics: a cache must still drop the
+ * registration (see MAPWATCH_EVENT_F_PAGES_KEPT).  A newer kernel may
+ * report values beyond these: mapwatch_reason_name() and
+ * mapwatch_cause_name() return NULL for them.
+ */
+enum mapwatch_change_reason {
+	MAPWATCH_CHANGE_UNKNOWN = 0,	/* not told (older module, kdreg2) */
+	MAPWATCH_CHANGE_UNMAPPED = 1,	/* munmap, mmap over it, madvise
+					   DONTNEED/FREE/REMOVE, brk, shmdt */
+	MAPWATCH_CHANGE_MOVED = 2,	/* mremap moved it */
+	MAPWATCH_CHANGE_REPLACED = 3,	/* same mapping, other pages: copy-
+					   on-write, migration (NUMA
+					   balancing, compaction), KSM,
+					   THP collapse or split, swap-out */
+	MAPWATCH_CHANGE_PROTECTION = 4,	/* protection reduced (delivered only
+					   with the module's
+					   ALL_INVALIDATIONS policy) */
+	MAPWATCH_CHANGE_EXIT = 5,	/* the address space is going away */
+	MAPWATCH_CHANGE_USER = 6,	/* mapwatch_invalidate() and the like */
+};
+/* Slots of mapwatch_cache_stats.by_reason: room for reasons to come. */
+#define MAPWATCH_CHANGE_REASON_SLOTS 16
+
+enum mapwatch_change_cause {
+	MAPWATCH_BY_UNKNOWN = 0,
+	MAPWATCH_BY_MUNMAP = 1,		/* munmap() */
+	MAPWATCH_BY_MMAP = 2,		/* mmap(MAP_FIXED) over the range */
+	MAPWATCH_BY_MADVISE = 3,	/* madvise(), process_madvise() */
+	MAPWATCH_BY_BRK = 4,		/* brk() shrinking the heap */
+	MAPWATCH_BY_SHMDT = 5,		/* shmdt() */
+	MAPWATCH_BY_MREMAP = 6,		/* mremap() */
+	MAPWATCH_BY_MPROTECT = 7,	/* mprotect(), pkey_mprotect() */
+	MAPWATCH_BY_FORK = 8,		/* fork(), clone() */
+	MAPWATCH_BY_FAULT = 9,		/* a fault of the process: copy-on-
+					   write, NUMA migration on fault,
+					   THP split */
+	MAPWATCH_BY_NUMA_SCAN = 10,	/* NUMA balancing's scan */
+	MAPWATCH_BY_MIGRATE = 11,	/* move_pages(), migrate_pages(),
+					   mbind(MPOL_MF_MOVE) */
+	MAPWATCH_BY_COMPACTION = 12,	/* memory compaction */
+	MAPWATCH_BY_RECLAIM = 13,	/* kswapd, direct reclaim */
+	MAPWATCH_BY_KSM = 14,		/* ksmd merging pages */
+	MAPWATCH_BY_KHUGEPAGED = 15,	/* khugepaged collapsing a THP */
+	MAPWATCH_BY_SOFT_DIRTY = 16,	/* clear_refs */
+	MAPWATCH_BY_EXIT = 17,		/* exit, exec */
+	MAPWATCH_BY_IOCTL = 18,		/* mapwatch_invalidate() and the
+					   like (the module's INVALIDATE) */
+	MAPWATCH_BY_SYSCALL = 19,	/* another system call (truncate,
+					   fallocate...) */
+	MAPWATCH_BY_KTHREAD = 20,	/* another kernel thread */
+};
+/* Slots of mapwatch_cache_stats.by_cause. */
+#define MAPWATCH_CHANGE_CAUSE_SLOTS 32
+
+/* mapwatch_event_ex.flags: the frames behind the range did not change,
+ * only the translation's permissions did (the same bit as the kernel's,
+ * in <mapwatch/mapwatch_uapi.h>).  Never a reason to keep a registration:
+ * the protection was reduced (a registration with remote write access
+ * would let the NIC write where the process made memory read-only), and
+ * the watch is gone with the event.  The cache drops the entry (lib/README.md). */
+#define MAPWATCH_EVENT_F_PAGES_KEPT	(1U << 16)
+
+/* A change, and why (since 1.4; mapwatch_read_events_ex()).  Grows at its
+ * end: arrays of it are read with the caller's sizeof(). */
+struct mapwatch_event_ex {
+	uintptr_t addr;
+	size_t len;
+	uint64_t cookie;	/* or MAPWATCH_COOKIE_RANGE */
+	uint32_t reason;	/* MAPWATCH_CHANGE_*; a range event: the
+				   reason of every change folded into it,
+				   or UNKNOWN when they differ */
+	uint32_t cause;		/* MAPWATCH_BY_* (a range event: as the
+				   reason) */
+	uint32_t flags;		/* MAPWATCH_EVENT_F_* */
+	uint32_t reserved;	/* 0 */
+};
+
+/* The name of a reason or cause ("unmapped", "munmap": the kernel's
+ * names, as /proc/PID/fdinfo and `mapwatch why` print them), NULL for a
+ * value this library does not know.  Since 1.4. */
+MAPWATCH_EXPORT const char *mapwatch_reason_name(uint32_t reason);
+MAPWATCH_EXPORT const char *mapwatch_cause_name(uint32_t cause);
+
+/*
  * Open a monitor for up to max_watches concurrent watches.  On failure
  * returns a negative errno and, when why is not NULL, a sentence saying
  * what to do (module not loaded, permission, userfaultfd disabled...).
@@ -261,6 +362,19 @@ MAPWATCH_EXPORT bool mapwatch_changed_sync(const struct mapwatch_handle *h);
 /* Read up to max pending events; returns how many (0: none pending). */
 MAPWATCH_EXPORT int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
 			 size_t max);
+/*
+ * mapwatch_read_events() with why each watch changed: fills up to max
+ * events of size bytes each (pass sizeof(struct mapwatch_event_ex): a
+ * larger size from a newer header gets zeros beyond what this library
+ * knows), returns how many, or a negative errno: -EINVAL for a NULL array
+ * or a size below 1.4's struct, -EIO in a child after fork.  Events read
+ * by one of the two functions are gone for the other: a monitor's events
+ * have one reader.  mapwatch_read_events() itself is unchanged (its
+ * struct is frozen) and drops the reason.  Since 1.4.
+ */
+MAPWATCH_EXPORT int mapwatch_read_events_ex(struct mapwatch *mw,
+					    struct mapwatch_event_ex *ev,
+					    size_t max, size_t size);
 /* Call fn for every pending event; returns how many. No lock is held
  * while fn runs, so fn may call any mapwatch function. */
 MAPWATCH_EXPORT int mapwatch_drain(struct mapwatch *mw,
@@ -334,7 +448,8 @@ struct mapwatch_cache_ops {
 	 * follows when the last reference is put, at once if none is held):
 	 * revoke remote keys, memory windows, peers' copies.  May call any
 	 * cache function but destroy; must not put a reference it does not
-	 * hold. */
+	 * hold.  Since 1.4, mapwatch_cache_entry_reason() and
+	 * mapwatch_cache_entry_cause() tell it why. */
 	void (*invalidate)(void *ctx, struct mapwatch_cache_entry *e);
 };
 
@@ -410,6 +525,16 @@ struct mapwatch_cache_stats {
 					   mapwatch_cache_get()), so it no
 					   longer counts unwatchable memory
 					   alone */
+	/* Since 1.4: the invalidations above by MAPWATCH_CHANGE_* and
+	 * MAPWATCH_BY_* (a value beyond the slots counts in [0], unknown);
+	 * an entry a get or put finds changed by its watch has the pending
+	 * events read first, so it counts as unknown only when its event
+	 * was not queued yet (or the backend does not say). */
+	uint64_t by_reason[MAPWATCH_CHANGE_REASON_SLOTS];
+	uint64_t by_cause[MAPWATCH_CHANGE_CAUSE_SLOTS];
+	uint64_t pages_kept;		/* of which the event said the pages
+					   stayed (MAPWATCH_EVENT_F_PAGES_KEPT):
+					   dropped all the same */
 };
 
 /*
@@ -543,6 +668,15 @@ MAPWATCH_EXPORT size_t mapwatch_cache_entry_len(const struct mapwatch_cache_entr
  * or (since 1.3) mapwatch_cache_invalidate_entry() was called on it:
  * check it again after holding an entry across a long operation. */
 MAPWATCH_EXPORT bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e);
+/* Why the entry changed: MAPWATCH_CHANGE_* and MAPWATCH_BY_* (the event
+ * that took it out; MAPWATCH_CHANGE_USER, MAPWATCH_BY_IOCTL for
+ * mapwatch_cache_invalidate() and mapwatch_cache_invalidate_entry()).
+ * UNKNOWN for an entry that has not changed, or whose backend did not say.
+ * Meant for the invalidate callback.  Since 1.4. */
+MAPWATCH_EXPORT uint32_t
+mapwatch_cache_entry_reason(const struct mapwatch_cache_entry *e);
+MAPWATCH_EXPORT uint32_t
+mapwatch_cache_entry_cause(const struct mapwatch_cache_entry *e);
 /* The entry's cfg.entry_size bytes of storage (NULL when 0).  Since 1.1. */
 MAPWATCH_EXPORT void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e);
 /*

@@ -141,6 +141,24 @@ struct mapwatch_policy {
  * tell apart.  It is information for people and statistics: a cache must
  * never keep a registration because of it, except where PAGES_KEPT says
  * the frames stayed.
+ *
+ * What the tests (tests/guest/reasons.c, 5.10 to 7.x) showed:
+ *  - MADV_FREE reports at the call (UNMAPPED, MADVISE), not when reclaim
+ *    later frees the pages.
+ *  - A KSM merge reports every merged page, the one KSM keeps in place
+ *    too (REPLACED, KSM): the notifier cannot tell its write-protect from
+ *    a replacement.
+ *  - A THP split at the edge of a munmap, mprotect, madvise or mremap
+ *    range reads REPLACED with that call's cause.
+ *  - NUMA balancing's scan (PROTECTION, NUMA_SCAN) comes as task work
+ *    right after a system call or an interrupt returns to the process.
+ *  - On 5.10 (a THP may migrate under the scan's PROTECTION_VMA alone)
+ *    that event is not skipped: mprotect retires regions even without
+ *    ALL_INVALIDATIONS (PROTECTION, MPROTECT, PAGES_KEPT), and the scan's
+ *    PROTECTION comes without PAGES_KEPT.
+ *  - The address space's release (exit, exec) queues no record (nobody
+ *    can read it); its regions are counted as EXIT, EXIT in
+ *    /proc/PID/fdinfo of an inherited fd and in /sys/kernel/mapwatch.
  */
 enum mapwatch_reason {
 	MAPWATCH_REASON_UNKNOWN = 0,	/* the kernel did not say */
@@ -155,7 +173,9 @@ enum mapwatch_reason {
 	MAPWATCH_REASON_PROTECTION = 4,	/* protection reduced (mprotect,
 					   NUMA hinting, fork write-protect,
 					   soft-dirty); only delivered with
-					   MAPWATCH_POLICY_ALL_INVALIDATIONS */
+					   MAPWATCH_POLICY_ALL_INVALIDATIONS
+					   (and on 5.10 for mprotect and the
+					   NUMA scan: see above) */
 	MAPWATCH_REASON_EXIT = 5,	/* the address space is going away */
 	MAPWATCH_REASON_USER = 6,	/* MAPWATCH_IOCTL_INVALIDATE */
 	MAPWATCH_REASON_COUNT

@@ -194,7 +194,7 @@ static int kernel_unwatch_batch(struct mapwatch *mw,
  * monitor answers), once.
  */
 static int kernel_read(struct mapwatch *mw, struct mapwatch_event *ev,
-		       size_t max)
+		       uint32_t *info, size_t max)
 {
 	struct kdreg2_event kev[64];
 	uint32_t unknown_type = 0;
@@ -227,6 +227,10 @@ static int kernel_read(struct mapwatch *mw, struct mapwatch_event *ev,
 			ev[k].len = c->len;
 			ev[k].cookie = c->cookie == KDREG2_BAD_COOKIE_VALUE ?
 				       MAPWATCH_COOKIE_RANGE : c->cookie;
+			/* Why, when the module was asked to say (REASONS);
+			 * else 0, kdreg2's padding. */
+			if (info)
+				info[k] = mw->reasons ? kev[i]._alignment : 0;
 			k++;
 		}
 	}
@@ -404,6 +408,18 @@ int mw_kernel_open(struct mapwatch *mw, const char **why)
 	mw->plain_kdreg2 = ioctl(fd, MAPWATCH_IOCTL_PROBE, &probe) != 0;
 	mw->kfeatures = mw->plain_kdreg2 ? 0 : probe.features;
 	mw->batch = !mw->plain_kdreg2 && (probe.features & MAPWATCH_FEATURE_BATCH);
+	/* Why each region changed, in its record: only a module that offers
+	 * it is asked (an older one refuses the unknown policy bit); without
+	 * it every reason reads UNKNOWN.  No other policy of this fd is on:
+	 * the library uses none, so setting REASONS alone changes nothing
+	 * else. */
+	if (mw->kfeatures & MAPWATCH_FEATURE_REASONS) {
+		struct mapwatch_policy pol = {
+			.size = sizeof(pol), .flags = MAPWATCH_POLICY_REASONS,
+		};
+
+		mw->reasons = !ioctl(fd, MAPWATCH_IOCTL_SET_POLICY, &pol);
+	}
 	no_batch = getenv("MAPWATCH_NO_BATCH");
 	if (no_batch && *no_batch && strcmp(no_batch, "0"))
 		mw->batch = false;

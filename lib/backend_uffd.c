@@ -156,27 +156,34 @@ static void dispatch(const struct uffd_msg *m)
 {
 	uintptr_t start, end;
 	bool unmapped = true;
+	uint32_t info;
 
+	/* Why, as far as userfaultfd tells: UNMAP is also mmap(MAP_FIXED),
+	 * brk or an mremap shrinking over the range, which it does not
+	 * tell apart from munmap. */
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
 		start = m->arg.remove.start;
 		end = m->arg.remove.end;
+		info = MW_INFO(MAPWATCH_REASON_UNMAPPED, MAPWATCH_CAUSE_MUNMAP);
 		break;
 	case UFFD_EVENT_REMOVE:
 		start = m->arg.remove.start;
 		end = m->arg.remove.end;
 		unmapped = false;	/* the VMA stays, registered */
+		info = MW_INFO(MAPWATCH_REASON_UNMAPPED, MAPWATCH_CAUSE_MADVISE);
 		break;
 	case UFFD_EVENT_REMAP:
 		/* Both ends stay registered with us (see the top). */
 		start = m->arg.remap.from;
 		end = m->arg.remap.from + m->arg.remap.len;
+		info = MW_INFO(MAPWATCH_REASON_MOVED, MAPWATCH_CAUSE_MREMAP);
 		break;
 	default:
 		return;
 	}
 	for (struct mapwatch *mw = proc_uffd.mons; mw; mw = mw->u.next)
-		mw_user_invalidate_ex(mw, start, end, unmapped);
+		mw_user_invalidate_ex(mw, start, end, unmapped, info);
 }
 
 /*

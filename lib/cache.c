@@ -2,15 +2,18 @@
 /*
  * The registration cache.
  *
- * Two indexes over the same entries:
+ * Three indexes over the same entries:
  *  - a hash of the aligned start address, read without any lock: the
  *    common hit (same start as a cached entry) is a few loads, one
  *    compare-and-swap on the entry's reference count, and the one-load
  *    check of its watch;
+ *  - a hash of the power-of-two granules each entry overlaps, also read
+ *    without a lock, for a larger entry that starts below the request and
+ *    covers it (cache_index.c: one probe per entry size class in use);
  *  - an address-ordered tree (a treap keyed by start, every node knowing
- *    the largest end in its subtree) under a rwlock, searched only when the
- *    hash misses, for a larger entry that starts below the request and
- *    covers it.
+ *    the largest end in its subtree) under a rwlock, for what needs order:
+ *    the entries a miss covers, device invalidation, and the covering
+ *    lookup when the granule hash finds nothing.
  * Everything that changes the indexes (misses, eviction, events, flush)
  * holds the cache mutex, and the tree's write lock for the tree.  No lock
  * is held while the reg/dereg callbacks run or while the monitor watches
@@ -127,15 +130,30 @@ void mwc_drop_dead(struct mapwatch_cache *c, struct mapwatch_cache_entry *dead)
 	}
 }
 
+/*
+ * An entry seen changed before its event was read: read the events first,
+ * so that the event takes it out and says why (the invalidate callback and
+ * the statistics by reason).  What is still in the cache after that
+ * changed for a reason not yet told (the event not queued yet).  No lock
+ * held.
+ */
+static void events_before_stale(struct mapwatch_cache *c)
+{
+	mw_settle_mon(c->mw);
+	if (mapwatch_pending(c->mw))
+		mwc_process_events(c);
+}
+
 /* Drop the references a lookup took on changed entries, evicting them. */
 static void purge_stale(struct mapwatch_cache *c, struct stale *st)
 {
 	struct mapwatch_cache_entry *dead = NULL;
 
+	events_before_stale(c);
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < st->n; i++)
 		if (mwc_detach(c, st->e[i], &dead, false))
-			count_invalid(c, st->e[i]);
+			count_invalid(c, st->e[i], 0);
 	pthread_mutex_unlock(&c->lock);
 	for (int i = 0; i < st->n; i++)
 		entry_unref(c, st->e[i]);
@@ -277,7 +295,7 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	struct mapwatch_cache_config kcfg = { 0 };
 	struct mapwatch_cache_ops kops;
 	struct mapwatch_cache *c;
-	struct buckets *a, *b;
+	struct buckets *a, *b, *g;
 	pthread_rwlockattr_t ra;
 	int ret;
 
@@ -297,10 +315,12 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 	c = calloc(1, sizeof(*c));
 	a = mwc_buckets_new(MIN_BUCKETS);
 	b = mwc_buckets_new(MIN_BUCKETS);
-	if (!c || !a || !b) {
+	g = mwc_buckets_new(MIN_BUCKETS);
+	if (!c || !a || !b || !g) {
 		free(c);
 		free(a);
 		free(b);
+		free(g);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -314,11 +334,13 @@ struct mapwatch_cache *mapwatch_cache_create_sized(struct mapwatch *mw,
 		free(c);
 		free(a);
 		free(b);
+		free(g);
 		errno = EINVAL;
 		return NULL;
 	}
 	atomic_init(&c->byaddr.a, a);
 	atomic_init(&c->cookies.a, b);
+	atomic_init(&c->bygran.a, g);
 	/* Writers first: covering hits must not starve the misses and the
 	 * event processing that change the tree (glibc prefers readers). */
 	pthread_rwlockattr_init(&ra);
@@ -405,6 +427,7 @@ static struct mapwatch_cache_entry *reg_new(struct mapwatch_cache *c,
 	e->device = k->device;
 	e->claimed = false;
 	e->invalid = false;
+	e->why = 0;
 	e->unwatched = false;
 	e->passthrough = false;
 	atomic_store_explicit(&e->revoked, false, memory_order_relaxed);
@@ -846,9 +869,11 @@ static void put_changed(struct mapwatch_cache *c, struct mapwatch_cache_entry *e
 {
 	struct mapwatch_cache_entry *dead = NULL;
 
+	if (!e->unwatched)
+		events_before_stale(c);
 	pthread_mutex_lock(&c->lock);
 	if (mwc_detach(c, e, &dead, false))
-		count_invalid(c, e);
+		count_invalid(c, e, 0);
 	pthread_mutex_unlock(&c->lock);
 	entry_unref(c, e);
 	mwc_drop_dead(c, dead);
@@ -893,6 +918,18 @@ bool mapwatch_cache_entry_changed(const struct mapwatch_cache_entry *e)
 void *mapwatch_cache_entry_data(const struct mapwatch_cache_entry *e)
 {
 	return e ? e->data : NULL;
+}
+
+/* Set under c->lock before the invalidate callback, in the thread that
+ * runs it. */
+uint32_t mapwatch_cache_entry_reason(const struct mapwatch_cache_entry *e)
+{
+	return e && e->invalid ? MW_INFO_REASON(e->why) : MAPWATCH_CHANGE_UNKNOWN;
+}
+
+uint32_t mapwatch_cache_entry_cause(const struct mapwatch_cache_entry *e)
+{
+	return e && e->invalid ? MW_INFO_CAUSE(e->why) : MAPWATCH_BY_UNKNOWN;
 }
 
 /* Tests only (not exported): n more references on a held entry, to reach
@@ -982,7 +1019,7 @@ int mapwatch_cache_invalidate(struct mapwatch_cache *c, uint32_t mem_type,
 
 			atomic_fetch_add_explicit(&e->own_gen, 1, memory_order_release);
 			if (mwc_detach(c, e, &dead, false))
-				count_invalid(c, e);
+				count_invalid(c, e, MW_INFO_USER);
 		}
 		if (found.n < MAX_COVERED)
 			break;
@@ -1029,7 +1066,7 @@ int mapwatch_cache_invalidate_entry(struct mapwatch_cache *c,
 	}
 	atomic_store_explicit(&e->revoked, true, memory_order_release);
 	if (mwc_detach(c, e, &dead, false))
-		count_invalid(c, e);
+		count_invalid(c, e, MW_INFO_USER);
 	pthread_mutex_unlock(&c->lock);
 	mwc_drop_dead(c, dead);
 	return 0;
@@ -1070,6 +1107,11 @@ int mapwatch_cache_get_stats_sized(struct mapwatch_cache *c,
 	s->deregistrations = atomic_load(&c->deregistrations);
 	s->uncached = atomic_load(&c->uncached);
 	s->passthrough = atomic_load(&c->passthrough);
+	for (int i = 0; i < MAPWATCH_CHANGE_REASON_SLOTS; i++)
+		s->by_reason[i] = atomic_load(&c->by_reason[i]);
+	for (int i = 0; i < MAPWATCH_CHANGE_CAUSE_SLOTS; i++)
+		s->by_cause[i] = atomic_load(&c->by_cause[i]);
+	s->pages_kept = atomic_load(&c->pages_kept);
 	/* In a child after fork, the lock may be a copy a parent thread
 	 * held at fork; no other thread of the child uses this copy. */
 	if (!child)
@@ -1135,6 +1177,7 @@ void mapwatch_cache_destroy(struct mapwatch_cache *c)
 	}
 	free(atomic_load(&c->byaddr.a));
 	free(atomic_load(&c->cookies.a));
+	free(atomic_load(&c->bygran.a));
 	pthread_rwlock_destroy(&c->tree_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->inflight_done);

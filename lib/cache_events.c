@@ -15,7 +15,7 @@ struct ev_ctx {
 };
 
 /* Called with c->lock held; the monitor holds none of its own locks. */
-static void on_event(void *arg, const struct mapwatch_event *ev)
+static void on_event(void *arg, const struct mapwatch_event *ev, uint32_t info)
 {
 	struct ev_ctx *x = arg;
 	struct mapwatch_cache *c = x->c;
@@ -30,7 +30,7 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 		 * monitor): it stays. */
 		e = n ? entry_of(n, by_cookie) : NULL;
 		if (e && mapwatch_changed(&e->wh) && mwc_detach(c, e, &x->dead, false))
-			count_invalid(c, e);
+			count_invalid(c, e, info);
 		return;
 	}
 	/* Events were folded into a range: every overlapping entry that
@@ -42,7 +42,7 @@ static void on_event(void *arg, const struct mapwatch_event *ev)
 		next = e->ring_next;
 		if (e->start < ev->addr + ev->len && ev->addr < e->end &&
 		    mapwatch_changed(&e->wh) && mwc_detach(c, e, &x->dead, false))
-			count_invalid(c, e);
+			count_invalid(c, e, info);
 		e = next;
 	}
 }
@@ -57,7 +57,8 @@ static bool for_cache(const struct mapwatch_cache *t,
 /* Apply the events of a batch that concern cache t (its own cookies, and
  * ranges).  No lock held on entry; t is pinned or the caller's. */
 static void apply_events(struct mapwatch_cache *t,
-			 const struct mapwatch_event *ev, int n)
+			 const struct mapwatch_event *ev, const uint32_t *info,
+			 int n)
 {
 	struct ev_ctx x = { t, NULL };
 
@@ -65,7 +66,7 @@ static void apply_events(struct mapwatch_cache *t,
 	pthread_mutex_lock(&t->lock);
 	for (int i = 0; i < n; i++)
 		if (for_cache(t, &ev[i]))
-			on_event(&x, &ev[i]);
+			on_event(&x, &ev[i], info[i]);
 	pthread_mutex_unlock(&t->lock);
 	mwc_drop_dead(t, x.dead);
 }
@@ -150,16 +151,17 @@ int mwc_process_events(struct mapwatch_cache *c)
 {
 	struct mapwatch *mw = c->mw;
 	struct mapwatch_event ev[64];
+	uint32_t info[64];
 	struct pinned p;
 	int n, total = 0;
 
-	while ((n = mapwatch_read_events(mw, ev, 64)) > 0) {
+	while ((n = mw_read_events_info(mw, ev, info, 64)) > 0) {
 		total += n;
 		atomic_fetch_add_explicit(&c->test_reads, 1, memory_order_relaxed);
-		apply_events(c, ev, n);
+		apply_events(c, ev, info, n);
 		mwc_pin_caches(c, ev, n, &p);
 		for (size_t i = 0; i < p.n; i++)
-			apply_events(p.c[i], ev, n);
+			apply_events(p.c[i], ev, info, n);
 		mwc_unpin_caches(mw, &p);
 	}
 	/* -ENOMSG (a read of only unknown records) only when nothing was

@@ -1,9 +1,21 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The registration cache's indexes: a chained hash of entries' start
- * addresses (and one of their cookies), read without a lock, and an
- * address-ordered treap whose nodes know the largest end below them,
- * under the tree's rwlock.  Writers hold c->lock (see cache.c).
+ * addresses (and one of their cookies), read without a lock; a chained
+ * hash of the granules each entry overlaps, for covering hits without a
+ * lock; and an address-ordered treap whose nodes know the largest end
+ * below them, under the tree's rwlock.  Writers hold c->lock (see
+ * cache.c).
+ *
+ * The granule hash: an entry of size S has level L, the smallest power of
+ * two 2^L >= S (at least a page), and overlaps one or two granules
+ * [i << L, (i + 1) << L), each keyed (L, i).  An entry covering a request
+ * contains its first byte s and is at least as long: it is in granule
+ * (L, s >> L) of its own level L >= log2(request length).  A covering
+ * lookup probes that granule at each level in use (c->gran_levels), a few
+ * cache lines each instead of a walk down the tree; the tree stays for
+ * the lookups that need order (what a miss covers, device invalidation)
+ * and as the covering lookup's fallback when the hash finds nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +99,46 @@ static void htab_remove(struct htab *t, struct hnode *n)
 	atomic_store_explicit(pp, atomic_load_explicit(&n->next, memory_order_relaxed),
 			      memory_order_release);
 	t->n--;
+}
+
+static unsigned int gran_level(uintptr_t len)
+{
+	unsigned int l = 12;
+
+	while (l < 63 && ((uintptr_t)1 << l) < len)
+		l++;
+	return l;
+}
+
+static uint64_t gran_key(unsigned int level, uintptr_t index)
+{
+	return (uint64_t)level << 56 | (uint64_t)index;
+}
+
+/* Under c->lock. */
+static void gran_insert(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	unsigned int l = gran_level(e->end - e->start);
+	uintptr_t first = e->start >> l, last = (e->end - 1) >> l;
+
+	e->gran_level = (uint8_t)l;
+	for (uintptr_t i = first; i <= last; i++)
+		htab_insert(c, &c->bygran, &e->by_gran[i & 1], gran_key(l, i));
+	if (!c->gran_count[l]++)
+		atomic_fetch_or_explicit(&c->gran_levels, (uint64_t)1 << l,
+					 memory_order_release);
+}
+
+static void gran_remove(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+{
+	unsigned int l = e->gran_level;
+	uintptr_t first = e->start >> l, last = (e->end - 1) >> l;
+
+	for (uintptr_t i = first; i <= last; i++)
+		htab_remove(&c->bygran, &e->by_gran[i & 1]);
+	if (!--c->gran_count[l])
+		atomic_fetch_and_explicit(&c->gran_levels, ~((uint64_t)1 << l),
+					  memory_order_relaxed);
 }
 
 /* Under c->lock: the node with this key (the cookie table). */
@@ -258,15 +310,51 @@ struct mapwatch_cache_entry *mwc_lookup_exact(struct mapwatch_cache *c,
 	return NULL;
 }
 
+/* The covering hit through the granule hash.  No lock. */
+static struct mapwatch_cache_entry *gran_cover(struct mapwatch_cache *c,
+					       const struct key *k,
+					       struct stale *st)
+{
+	uint64_t levels = atomic_load_explicit(&c->gran_levels, memory_order_acquire);
+	struct buckets *a = atomic_load_explicit(&c->bygran.a, memory_order_acquire);
+
+	/* Only levels whose entries can be as long as the request. */
+	levels &= ~(((uint64_t)1 << gran_level(k->end - k->s)) - 1);
+	while (levels) {
+		unsigned int l = (unsigned int)__builtin_ctzll(levels);
+		uintptr_t i = k->s >> l;
+		uint64_t key = gran_key(l, i);
+		struct hnode *n = atomic_load_explicit(&a->b[mix(key) & a->mask],
+						       memory_order_acquire);
+
+		levels &= levels - 1;
+		for (int steps = 0; n && steps < MAX_STEPS; steps++) {
+			if (atomic_load_explicit(&n->key, memory_order_relaxed) == key) {
+				struct mapwatch_cache_entry *e = i & 1 ?
+					entry_of(n, by_gran[1]) :
+					entry_of(n, by_gran[0]);
+
+				/* take_hit checks the start and the end. */
+				if (ref_get(c, e) && take_hit(c, e, k, false, st))
+					return e;
+			}
+			n = atomic_load_explicit(&n->next, memory_order_acquire);
+		}
+	}
+	return NULL;
+}
+
 struct mapwatch_cache_entry *mwc_lookup_cover(struct mapwatch_cache *c,
 						 const struct key *k,
 						 struct stale *st)
 {
-	struct mapwatch_cache_entry *e;
+	struct mapwatch_cache_entry *e = gran_cover(c, k, st);
 
-	pthread_rwlock_rdlock(&c->tree_lock);
-	e = t_cover(c, c->root, k, st);
-	pthread_rwlock_unlock(&c->tree_lock);
+	if (!e) {
+		pthread_rwlock_rdlock(&c->tree_lock);
+		e = t_cover(c, c->root, k, st);
+		pthread_rwlock_unlock(&c->tree_lock);
+	}
 	if (e)	/* on the entry's line, written by the hit already */
 		atomic_fetch_add_explicit(&e->covers, 1, memory_order_relaxed);
 	return e;
@@ -347,6 +435,7 @@ bool mwc_detach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
 		return false;
 	atomic_store_explicit(&e->cached, false, memory_order_release);
 	htab_remove(&c->byaddr, &e->by_start);
+	gran_remove(c, e);
 	pthread_rwlock_wrlock(&c->tree_lock);
 	c->root = t_remove(c->root, e);
 	pthread_rwlock_unlock(&c->tree_lock);
@@ -380,6 +469,7 @@ void mwc_attach(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
 	c->root = t_insert(c->root, e);
 	pthread_rwlock_unlock(&c->tree_lock);
 	htab_insert(c, &c->byaddr, &e->by_start, e->start);	/* publishes e */
+	gran_insert(c, e);
 	htab_insert(c, &c->cookies, &e->by_cookie, e->by_cookie.key);
 	/* Behind the hand: the last the CLOCK sweep reaches. */
 	if (c->hand) {

@@ -70,6 +70,11 @@ struct mapwatch_cache_entry {
 	struct mapwatch_handle wh;		/* word and gen in line 1 */
 	void *reg;
 	struct hnode by_cookie;			/* in c->cookies */
+	/* In c->bygran: the one or two granules of 2^gran_level bytes (the
+	 * entry's size rounded up to a power of two) it overlaps, node
+	 * [index & 1] for granule index. */
+	struct hnode by_gran[2];
+	uint8_t gran_level;
 	/* Under c->lock: */
 	struct mapwatch_cache_entry *ring_prev, *ring_next;	/* CLOCK */
 	struct mapwatch_cache_entry *all_prev, *all_next;	/* alive */
@@ -85,6 +90,8 @@ struct mapwatch_cache_entry {
 	 * read by whoever drops the last reference. */
 	_Atomic bool revoked;			/* changed, as far as the
 						   entry's users are told */
+	uint32_t why;				/* MW_INFO of the change that
+						   took it out, under c->lock */
 	void (*done)(void *arg);		/* run after dereg, once */
 	void *done_arg;
 	bool done_set;
@@ -122,6 +129,9 @@ struct mapwatch_cache {
 	uintptr_t align;
 	size_t entry_bytes;			/* entry + storage, 64-aligned */
 	struct htab byaddr;
+	struct htab bygran;			/* covering lookups */
+	_Atomic uint64_t gran_levels;		/* bit L: entries of level L */
+	uint32_t gran_count[64];		/* under lock: per level */
 	pthread_rwlock_t tree_lock;
 	struct mapwatch_cache_entry *root;	/* the address-ordered tree */
 	pthread_mutex_t lock;			/* everything below */
@@ -142,6 +152,8 @@ struct mapwatch_cache {
 	_Atomic uint64_t misses, evict_lru, evict_invalid,
 		evict_flush, invalidations, registrations, deregistrations,
 		uncached, passthrough;
+	_Atomic uint64_t by_reason[MAPWATCH_CHANGE_REASON_SLOTS],
+		by_cause[MAPWATCH_CHANGE_CAUSE_SLOTS], pages_kept;
 };
 
 
@@ -294,11 +306,20 @@ static inline bool usable(const struct mapwatch_cache_entry *e, const struct key
 	       e->mem_type == k->mem_type && e->device == k->device;
 }
 
-static inline void count_invalid(struct mapwatch_cache *c, struct mapwatch_cache_entry *e)
+/* e was taken out as changed, for the reason info (MW_INFO; 0: not told). */
+static inline void count_invalid(struct mapwatch_cache *c, struct mapwatch_cache_entry *e,
+				 uint32_t info)
 {
+	uint32_t r = MW_INFO_REASON(info), k = MW_INFO_CAUSE(info);
+
 	e->invalid = true;
+	e->why = info;
 	atomic_fetch_add(&c->invalidations, 1);
 	atomic_fetch_add(&c->evict_invalid, 1);
+	atomic_fetch_add(&c->by_reason[r < MAPWATCH_CHANGE_REASON_SLOTS ? r : 0], 1);
+	atomic_fetch_add(&c->by_cause[k < MAPWATCH_CHANGE_CAUSE_SLOTS ? k : 0], 1);
+	if (info & MAPWATCH_EVENT_F_PAGES_KEPT)
+		atomic_fetch_add(&c->pages_kept, 1);
 }
 
 #endif /* MAPWATCH_CACHE_INTERNAL_H */

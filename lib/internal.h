@@ -24,7 +24,9 @@ struct mw_ops {
 	int (*unwatch_batch)(struct mapwatch *mw,
 			     const struct mapwatch_handle *h, size_t n,
 			     int *status);
-	int (*read)(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
+	/* info: NULL, or max words of why each event changed (MW_INFO). */
+	int (*read)(struct mapwatch *mw, struct mapwatch_event *ev,
+		    uint32_t *info, size_t max);
 	/* [start, end) changed, told by the caller (mapwatch_invalidate). */
 	int (*invalidate)(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 	/* New max_watches; only called with no watch active (-EBUSY). */
@@ -33,6 +35,32 @@ struct mw_ops {
 	void (*stats)(const struct mapwatch *mw, struct mapwatch_stats *s);
 	void (*close)(struct mapwatch *mw);
 };
+
+/*
+ * Why a watch changed, in one word laid out as the kernel's record carries
+ * it (struct kdreg2_event._alignment with MAPWATCH_POLICY_REASONS): the
+ * reason in bits 0-7, the cause in 8-15, MAPWATCH_EVENT_F_* above.
+ */
+#define MW_INFO(reason, cause) ((uint32_t)(reason) | (uint32_t)(cause) << 8)
+#define MW_INFO_REASON(i) ((i) & 0xffU)
+#define MW_INFO_CAUSE(i) (((i) >> 8) & 0xffU)
+#define MW_INFO_FLAGS(i) ((i) & ~0xffffU)
+/* The word of a range event folding changes a and b: the reason and the
+ * cause each where they agree, else unknown; a flag if both have it (the
+ * kernel's covering record, module/reason.c). */
+static inline uint32_t mw_info_merge(uint32_t a, uint32_t b)
+{
+	uint32_t w = a & b & ~0xffffU;
+
+	if (MW_INFO_REASON(a) == MW_INFO_REASON(b))
+		w |= MW_INFO_REASON(a);
+	if (MW_INFO_CAUSE(a) == MW_INFO_CAUSE(b))
+		w |= MW_INFO_CAUSE(a) << 8;
+	return w;
+}
+
+/* mapwatch_invalidate() and the cache's own invalidations. */
+#define MW_INFO_USER MW_INFO(MAPWATCH_REASON_USER, MAPWATCH_CAUSE_IOCTL)
 
 /* A watch of the user-space backends (userfaultfd, manual). */
 enum { SLOT_FREE, SLOT_LIVE, SLOT_CHANGED };
@@ -87,9 +115,11 @@ struct mw_user {
 	_Atomic size_t hw;		/* slots ever used: [0, hw) */
 	pthread_mutex_t ev_lock;
 	struct mapwatch_event *ring;
+	uint32_t *ring_info;		/* why, per ring entry (MW_INFO) */
 	size_t ring_size, ring_head, ring_count;
 	bool ovf;
 	uintptr_t ovf_start, ovf_last;
+	uint32_t ovf_info;		/* what all folded share */
 	_Atomic uint64_t events, overflows;
 	_Atomic size_t live;
 	int efd;			/* eventfd: readable while pending */
@@ -118,6 +148,7 @@ struct mapwatch {
 	bool batch;
 	bool plain_kdreg2;		/* no PROBE: HPE's module, its layout */
 	uint64_t kfeatures;		/* MAPWATCH_FEATURE_* of PROBE */
+	bool reasons;			/* POLICY_REASONS set: records say why */
 	size_t st_max;			/* max_regions the area was mapped for */
 	/* user-space backends */
 	struct mw_user u;
@@ -179,6 +210,11 @@ int mw_struct_in(void *dst, size_t ksize, const void *src, size_t usize,
 		 size_t minsize);
 void mw_struct_out(void *dst, size_t usize, const void *src, size_t ksize);
 
+/* monitor.c: mapwatch_read_events() with why each event changed (MW_INFO
+ * words in info[]), for the cache. */
+int mw_read_events_info(struct mapwatch *mw, struct mapwatch_event *ev,
+			uint32_t *info, size_t max);
+
 int mw_kernel_open(struct mapwatch *mw, const char **why);
 int mw_uffd_open(struct mapwatch *mw, const char **why);
 int mw_manual_open(struct mapwatch *mw, const char **why);
@@ -192,12 +228,13 @@ int mw_user_unwatch(struct mapwatch *mw, const struct mapwatch_handle *h);
 /* mw_user_unwatch that also says whether this call freed the slot. */
 int mw_user_unwatch_freed(struct mapwatch *mw, const struct mapwatch_handle *h,
 			  bool *freed);
-int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max);
+int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev,
+		 uint32_t *info, size_t max);
 bool mw_user_pending(const struct mapwatch *mw);
 void mw_user_stats(const struct mapwatch *mw, struct mapwatch_stats *s);
 void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
-			   bool unmapped);
+			   bool unmapped, uint32_t info);
 int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end);
 int mw_user_resize(struct mapwatch *mw, size_t max);
 /* mw_user_resize in steps: allocate, swap under the caller's locks, free

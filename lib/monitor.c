@@ -9,12 +9,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+
 _Atomic unsigned long mw_fork_gen;
 static pthread_once_t mw_once = PTHREAD_ONCE_INIT;
+
+/*
+ * One page the kernel wipes in every child (MADV_WIPEONFORK, Linux 4.14):
+ * it holds the pid of the process that opened a monitor last.  A monitor
+ * whose owner is not that pid was opened by an ancestor: one load, where
+ * getpid() is a system call on every watch and unwatch (two per cache miss
+ * and eviction).  The kernel wipes it for any child that does not share the
+ * address space, a raw clone() too, which the atfork generation misses.
+ * NULL where madvise() refuses: getpid() then.
+ */
+static _Atomic pid_t *mw_alive;
 
 static void mw_atfork_child(void)
 {
@@ -24,7 +40,18 @@ static void mw_atfork_child(void)
 
 static void mw_init_once(void)
 {
+	void *page = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE),
+			  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+
 	pthread_atfork(NULL, NULL, mw_atfork_child);
+	if (page == MAP_FAILED)
+		return;
+	if (madvise(page, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK)) {
+		munmap(page, (size_t)sysconf(_SC_PAGESIZE));
+		return;
+	}
+	mw_alive = page;
 }
 
 const char *mapwatch_backend_name(enum mapwatch_backend b)
@@ -126,6 +153,10 @@ static int open_monitor(struct mapwatch **out, enum mapwatch_backend backend,
 	}
 	mw->owner = getpid();
 	mw->fork_gen = atomic_load(&mw_fork_gen);
+	/* A child's first open: the page was wiped (0); the parent's
+	 * monitors keep the parent's pid, so they stay refused. */
+	if (mw_alive)
+		atomic_store_explicit(mw_alive, mw->owner, memory_order_relaxed);
 	mw->max = max_watches;
 	mw->fd = -1;
 	pthread_mutex_init(&mw->lock, NULL);
@@ -177,12 +208,16 @@ int mapwatch_open(struct mapwatch **out, enum mapwatch_backend backend,
 }
 
 /* A child after fork() owns none of the parent's watches.  The fork
- * generation catches fork(); getpid() also catches a raw clone(). */
+ * generation catches fork(); the wiped page (or getpid()) a raw clone(). */
 int mw_check_owner(const struct mapwatch *mw)
 {
+	pid_t alive;
+
 	if (!mw)
 		return -EINVAL;
-	if (mw_forked(mw) || getpid() != mw->owner) {
+	alive = mw_alive ? atomic_load_explicit(mw_alive, memory_order_relaxed) :
+		getpid();
+	if (mw_forked(mw) || alive != mw->owner) {
 		mw_seterr((struct mapwatch *)mw,
 			  "monitor used in a child after fork(): open a new one");
 		return -EIO;
@@ -204,6 +239,7 @@ void mapwatch_close(struct mapwatch *mw)
 			free(mw->u.slots);
 			free(mw->u.free_slots);
 			free(mw->u.ring);
+			free(mw->u.ring_info);
 		}
 		free(mw);
 		return;
@@ -340,7 +376,98 @@ int mapwatch_read_events(struct mapwatch *mw, struct mapwatch_event *ev,
 		mw_seterr(mw, "read_events: NULL array");
 		return -EINVAL;
 	}
-	return max ? mw->ops->read(mw, ev, max) : 0;
+	return max ? mw->ops->read(mw, ev, NULL, max) : 0;
+}
+
+int mw_read_events_info(struct mapwatch *mw, struct mapwatch_event *ev,
+			uint32_t *info, size_t max)
+{
+	int ret = mw_check_owner(mw);
+
+	return ret ? ret : max ? mw->ops->read(mw, ev, info, max) : 0;
+}
+
+/* The kernel's names, and the header's values checked against its enums. */
+_Static_assert((int)MAPWATCH_CHANGE_USER == (int)MAPWATCH_REASON_USER &&
+	       (int)MAPWATCH_CHANGE_EXIT == (int)MAPWATCH_REASON_EXIT &&
+	       (int)MAPWATCH_CHANGE_PROTECTION == (int)MAPWATCH_REASON_PROTECTION &&
+	       (int)MAPWATCH_CHANGE_REPLACED == (int)MAPWATCH_REASON_REPLACED &&
+	       (int)MAPWATCH_CHANGE_MOVED == (int)MAPWATCH_REASON_MOVED &&
+	       (int)MAPWATCH_CHANGE_UNMAPPED == (int)MAPWATCH_REASON_UNMAPPED &&
+	       MAPWATCH_REASON_COUNT <= MAPWATCH_CHANGE_REASON_SLOTS,
+	       "mapwatch.h's reasons are the kernel's");
+_Static_assert((int)MAPWATCH_BY_MUNMAP == (int)MAPWATCH_CAUSE_MUNMAP &&
+	       (int)MAPWATCH_BY_MADVISE == (int)MAPWATCH_CAUSE_MADVISE &&
+	       (int)MAPWATCH_BY_MREMAP == (int)MAPWATCH_CAUSE_MREMAP &&
+	       (int)MAPWATCH_BY_FORK == (int)MAPWATCH_CAUSE_FORK &&
+	       (int)MAPWATCH_BY_NUMA_SCAN == (int)MAPWATCH_CAUSE_NUMA_SCAN &&
+	       (int)MAPWATCH_BY_KHUGEPAGED == (int)MAPWATCH_CAUSE_KHUGEPAGED &&
+	       (int)MAPWATCH_BY_IOCTL == (int)MAPWATCH_CAUSE_IOCTL &&
+	       (int)MAPWATCH_BY_KTHREAD == (int)MAPWATCH_CAUSE_KTHREAD &&
+	       MAPWATCH_CAUSE_COUNT <= MAPWATCH_CHANGE_CAUSE_SLOTS,
+	       "mapwatch.h's causes are the kernel's");
+
+static const char *const reason_names[] = MAPWATCH_REASON_NAMES;
+static const char *const cause_names[] = MAPWATCH_CAUSE_NAMES;
+_Static_assert(sizeof(reason_names) / sizeof(reason_names[0]) ==
+	       MAPWATCH_REASON_COUNT, "a name per reason");
+_Static_assert(sizeof(cause_names) / sizeof(cause_names[0]) ==
+	       MAPWATCH_CAUSE_COUNT, "a name per cause");
+
+const char *mapwatch_reason_name(uint32_t reason)
+{
+	return reason < MAPWATCH_REASON_COUNT ? reason_names[reason] : NULL;
+}
+
+const char *mapwatch_cause_name(uint32_t cause)
+{
+	return cause < MAPWATCH_CAUSE_COUNT ? cause_names[cause] : NULL;
+}
+
+#define MW_EVENT_EX_SIZE_1_4 mw_offsetofend(struct mapwatch_event_ex, reserved)
+
+/* Read in chunks through the backend's read, then spread each event over
+ * the caller's stride: what it knows, zeros beyond. */
+int mapwatch_read_events_ex(struct mapwatch *mw, struct mapwatch_event_ex *ev,
+			    size_t max, size_t size)
+{
+	struct mapwatch_event k[64];
+	uint32_t info[64];
+	int ret = mw_check_owner(mw);
+	size_t done = 0;
+
+	if (ret)
+		return ret;
+	if ((max && !ev) || size < MW_EVENT_EX_SIZE_1_4) {
+		mw_seterr(mw, "read_events_ex: %s", !ev ? "NULL array" :
+			  "element size below struct mapwatch_event_ex of 1.4");
+		return -EINVAL;
+	}
+	if (max > INT_MAX)
+		max = INT_MAX;
+	while (done < max) {
+		size_t want = max - done < 64 ? max - done : 64;
+		int n = mw->ops->read(mw, k, info, want);
+
+		if (n < 0)	/* what was delivered is the answer */
+			return done ? (int)done : n;
+		for (int i = 0; i < n; i++) {
+			struct mapwatch_event_ex x = {
+				.addr = k[i].addr, .len = k[i].len,
+				.cookie = k[i].cookie,
+				.reason = MW_INFO_REASON(info[i]),
+				.cause = MW_INFO_CAUSE(info[i]),
+				.flags = MW_INFO_FLAGS(info[i]),
+			};
+
+			mw_struct_out((char *)ev + (done + i) * size, size,
+				      &x, sizeof(x));
+		}
+		done += n;
+		if ((size_t)n < want)
+			break;
+	}
+	return (int)done;
 }
 
 int mapwatch_drain(struct mapwatch *mw,

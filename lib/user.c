@@ -26,8 +26,10 @@ int mw_user_init(struct mapwatch *mw)
 	u->slots = calloc(mw->max + 1, sizeof(*u->slots));
 	u->free_slots = calloc(mw->max + 1, sizeof(*u->free_slots));
 	u->ring = calloc(RING_SIZE, sizeof(*u->ring));
+	u->ring_info = calloc(RING_SIZE, sizeof(*u->ring_info));
 	u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!u->gens || !u->slots || !u->free_slots || !u->ring || u->efd < 0) {
+	if (!u->gens || !u->slots || !u->free_slots || !u->ring ||
+	    !u->ring_info || u->efd < 0) {
 		mw_user_fini(mw);
 		return -ENOMEM;
 	}
@@ -49,6 +51,7 @@ void mw_user_fini(struct mapwatch *mw)
 	free(u->slots);
 	free(u->free_slots);
 	free(u->ring);
+	free(u->ring_info);
 	while (u->old_gens) {
 		struct mw_old_gens *o = u->old_gens;
 
@@ -152,7 +155,7 @@ int mw_user_resize(struct mapwatch *mw, size_t max)
 
 int mw_user_invalidate_op(struct mapwatch *mw, uintptr_t start, uintptr_t end)
 {
-	mw_user_invalidate(mw, start, end);
+	mw_user_invalidate_ex(mw, start, end, false, MW_INFO_USER);
 	return 0;
 }
 
@@ -247,7 +250,7 @@ int mw_user_unwatch_freed(struct mapwatch *mw, const struct mapwatch_handle *h,
 }
 
 static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
-		       uint64_t cookie)
+		       uint64_t cookie, uint32_t info)
 {
 	/* Under ev_lock; ring_count and ovf are also read without it
 	 * (mw_user_pending), hence the atomic stores. */
@@ -257,6 +260,7 @@ static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
 
 		u->ring[i] = (struct mapwatch_event){ start, last - start + 1,
 						      cookie };
+		u->ring_info[i] = info;
 		__atomic_store_n(&u->ring_count, u->ring_count + 1,
 				 __ATOMIC_RELEASE);
 		return;
@@ -265,23 +269,27 @@ static void push_event(struct mw_user *u, uintptr_t start, uintptr_t last,
 	if (!u->ovf) {
 		u->ovf_start = start;
 		u->ovf_last = last;
+		u->ovf_info = info;
 		__atomic_store_n(&u->ovf, true, __ATOMIC_RELEASE);
 	} else {
 		u->ovf_start = start < u->ovf_start ? start : u->ovf_start;
 		u->ovf_last = last > u->ovf_last ? last : u->ovf_last;
+		u->ovf_info = mw_info_merge(u->ovf_info, info);
 	}
 }
 
-/* Retire every live watch overlapping [start, end).  Never blocks. */
+/* Retire every live watch overlapping [start, end), for no reason told.
+ * Never blocks. */
 void mw_user_invalidate(struct mapwatch *mw, uintptr_t start, uintptr_t end)
 {
-	mw_user_invalidate_ex(mw, start, end, false);
+	mw_user_invalidate_ex(mw, start, end, false, 0);
 }
 
 /* With unmapped, also mark every watch in use there as unmapped: its
- * memory (and with it the userfaultfd registration) is gone. */
+ * memory (and with it the userfaultfd registration) is gone.  info: why
+ * (MW_INFO), carried by each event. */
 void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
-			   bool unmapped)
+			   bool unmapped, uint32_t info)
 {
 	struct mw_user *u = &mw->u;
 	uint64_t one = 1;
@@ -307,7 +315,7 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 		bump(&u->gens[i]);
 		atomic_fetch_sub(&u->live, 1);
 		push_event(u, atomic_load(&s->start), atomic_load(&s->last),
-			   s->cookie);
+			   s->cookie, info);
 		any = true;
 	}
 	pthread_mutex_unlock(&u->ev_lock);
@@ -315,7 +323,8 @@ void mw_user_invalidate_ex(struct mapwatch *mw, uintptr_t start, uintptr_t end,
 		return;	/* the counter is saturated: already readable */
 }
 
-int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max)
+int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev,
+		 uint32_t *info, size_t max)
 {
 	struct mw_user *u = &mw->u;
 	size_t n = 0;
@@ -323,12 +332,16 @@ int mw_user_read(struct mapwatch *mw, struct mapwatch_event *ev, size_t max)
 
 	pthread_mutex_lock(&u->ev_lock);
 	while (n < max && u->ring_count) {
+		if (info)
+			info[n] = u->ring_info[u->ring_head];
 		ev[n++] = u->ring[u->ring_head];
 		u->ring_head = (u->ring_head + 1) % u->ring_size;
 		__atomic_store_n(&u->ring_count, u->ring_count - 1,
 				 __ATOMIC_RELAXED);
 	}
 	if (n < max && u->ovf) {
+		if (info)
+			info[n] = u->ovf_info;
 		ev[n++] = (struct mapwatch_event){ u->ovf_start,
 			u->ovf_last - u->ovf_start + 1, MAPWATCH_COOKIE_RANGE };
 		__atomic_store_n(&u->ovf, false, __ATOMIC_RELAXED);

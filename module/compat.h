@@ -91,6 +91,28 @@ static inline u32 mw_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, u32 n,
 #define mw_numa_thp_legacy	false
 #endif
 
+/*
+ * Notifier events newer than the floor (probes/mmu_notify_*.c): a kernel
+ * without one never sends it.
+ */
+static inline bool mw_event_is_migrate(enum mmu_notifier_event event)
+{
+#ifdef MW_HAVE_MMU_NOTIFY_MIGRATE
+	return event == MMU_NOTIFY_MIGRATE;
+#else
+	return false;
+#endif
+}
+
+static inline bool mw_event_is_exclusive(enum mmu_notifier_event event)
+{
+#ifdef MW_HAVE_MMU_NOTIFY_EXCLUSIVE
+	return event == MMU_NOTIFY_EXCLUSIVE;
+#else
+	return false;
+#endif
+}
+
 /* vm_operations_struct's veto on splitting a VMA: its name. */
 #ifdef MW_HAVE_VM_OPS_MAY_SPLIT
 #define MW_VM_OPS_MAY_SPLIT may_split

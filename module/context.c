@@ -77,7 +77,7 @@ static int mw_release_file(struct inode *inode, struct file *file)
 	 * context, so no munmap can return in between with its region
 	 * reading unchanged in an area that stays mapped.
 	 */
-	mw_unmonitor_all(ctx);
+	mw_unmonitor_all(ctx, false);
 	/* No notifier callback sees the context after this. */
 	mw_mm_detach(ctx);
 	mw_stats_del(ctx);
@@ -123,7 +123,7 @@ static void mw_dump_stats(struct mw_ctx *ctx)
 /* ->release of the mm (notifier.c): nothing of it can be read again. */
 void mw_ctx_mm_gone(struct mw_ctx *ctx)
 {
-	mw_unmonitor_all(ctx);
+	mw_unmonitor_all(ctx, true);
 	mw_drop_events(ctx);
 }
 
@@ -143,7 +143,7 @@ static long mw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case KDREG2_IOCTL_UNMONITOR:
 		return mw_unmonitor(ctx, uarg);
 	case KDREG2_IOCTL_UNMONITOR_ALL:
-		mw_unmonitor_all(ctx);
+		mw_unmonitor_all(ctx, false);
 		return 0;
 	case KDREG2_IOCTL_FLUSH:
 		return mw_flush(ctx);

@@ -30,21 +30,21 @@ void mw_publish_counters(struct mw_ctx *ctx)
 }
 
 /*
- * Queue the event of a region the notifier just retired.  Caller holds
- * ctx->lock.  Past the cap the region is folded into the covering record,
- * so a reader evicting by range stays correct, only less precise.
+ * Widen the covering record over [start, last], of regions that changed
+ * for @why (what they share).  Caller holds ctx->lock.
  */
-/* Widen the covering record over [start, last].  Caller holds ctx->lock. */
 static void mw_cover(struct mw_ctx *ctx, unsigned long start,
-		     unsigned long last)
+		     unsigned long last, u32 why)
 {
 	if (!ctx->overflowed) {
 		ctx->overflowed = true;
 		ctx->ovf_start = start;
 		ctx->ovf_last = last;
+		ctx->ovf_why = why;
 	} else {
 		ctx->ovf_start = min(ctx->ovf_start, start);
 		ctx->ovf_last = max(ctx->ovf_last, last);
+		ctx->ovf_why = mw_why_merge(ctx->ovf_why, why);
 	}
 }
 
@@ -61,16 +61,18 @@ void mw_queue_event(struct mw_ctx *ctx, struct mw_region *r)
 		if (!ctx->nr_queued) {
 			ctx->pend_start = r->it.start;
 			ctx->pend_last = r->it.last;
+			ctx->pend_why = r->why;
 		} else {
 			ctx->pend_start = min(ctx->pend_start, r->it.start);
 			ctx->pend_last = max(ctx->pend_last, r->it.last);
+			ctx->pend_why = mw_why_merge(ctx->pend_why, r->why);
 		}
 		list_add_tail(&r->event, &ctx->pending);
 		ctx->nr_queued++;
 		mw_user_unread(ctx->user, 1);
 		return;
 	}
-	mw_cover(ctx, r->it.start, r->it.last);
+	mw_cover(ctx, r->it.start, r->it.last, r->why);
 	ctx->overflows++;
 	trace_mapwatch_overflow(r->it.start, r->it.last, r->cookie,
 				ctx->overflows);
@@ -94,7 +96,11 @@ long mw_fold_events(struct mw_ctx *ctx, struct list_head *dead)
 	spin_lock(&ctx->lock);
 	n = ctx->nr_queued;
 	if (n) {
-		mw_cover(ctx, ctx->pend_start, ctx->pend_last);
+		/*
+		 * What the whole queue since it was last empty shared: the
+		 * records read since may have shared more, never less.
+		 */
+		mw_cover(ctx, ctx->pend_start, ctx->pend_last, ctx->pend_why);
 		ctx->overflows += n;
 		list_splice_tail_init(&ctx->pending, dead);
 		ctx->nr_queued = 0;
@@ -119,6 +125,7 @@ static size_t mw_peek(struct mw_ctx *ctx, size_t max, size_t *regions,
 		      u64 *ovf_seq)
 {
 	struct kdreg2_event *ev = ctx->evbuf;
+	bool why = ctx->policy & MAPWATCH_POLICY_REASONS;
 	struct mw_region *r;
 	size_t n = 0;
 
@@ -130,6 +137,8 @@ static size_t mw_peek(struct mw_ctx *ctx, size_t max, size_t *regions,
 		ev[n].u.mapping_change.addr = (void __user *)r->it.start;
 		ev[n].u.mapping_change.len = r->it.last - r->it.start + 1;
 		ev[n].u.mapping_change.cookie = r->cookie;
+		/* kdreg2 writes 0 there; the reason only when asked for. */
+		ev[n]._alignment = why ? r->why : 0;
 		n++;
 	}
 	*regions = n;
@@ -141,6 +150,7 @@ static size_t mw_peek(struct mw_ctx *ctx, size_t max, size_t *regions,
 		ev[n].u.mapping_change.addr = (void __user *)ctx->ovf_start;
 		ev[n].u.mapping_change.len = ctx->ovf_last - ctx->ovf_start + 1;
 		ev[n].u.mapping_change.cookie = KDREG2_BAD_COOKIE_VALUE;
+		ev[n]._alignment = why ? ctx->ovf_why : 0;
 		n++;
 	}
 	return n;

@@ -11,7 +11,8 @@
 #include <linux/uaccess.h>
 
 #define MW_FEATURES (MAPWATCH_FEATURE_STATUS_EXT | MAPWATCH_FEATURE_BATCH | \
-		     MAPWATCH_FEATURE_POLICY | MAPWATCH_FEATURE_INVALIDATE)
+		     MAPWATCH_FEATURE_POLICY | MAPWATCH_FEATURE_INVALIDATE | \
+		     MAPWATCH_FEATURE_REASONS)
 
 /* Read a size-prefixed argument; its first u32 is its size. */
 static int mw_get_arg(void *karg, size_t ksize, void __user *uarg)
@@ -101,7 +102,8 @@ static long mw_invalidate_ioctl(struct mw_ctx *ctx, void __user *uarg)
 		return -EINVAL;
 	r.start = a.addr;
 	r.end = end;
-	mw_ctx_invalidate(ctx, &r, 0);
+	mw_ctx_invalidate(ctx, &r, 0,
+			  MW_WHY(MAPWATCH_REASON_USER, MAPWATCH_CAUSE_IOCTL, 0));
 	return 0;
 }
 

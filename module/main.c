@@ -164,4 +164,4 @@ module_exit(mw_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("Synchronous memory-mapping change notification for RDMA registration caches (kdreg2-compatible)");
 MODULE_AUTHOR("The mapwatch developers");
-MODULE_VERSION("1.3.0");
+MODULE_VERSION("1.4.0");

@@ -110,8 +110,19 @@ struct mw_region {
 	struct list_head event;		/* in ctx->pending once retired */
 	u64 cookie;
 	u32 slot;
+	u32 why;			/* once retired: MW_WHY() (reason.c) */
 	struct list_head late_node;	/* in ctx->late, or empty */
 };
+
+/*
+ * Why a region changed, as the record's _alignment word carries it
+ * (MAPWATCH_POLICY_REASONS): reason | cause << 8 | MAPWATCH_EVENT_F_*.
+ * MW_WHY_DERIVE: not derived yet (reason.c derives it on first need).
+ */
+#define MW_WHY(reason, cause, flags)	((reason) | (cause) << 8 | (flags))
+#define MW_WHY_REASON(w)		((w) & 0xffU)
+#define MW_WHY_CAUSE(w)			(((w) >> 8) & 0xffU)
+#define MW_WHY_DERIVE			U32_MAX
 
 /*
  * The mm's one notifier subscription, shared by its contexts.  Invalidations
@@ -159,6 +170,11 @@ struct mw_ctx {
 	u64 overflows;
 	u64 skipped;
 	u64 nr_monitor, nr_unmonitor;
+	/* Regions retired (mm gone included), skipped invalidations, by why. */
+	u64 by_reason[MAPWATCH_REASON_COUNT];
+	u64 by_cause[MAPWATCH_CAUSE_COUNT];
+	u64 skipped_by_cause[MAPWATCH_CAUSE_COUNT];
+	u32 pend_why, ovf_why;		/* shared by the queue, the fold */
 	u32 policy;			/* MAPWATCH_POLICY_* */
 	/* The regions monitored late in busy period late_epoch. */
 	struct list_head late;
@@ -200,17 +216,24 @@ void mw_mm_exit(void);
 
 /* region.c */
 void mw_ctx_invalidate(struct mw_ctx *ctx,
-		       const struct mmu_notifier_range *range, u64 late);
+		       const struct mmu_notifier_range *range, u64 late,
+		       u32 why);
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg);
 long mw_unmonitor(struct mw_ctx *ctx,
 		  struct kdreg2_ioctl_unmonitor __user *uarg);
 long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b);
 long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b);
-void mw_unmonitor_all(struct mw_ctx *ctx);
+void mw_unmonitor_all(struct mw_ctx *ctx, bool mm_gone);
 bool mw_event_skipped(enum mmu_notifier_event event);
 int mw_region_cache_init(void);
 void mw_region_cache_exit(void);
 void mw_region_free(struct mw_region *r);
+
+/* reason.c */
+u32 mw_why(const struct mmu_notifier_range *range);
+u32 mw_why_merge(u32 a, u32 b);
+const char *mw_reason_name(unsigned int reason);
+const char *mw_cause_name(unsigned int cause);
 
 /* events.c */
 void mw_publish_counters(struct mw_ctx *ctx);

@@ -53,7 +53,7 @@ static void mw_mm_each_ctx(struct mw_mm *mwm,
 		ctx->mn_users++;
 		spin_unlock(&mwm->lock);
 		if (range)
-			mw_ctx_invalidate(ctx, range, late);
+			mw_ctx_invalidate(ctx, range, late, MW_WHY_DERIVE);
 		else
 			mw_ctx_mm_gone(ctx);
 		spin_lock(&mwm->lock);

@@ -22,6 +22,11 @@ static struct kmem_cache *mw_region_cache;
 
 int mw_region_cache_init(void)
 {
+	/* why sits in the padding after slot: the region did not grow. */
+	BUILD_BUG_ON(offsetof(struct mw_region, why) !=
+		     offsetof(struct mw_region, slot) + sizeof(u32));
+	BUILD_BUG_ON(offsetof(struct mw_region, late_node) !=
+		     offsetof(struct mw_region, why) + sizeof(u32));
 	/* SLAB_ACCOUNT: regions are charged to the caller's memory cgroup. */
 	mw_region_cache = KMEM_CACHE(mw_region, SLAB_ACCOUNT);
 	return mw_region_cache ? 0 : -ENOMEM;
@@ -142,11 +147,15 @@ bool mw_event_skipped(enum mmu_notifier_event event)
  * Retire up to MW_RETIRE_BATCH regions overlapping [start, last] and queue
  * their events; with @late, only those monitored late in the current busy
  * period, found on their own list, so an end pass never walks the regions
- * its start already handled or skipped.  Caller holds ctx->lock.
+ * its start already handled or skipped.  *why is derived from @range when
+ * the first region goes (not before: an invalidation that retires nothing
+ * costs nothing more).  Caller holds ctx->lock.
  */
-static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
-			      unsigned long last, bool late)
+static unsigned int mw_retire(struct mw_ctx *ctx,
+			      const struct mmu_notifier_range *range,
+			      bool late, u32 *why)
 {
+	unsigned long start = range->start, last = range->end - 1;
 	struct interval_tree_node *it, *next;
 	struct mw_region *r, *tmp;
 	unsigned int fired = 0;
@@ -157,7 +166,10 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 				break;
 			if (r->it.start > last || r->it.last < start)
 				continue;
+			if (*why == MW_WHY_DERIVE)
+				*why = mw_why(range);
 			mw_detach(ctx, r);
+			r->why = *why;
 			mw_queue_event(ctx, r);
 			fired++;
 		}
@@ -167,7 +179,10 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 	     it && fired < MW_RETIRE_BATCH; it = next) {
 		r = container_of(it, struct mw_region, it);
 		next = interval_tree_iter_next(it, start, last);
+		if (*why == MW_WHY_DERIVE)
+			*why = mw_why(range);
 		mw_detach(ctx, r);
+		r->why = *why;
 		mw_queue_event(ctx, r);
 		fired++;
 	}
@@ -176,27 +191,33 @@ static unsigned int mw_retire(struct mw_ctx *ctx, unsigned long start,
 
 /* Act on one invalidation; returns how many regions it retired. */
 static unsigned int mw_handle(struct mw_ctx *ctx,
-			      const struct mmu_notifier_range *range, u64 late)
+			      const struct mmu_notifier_range *range, u64 late,
+			      u32 *why)
 {
-	unsigned long last = range->end - 1;
 	unsigned int fired;
 
 	if (!mw_changes_translation(range->event) &&
 	    !(ctx->policy & MAPWATCH_POLICY_ALL_INVALIDATIONS)) {
 		if (!late && interval_tree_iter_first(&ctx->ranges,
-						      range->start, last)) {
+						      range->start,
+						      range->end - 1)) {
+			if (*why == MW_WHY_DERIVE)
+				*why = mw_why(range);
 			ctx->skipped++;
+			ctx->skipped_by_cause[MW_WHY_CAUSE(*why)]++;
 			mw_publish_counters(ctx);
 			trace_mapwatch_invalidate(range->start, range->end,
-						  range->event, true, 0);
+						  range->event, true, 0, *why);
 		}
 		return 0;
 	}
-	fired = mw_retire(ctx, range->start, last, late != 0);
+	fired = mw_retire(ctx, range, late != 0, why);
 	if (fired) {
+		ctx->by_reason[MW_WHY_REASON(*why)] += fired;
+		ctx->by_cause[MW_WHY_CAUSE(*why)] += fired;
 		mw_publish_counters(ctx);
 		trace_mapwatch_invalidate(range->start, range->end,
-					  range->event, false, fired);
+					  range->event, false, fired, *why);
 	}
 	return fired;
 }
@@ -204,14 +225,17 @@ static unsigned int mw_handle(struct mw_ctx *ctx,
 /*
  * Act on one invalidation of the context's mm: at its start (or at the mm's
  * release) when @late is 0, else at its end, for the regions monitored
- * late, during busy period @late.  Never waits for a lock other than
+ * late, during busy period @late.  @why is what the retired regions'
+ * records say, or MW_WHY_DERIVE to derive it from @range and the task
+ * (reason.c).  Never waits for a lock other than
  * ctx->lock, held for at most MW_RETIRE_BATCH retirements at a time: the
  * regions retired meanwhile are all in the range, and one monitored in a
  * gap is late, so this same pass (or the end's) retires it too, before the
  * call that made the change returns.
  */
 void mw_ctx_invalidate(struct mw_ctx *ctx,
-		       const struct mmu_notifier_range *range, u64 late)
+		       const struct mmu_notifier_range *range, u64 late,
+		       u32 why)
 {
 	unsigned int fired, total = 0;
 	u64 t0;
@@ -222,7 +246,7 @@ void mw_ctx_invalidate(struct mw_ctx *ctx,
 		t0 = ktime_get_ns();
 		if (!late ? ctx->nr_regions :
 		    ctx->nr_late && ctx->late_epoch == late)
-			fired = mw_handle(ctx, range, late);
+			fired = mw_handle(ctx, range, late, &why);
 		if (fired)
 			mw_stats_hold(ktime_get_ns() - t0);
 		spin_unlock(&ctx->lock);
@@ -296,6 +320,7 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		r->it.start = start;
 		r->it.last = last;
 		r->cookie = cookie;
+		r->why = 0;
 		r->slot = mw_slot_take(ctx);
 		/* Inside an invalidation: its end checks this region. */
 		mw_mark_late(ctx, r, READ_ONCE(ctx->mwm->busy_epoch));
@@ -574,9 +599,10 @@ long mw_unmonitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 
 /*
  * Retire every region without events, a bounded batch per lock hold so that
- * a notifier spinning on ctx->lock never waits for a million regions.
+ * a notifier spinning on ctx->lock never waits for a million regions.  With
+ * @mm_gone (the mm's release) they are counted as gone with it (exit).
  */
-void mw_unmonitor_all(struct mw_ctx *ctx)
+void mw_unmonitor_all(struct mw_ctx *ctx, bool mm_gone)
 {
 	struct rb_node *n;
 	LIST_HEAD(dead);
@@ -594,6 +620,10 @@ void mw_unmonitor_all(struct mw_ctx *ctx)
 			mw_detach(ctx, r);
 			ctx->nr_unmonitor++;
 			list_add(&r->event, &dead);
+		}
+		if (mm_gone) {
+			ctx->by_reason[MAPWATCH_REASON_EXIT] += batch;
+			ctx->by_cause[MAPWATCH_CAUSE_EXIT] += batch;
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);

@@ -25,6 +25,9 @@ static LIST_HEAD(mw_contexts);
 static DEFINE_SPINLOCK(mw_contexts_lock);
 /* What closed contexts contributed, so totals never go backwards. */
 static atomic64_t mw_closed_events, mw_closed_overflows, mw_closed_skipped;
+static atomic64_t mw_closed_reasons[MAPWATCH_REASON_COUNT];
+static atomic64_t mw_closed_causes[MAPWATCH_CAUSE_COUNT];
+static atomic64_t mw_closed_skipped_causes[MAPWATCH_CAUSE_COUNT];
 static struct kobject *mw_kobj;
 /* The longest ctx->lock hold of a notifier callback that retired regions. */
 static atomic64_t mw_max_hold_ns;
@@ -52,11 +55,20 @@ void mw_stats_add(struct mw_ctx *ctx)
 /* The context's own counts move to the closed totals; freed after RCU. */
 void mw_stats_del(struct mw_ctx *ctx)
 {
+	int i;
+
 	spin_lock(&mw_contexts_lock);
 	list_del_rcu(&ctx->node);
 	atomic64_add(ctx->total_events, &mw_closed_events);
 	atomic64_add(ctx->overflows, &mw_closed_overflows);
 	atomic64_add(ctx->skipped, &mw_closed_skipped);
+	for (i = 0; i < MAPWATCH_REASON_COUNT; i++)
+		atomic64_add(ctx->by_reason[i], &mw_closed_reasons[i]);
+	for (i = 0; i < MAPWATCH_CAUSE_COUNT; i++) {
+		atomic64_add(ctx->by_cause[i], &mw_closed_causes[i]);
+		atomic64_add(ctx->skipped_by_cause[i],
+			     &mw_closed_skipped_causes[i]);
+	}
 	spin_unlock(&mw_contexts_lock);
 }
 
@@ -88,6 +100,64 @@ static void mw_sum(struct mw_totals *t)
 	}
 	rcu_read_unlock();
 }
+
+/*
+ * Regions retired by reason or by cause, or skipped invalidations by cause,
+ * over live and closed contexts: one "NAME N" line each.  @what: 0
+ * reasons, 1 causes, 2 skipped causes.
+ */
+static ssize_t mw_show_whys(char *buf, int what)
+{
+	int i, n = 0, count = what ? MAPWATCH_CAUSE_COUNT :
+				     MAPWATCH_REASON_COUNT;
+	atomic64_t *closed = what == 0 ? mw_closed_reasons :
+			     what == 1 ? mw_closed_causes :
+			     mw_closed_skipped_causes;
+	u64 sum[MAPWATCH_CAUSE_COUNT];
+	struct mw_ctx *ctx;
+
+	BUILD_BUG_ON((int)MAPWATCH_REASON_COUNT > (int)MAPWATCH_CAUSE_COUNT);
+	for (i = 0; i < count; i++)
+		sum[i] = atomic64_read(&closed[i]);
+	/* A snapshot without ctx->lock, as mw_sum(). */
+	rcu_read_lock();
+	list_for_each_entry_rcu(ctx, &mw_contexts, node) {
+		const u64 *c = what == 0 ? ctx->by_reason :
+			       what == 1 ? ctx->by_cause :
+			       ctx->skipped_by_cause;
+
+		for (i = 0; i < count; i++)
+			sum[i] += READ_ONCE(c[i]);
+	}
+	rcu_read_unlock();
+	for (i = 0; i < count; i++)
+		n += sysfs_emit_at(buf, n, "%s %llu\n",
+				   what ? mw_cause_name(i) : mw_reason_name(i),
+				   sum[i]);
+	return n;
+}
+
+static ssize_t reasons_show(struct kobject *kobj, struct kobj_attribute *attr,
+			    char *buf)
+{
+	return mw_show_whys(buf, 0);
+}
+static struct kobj_attribute mw_attr_reasons = __ATTR_RO(reasons);
+
+static ssize_t causes_show(struct kobject *kobj, struct kobj_attribute *attr,
+			   char *buf)
+{
+	return mw_show_whys(buf, 1);
+}
+static struct kobj_attribute mw_attr_causes = __ATTR_RO(causes);
+
+static ssize_t skipped_causes_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return mw_show_whys(buf, 2);
+}
+static struct kobj_attribute mw_attr_skipped_causes =
+	__ATTR_RO(skipped_causes);
 
 #define MW_TOTAL_ATTR(field)						\
 static ssize_t field##_show(struct kobject *kobj,			\
@@ -173,6 +243,9 @@ static struct attribute *mw_attrs[] = {
 	&mw_attr_abi_version.attr,
 	&mw_attr_skipped_events.attr,
 	&mw_attr_max_hold_ns.attr,
+	&mw_attr_reasons.attr,
+	&mw_attr_causes.attr,
+	&mw_attr_skipped_causes.attr,
 	NULL,
 };
 
@@ -202,6 +275,7 @@ void mw_stats_exit(void)
 void mw_show_fdinfo(struct seq_file *m, struct file *file)
 {
 	struct mw_ctx *ctx = file->private_data;
+	int i;
 
 	spin_lock(&ctx->lock);
 	/* As the reader's /proc numbers it (0: not in its namespace). */
@@ -223,5 +297,15 @@ void mw_show_fdinfo(struct seq_file *m, struct file *file)
 	seq_printf(m, "mapwatch-monitors:\t%llu\n", ctx->nr_monitor);
 	seq_printf(m, "mapwatch-unmonitors:\t%llu\n", ctx->nr_unmonitor);
 	seq_printf(m, "mapwatch-policy:\t%#x\n", ctx->policy);
+	/* Every name, in the order of the enums (mapwatch_uapi.h). */
+	for (i = 0; i < MAPWATCH_REASON_COUNT; i++)
+		seq_printf(m, "mapwatch-reason-%s:\t%llu\n",
+			   mw_reason_name(i), ctx->by_reason[i]);
+	for (i = 0; i < MAPWATCH_CAUSE_COUNT; i++)
+		seq_printf(m, "mapwatch-cause-%s:\t%llu\n",
+			   mw_cause_name(i), ctx->by_cause[i]);
+	for (i = 0; i < MAPWATCH_CAUSE_COUNT; i++)
+		seq_printf(m, "mapwatch-skipped-cause-%s:\t%llu\n",
+			   mw_cause_name(i), ctx->skipped_by_cause[i]);
 	spin_unlock(&ctx->lock);
 }

@@ -51,16 +51,25 @@ TRACE_EVENT(mapwatch_unmonitor,
 		  __entry->cookie, __entry->location, __entry->ret)
 );
 
+/*
+ * One record per batch of retired regions (or per skipped invalidation):
+ * why they changed (reason.c) by name, as /proc/PID/fdinfo prints it.
+ */
+#define MW_TRACE_NAME_LEN 12
+
 TRACE_EVENT(mapwatch_invalidate,
 	TP_PROTO(unsigned long start, unsigned long end, int event,
-		 bool skipped, unsigned int retired),
-	TP_ARGS(start, end, event, skipped, retired),
+		 bool skipped, unsigned int retired, u32 why),
+	TP_ARGS(start, end, event, skipped, retired, why),
 	TP_STRUCT__entry(
 		__field(unsigned long, start)
 		__field(unsigned long, end)
 		__field(int, event)
 		__field(bool, skipped)
 		__field(unsigned int, retired)
+		__field(u32, why)
+		__array(char, reason, MW_TRACE_NAME_LEN)
+		__array(char, cause, MW_TRACE_NAME_LEN)
 	),
 	TP_fast_assign(
 		__entry->start = start;
@@ -68,10 +77,18 @@ TRACE_EVENT(mapwatch_invalidate,
 		__entry->event = event;
 		__entry->skipped = skipped;
 		__entry->retired = retired;
+		__entry->why = why;
+		strscpy(__entry->reason, mw_reason_name(MW_WHY_REASON(why)),
+			MW_TRACE_NAME_LEN);
+		strscpy(__entry->cause, mw_cause_name(MW_WHY_CAUSE(why)),
+			MW_TRACE_NAME_LEN);
 	),
-	TP_printk("range=%#lx-%#lx event=%d skipped=%d retired=%u",
+	TP_printk("range=%#lx-%#lx event=%d skipped=%d retired=%u reason=%s cause=%s%s",
 		  __entry->start, __entry->end, __entry->event,
-		  __entry->skipped, __entry->retired)
+		  __entry->skipped, __entry->retired, __entry->reason,
+		  __entry->cause,
+		  __entry->why & MAPWATCH_EVENT_F_PAGES_KEPT ?
+		  " pages_kept" : "")
 );
 
 TRACE_EVENT(mapwatch_overflow,

@@ -11,6 +11,8 @@
 
 #include <infiniband/verbs.h>
 
+#include "mapwatch.h"
+
 #define BW_MAX_SIZES 24
 
 /*
@@ -87,6 +89,9 @@ struct bw_stats {
 	uint64_t deregistrations;
 	uint64_t hits;
 	uint64_t invalidations;
+	/* of which, by why (MAPWATCH_CHANGE_*: mapwatch_cache_stats) */
+	uint64_t by_reason[MAPWATCH_CHANGE_REASON_SLOTS];
+	uint64_t pages_kept;
 };
 
 struct bw_cache;

@@ -289,6 +289,8 @@ void bw_cache_stats(struct bw_cache *bc, struct bw_stats *st)
 	mapwatch_cache_get_stats(bc->mc, &ms);
 	st->hits = ms.hits;
 	st->invalidations = ms.invalidations;
+	memcpy(st->by_reason, ms.by_reason, sizeof(st->by_reason));
+	st->pages_kept = ms.pages_kept;
 }
 
 const char *bw_cache_backend(struct bw_cache *bc)

@@ -458,6 +458,32 @@ static void total(const struct run_result *r, struct bw_stats *st)
 	st->hits = r->client.st.hits + r->server.st.hits;
 	st->invalidations = r->client.st.invalidations +
 			    r->server.st.invalidations;
+	for (int i = 0; i < MAPWATCH_CHANGE_REASON_SLOTS; i++)
+		st->by_reason[i] = r->client.st.by_reason[i] +
+				   r->server.st.by_reason[i];
+	st->pages_kept = r->client.st.pages_kept + r->server.st.pages_kept;
+}
+
+/* A row's invalidations by reason, "unmapped:62 moved:2" ("-": none). */
+static void reasons_text(const struct bw_stats *st, char *buf, size_t size)
+{
+	size_t used = 0;
+
+	snprintf(buf, size, "-");
+	for (unsigned int i = 0; i < MAPWATCH_CHANGE_REASON_SLOTS; i++) {
+		const char *name = mapwatch_reason_name(i);
+		char other[16];
+
+		if (!st->by_reason[i])
+			continue;
+		if (!name) {
+			snprintf(other, sizeof(other), "reason-%u", i);
+			name = other;
+		}
+		used += (size_t)snprintf(buf + used, used < size ? size - used : 0,
+					 "%s%s:%llu", used ? " " : "", name,
+					 (unsigned long long)st->by_reason[i]);
+	}
 }
 
 static const struct run_result *find(const struct run_result *res, int n,
@@ -482,22 +508,29 @@ static void print_summary(const struct run_result *res, int n)
 	const struct run_result *ms = find(res, n, BW_CACHE_MAPWATCH, BW_STATIC);
 	const struct run_result *us = find(res, n, BW_CACHE_UNSAFE, BW_STATIC);
 	const struct run_result *ns = find(res, n, BW_CACHE_NONE, BW_STATIC);
+	struct bw_stats mst;
+	char why[256] = "";
+
+	if (mc) {
+		total(mc, &mst);
+		reasons_text(&mst, why, sizeof(why));
+	}
 
 	if (uc)
 		printf("=> unsafe cache under churn: %llu of %llu messages corrupt: its cached MRs still pin the freed pages, so the NIC used memory the application had given back.\n",
 		       (unsigned long long)uc->server.corrupt_msgs,
 		       (unsigned long long)uc->server.msgs);
 	if (mc && ms && us && ns)
-		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught); static bandwidth %.0f%% of the unmonitored cache's, %.1fx registering every message.\n",
+		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught, by reason %s); static bandwidth %.0f%% of the unmonitored cache's, %.1fx registering every message.\n",
 		       (unsigned long long)mc->server.corrupt_msgs,
 		       (unsigned long long)(mc->client.st.invalidations +
-					    mc->server.st.invalidations),
+					    mc->server.st.invalidations), why,
 		       100.0 * mbps(ms) / mbps(us), mbps(ms) / mbps(ns));
 	else if (mc)
-		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught).\n",
+		printf("=> mapwatch cache: %llu corrupt under churn (%llu invalidations caught, by reason %s).\n",
 		       (unsigned long long)mc->server.corrupt_msgs,
 		       (unsigned long long)(mc->client.st.invalidations +
-					    mc->server.st.invalidations));
+					    mc->server.st.invalidations), why);
 	for (int m = BW_CACHE_ODP; m <= BW_CACHE_ODP_PREFETCH; m++) {
 		const struct run_result *oc = find(res, n, m, BW_CHURN);
 		const struct run_result *os = find(res, n, m, BW_STATIC);
@@ -537,26 +570,27 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 	       (unsigned long long)opt.sizes[0],
 	       (unsigned long long)opt.sizes[opt.nsizes - 1], opt.iters,
 	       churn_side_names[opt.churn_side]);
-	printf("%-9s %-8s %-11s %10s %9s %6s %6s %7s %15s\n", "cache", "workload",
+	printf("%-9s %-8s %-11s %10s %9s %6s %6s %7s %15s  %s\n", "cache", "workload",
 	       "backend", "MB/s", "msg/s", "regs", "hits", "invals",
-	       "corrupt msgs");
+	       "corrupt msgs", "invals by reason");
 	for (int i = 0; i < n; i++) {
 		const struct run_result *r = &res[i];
 		struct bw_stats st;
-		char corrupt[32];
+		char corrupt[32], why[256];
 
 		total(r, &st);
+		reasons_text(&st, why, sizeof(why));
 		snprintf(corrupt, sizeof(corrupt), "%llu/%llu",
 			 (unsigned long long)r->server.corrupt_msgs,
 			 (unsigned long long)r->server.msgs);
-		printf("%-9s %-8s %-11s %10.2f %9.0f %6llu %6llu %7llu %15s\n",
+		printf("%-9s %-8s %-11s %10.2f %9.0f %6llu %6llu %7llu %15s  %s\n",
 		       bw_cache_names[r->cache], bw_workload_names[r->workload],
 		       r->client.backend,
 		       (double)r->server.bytes / r->secs / 1e6,
 		       (double)r->server.msgs / r->secs,
 		       (unsigned long long)st.registrations,
 		       (unsigned long long)st.hits,
-		       (unsigned long long)st.invalidations, corrupt);
+		       (unsigned long long)st.invalidations, corrupt, why);
 		for (unsigned int s = 0; opt.per_size && s < opt.nsizes; s++)
 			printf("  %9llu B %-16s %10.2f %9.0f %6s %6s %7s %15llu\n",
 			       (unsigned long long)opt.sizes[s], "",
@@ -565,7 +599,7 @@ static void print_table(const struct bw_conn *c, const struct run_result *res,
 			       opt.iters / res[i].size_secs[s], "", "", "",
 			       (unsigned long long)r->server.size_corrupt[s]);
 	}
-	printf("regs/hits/invals: both sides together; corrupt msgs: messages the receiver found wrong.\n");
+	printf("regs/hits/invals: both sides together; corrupt msgs: messages the receiver found wrong; invals by reason: why the cache dropped them (mapwatch(1), why).\n");
 	print_summary(res, n);
 }
 
@@ -595,6 +629,21 @@ static void print_json(const struct bw_conn *c, const struct run_result *res,
 		       (unsigned long long)st.invalidations,
 		       (unsigned long long)r->server.corrupt_msgs,
 		       (unsigned long long)r->server.corrupt_bytes);
+		printf("\"invalidations_by_reason\":{");
+		for (unsigned int k = 0, first = 1; k < MAPWATCH_CHANGE_REASON_SLOTS; k++) {
+			const char *name = mapwatch_reason_name(k);
+
+			if (!name && !st.by_reason[k])
+				continue;
+			if (name)
+				printf("%s\"%s\":%llu", first ? "" : ",", name,
+				       (unsigned long long)st.by_reason[k]);
+			else
+				printf("%s\"reason-%u\":%llu", first ? "" : ",", k,
+				       (unsigned long long)st.by_reason[k]);
+			first = 0;
+		}
+		printf("},\"pages_kept\":%llu,", (unsigned long long)st.pages_kept);
 		printf("\"sender\":{\"registrations\":%llu,\"hits\":%llu,\"invalidations\":%llu},\"receiver\":{\"registrations\":%llu,\"hits\":%llu,\"invalidations\":%llu},\"per_size\":[",
 		       (unsigned long long)r->client.st.registrations,
 		       (unsigned long long)r->client.st.hits,

@@ -7,9 +7,14 @@
  *                                every open mapwatch fd: pid, comm, counters
  *   mapwatch check [--json] [--device PATH]
  *                                post-install self-test of the device
+ *   mapwatch why PID [--json] [--interval S | --once]
+ *                                what invalidated one process's regions,
+ *                                and what to do about it
  *
- * Exit status: 0 success; 1 the module is not loaded (status, check) or the
- * self-test failed; 2 usage error.  Needs only the ABI headers: it talks to
+ * Exit status: 0 success; 1 the module is not loaded (status, check, why) or
+ * the self-test failed; 2 usage error; 3 (why) no such process, or not
+ * readable; 4 (why) the process holds no mapwatch fd.  Needs only the ABI
+ * headers: it talks to
  * the device and reads /sys and /proc, it does not link libmapwatch.
  */
 #define _GNU_SOURCE
@@ -55,11 +60,16 @@ static const char usage_text[] =
 	"  top      every process holding a mapwatch fd, with its counters\n"
 	"  check    self-test: monitor a fresh page, munmap it, expect the\n"
 	"           change and its event (exit 0 pass, 1 fail)\n"
+	"  why PID  what invalidated the process's registered regions in the\n"
+	"           last interval, by cause, and what to do about it (exit 3:\n"
+	"           no such process, 4: it holds no mapwatch fd)\n"
 	"\n"
 	"Options:\n"
 	"  --json            machine-readable output (all commands)\n"
-	"  --once            top: print one snapshot and exit\n"
-	"  --interval S      top: seconds between snapshots (default 2)\n"
+	"  --once            top: print one snapshot and exit; why: count since\n"
+	"                    the process opened its fds, no interval\n"
+	"  --interval S      top: seconds between snapshots (default 2); why:\n"
+	"                    the interval to watch (default 2)\n"
 	"  --count N         top: stop after N snapshots\n"
 	"  --device PATH     check: the device to test (default /dev/mapwatch,\n"
 	"                    else /dev/kdreg2)\n"
@@ -235,6 +245,155 @@ static bool module_installed(char *path, size_t size)
 	return found;
 }
 
+/* --- invalidations by reason and cause ----------------------------------- */
+
+/* The module's names of reasons and causes (mapwatch_uapi.h), by value. */
+static const char *const reason_names[] = MAPWATCH_REASON_NAMES;
+static const char *const cause_names[] = MAPWATCH_CAUSE_NAMES;
+#define NREASONS (sizeof(reason_names) / sizeof(reason_names[0]))
+#define NCAUSES (sizeof(cause_names) / sizeof(cause_names[0]))
+
+/* Invalidations by reason and cause, as fdinfo and /sys count them. */
+struct why_counts {
+	bool seen;			/* the module counts them */
+	uint64_t reason[NREASONS];	/* regions invalidated, by reason */
+	uint64_t cause[NCAUSES];	/* regions retired, by cause */
+	uint64_t skipped[NCAUSES];	/* protection-only, skipped, by cause */
+};
+
+static int name_index(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(names[i], name))
+			return (int)i;
+	return -1;
+}
+
+/* One "reason-NAME", "cause-NAME" or "skipped-cause-NAME" counter (the
+ * fdinfo key without "mapwatch-"); false for any other key.  Names a newer
+ * module adds are left out. */
+static bool why_counter(struct why_counts *w, const char *key, uint64_t v)
+{
+	int i;
+
+	if (!strncmp(key, "reason-", 7)) {
+		w->seen = true;
+		i = name_index(reason_names, NREASONS, key + 7);
+		if (i >= 0)
+			w->reason[i] = v;
+		return true;
+	}
+	if (!strncmp(key, "cause-", 6) || !strncmp(key, "skipped-cause-", 14)) {
+		bool sk = key[0] == 's';
+
+		w->seen = true;
+		i = name_index(cause_names, NCAUSES, key + (sk ? 14 : 6));
+		if (i >= 0)
+			(sk ? w->skipped : w->cause)[i] = v;
+		return true;
+	}
+	return false;
+}
+
+static void why_add(struct why_counts *to, const struct why_counts *w)
+{
+	to->seen |= w->seen;
+	for (size_t i = 0; i < NREASONS; i++)
+		to->reason[i] += w->reason[i];
+	for (size_t i = 0; i < NCAUSES; i++) {
+		to->cause[i] += w->cause[i];
+		to->skipped[i] += w->skipped[i];
+	}
+}
+
+/* to = a - b, per counter (0 where a counter went back: a new fd). */
+static void why_sub(struct why_counts *to, const struct why_counts *a,
+		    const struct why_counts *b)
+{
+#define MW_SUB(x, y) ((x) >= (y) ? (x) - (y) : (x))
+	to->seen = a->seen;
+	for (size_t i = 0; i < NREASONS; i++)
+		to->reason[i] = MW_SUB(a->reason[i], b->reason[i]);
+	for (size_t i = 0; i < NCAUSES; i++) {
+		to->cause[i] = MW_SUB(a->cause[i], b->cause[i]);
+		to->skipped[i] = MW_SUB(a->skipped[i], b->skipped[i]);
+	}
+#undef MW_SUB
+}
+
+static uint64_t why_sum(const uint64_t *v, size_t n)
+{
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < n; i++)
+		t += v[i];
+	return t;
+}
+
+/* The non-zero counters as "name N, name N" (sep ", ") or "name:N name:N"
+ * (the compact form of top); "-" when none. */
+static void counts_text(char *buf, size_t size, const char *const *names,
+			const uint64_t *v, size_t n, bool compact)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i])
+			continue;
+		used += (size_t)snprintf(buf + used, size > used ? size - used : 0,
+					 compact ? "%s%s:%" PRIu64 : "%s%s %" PRIu64,
+					 used ? (compact ? " " : ", ") : "",
+					 names[i], v[i]);
+	}
+	if (!used)
+		snprintf(buf, size, "-");
+}
+
+static void counts_json(FILE *f, const char *const *names, const uint64_t *v,
+			size_t n)
+{
+	fputc('{', f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", names[i], v[i]);
+	fputc('}', f);
+}
+
+static void why_json(FILE *f, const struct why_counts *w)
+{
+	if (!w->seen) {
+		fputs(",\"reasons\":null,\"causes\":null,\"skipped_causes\":null", f);
+		return;
+	}
+	fputs(",\"reasons\":", f);
+	counts_json(f, reason_names, w->reason, NREASONS);
+	fputs(",\"causes\":", f);
+	counts_json(f, cause_names, w->cause, NCAUSES);
+	fputs(",\"skipped_causes\":", f);
+	counts_json(f, cause_names, w->skipped, NCAUSES);
+}
+
+/* /sys/kernel/mapwatch/reasons or causes: "NAME N" lines. */
+static bool read_sys_counts(const char *path, const char *const *names,
+			    size_t n, uint64_t *v)
+{
+	FILE *f = fopen(path, "re");
+	char name[64];
+	unsigned long long x;
+
+	memset(v, 0, n * sizeof(*v));
+	if (!f)
+		return false;
+	while (fscanf(f, "%63s %llu", name, &x) == 2) {
+		int i = name_index(names, n, name);
+
+		if (i >= 0)
+			v[i] = x;
+	}
+	fclose(f);
+	return true;
+}
+
 /* --- status ------------------------------------------------------------- */
 
 struct dev_info {
@@ -297,7 +456,7 @@ static void dev_inspect(struct dev_info *d)
 static void features_text(uint64_t f, char *buf, size_t size)
 {
 	static const char *const names[] = { "status_ext", "batch", "policy",
-					     "invalidate" };
+					     "invalidate", "reasons" };
 	size_t used = 0;
 
 	buf[0] = '\0';
@@ -364,8 +523,11 @@ static void ordered_counters(struct name_list *out)
 		for (size_t j = 0; j < all.n; j++)
 			if (!strcmp(all.names[j], counter_order[i]))
 				out->names[k++] = strdup(all.names[j]);
+	/* reasons and causes hold a line per name: shown apart. */
 	for (size_t j = 0; j < all.n; j++)
-		if (!in_counter_order(all.names[j]))
+		if (!in_counter_order(all.names[j]) &&
+		    strcmp(all.names[j], "reasons") && strcmp(all.names[j], "causes") &&
+		    strcmp(all.names[j], "skipped_causes"))
 			out->names[k++] = strdup(all.names[j]);
 	out->n = k;
 	free_list(&all);
@@ -462,7 +624,30 @@ static int cmd_status(bool json)
 			putchar(':');
 			json_value(stdout, val);
 		}
-		printf("},\"parameters\":{");
+		printf("}");
+		{
+			uint64_t v[NCAUSES];
+
+			printf(",\"reasons\":");
+			if (loaded && read_sys_counts(SYS_COUNTERS "/reasons", reason_names,
+						      NREASONS, v))
+				counts_json(stdout, reason_names, v, NREASONS);
+			else
+				fputs("null", stdout);
+			printf(",\"causes\":");
+			if (loaded && read_sys_counts(SYS_COUNTERS "/causes", cause_names,
+						      NCAUSES, v))
+				counts_json(stdout, cause_names, v, NCAUSES);
+			else
+				fputs("null", stdout);
+			printf(",\"skipped_causes\":");
+			if (loaded && read_sys_counts(SYS_COUNTERS "/skipped_causes",
+						      cause_names, NCAUSES, v))
+				counts_json(stdout, cause_names, v, NCAUSES);
+			else
+				fputs("null", stdout);
+		}
+		printf(",\"parameters\":{");
 		for (size_t i = 0; i < params.n; i++) {
 			snprintf(path, sizeof(path), SYS_MODULE "/parameters/%s", params.names[i]);
 			if (!read_line(path, val, sizeof(val)))
@@ -524,6 +709,32 @@ static int cmd_status(bool json)
 					snprintf(val, sizeof(val), "unreadable");
 				printf("  %-20s %s\n", counters.names[i], val);
 			}
+			{
+				uint64_t v[NCAUSES];
+				char text[1024];
+
+				if (read_sys_counts(SYS_COUNTERS "/reasons", reason_names,
+						    NREASONS, v)) {
+					counts_text(text, sizeof(text), reason_names, v,
+						    NREASONS, false);
+					printf("invalidations by reason (%s/reasons):\n  %s\n",
+					       SYS_COUNTERS, text);
+				}
+				if (read_sys_counts(SYS_COUNTERS "/causes", cause_names,
+						    NCAUSES, v)) {
+					counts_text(text, sizeof(text), cause_names, v,
+						    NCAUSES, false);
+					printf("invalidations by cause (%s/causes):\n  %s\n",
+					       SYS_COUNTERS, text);
+				}
+				if (read_sys_counts(SYS_COUNTERS "/skipped_causes", cause_names,
+						    NCAUSES, v)) {
+					counts_text(text, sizeof(text), cause_names, v,
+						    NCAUSES, false);
+					printf("protection-only invalidations skipped, by cause (%s/skipped_causes):\n  %s\n",
+					       SYS_COUNTERS, text);
+				}
+			}
 			printf("parameters (%s/parameters):\n", SYS_MODULE);
 			for (size_t i = 0; i < params.n; i++) {
 				snprintf(path, sizeof(path), SYS_MODULE "/parameters/%s",
@@ -548,6 +759,7 @@ struct fd_row {
 	char comm[32];
 	uint64_t max_regions, regions, pending, events, overflows, skipped;
 	uint64_t monitors, unmonitors;
+	struct why_counts why;
 	char policy[64];
 	double rate;		/* events per second since the last snapshot */
 	bool has_rate;
@@ -584,6 +796,8 @@ static bool parse_fdinfo(int pid, int fd, struct fd_row *r)
 		seen = true;
 		uint64_t v = strtoull(val, NULL, 0);
 
+		if (why_counter(&r->why, key, v))
+			continue;
 		if (!strcmp(key, "owner-pid"))
 			r->owner = (int)v;
 		else if (!strcmp(key, "max-regions"))
@@ -681,6 +895,7 @@ struct user_row {
 	char comm[32];
 	unsigned int kernel_fds;	/* mapwatch fds (fdinfo) */
 	uint64_t regions;
+	struct why_counts why;		/* summed over its fds */
 	bool uffd;			/* libmapwatch's userfaultfd reader */
 };
 
@@ -741,6 +956,7 @@ static void print_users(bool json)
 			break;
 		u->kernel_fds++;
 		u->regions += s.rows[i].regions;
+		why_add(&u->why, &s.rows[i].why);
 		snprintf(u->comm, sizeof(u->comm), "%s", s.rows[i].comm);
 	}
 	proc = opendir("/proc");
@@ -766,11 +982,13 @@ static void print_users(bool json)
 		for (size_t i = 0; i < n; i++) {
 			printf("%s{\"pid\":%d,\"comm\":", i ? "," : "", rows[i].pid);
 			json_str(stdout, rows[i].comm);
-			printf(",\"backends\":[%s%s%s],\"kernel_fds\":%u,\"regions\":%" PRIu64 "}",
+			printf(",\"backends\":[%s%s%s],\"kernel_fds\":%u,\"regions\":%" PRIu64,
 			       rows[i].kernel_fds ? "\"kernel\"" : "",
 			       rows[i].kernel_fds && rows[i].uffd ? "," : "",
 			       rows[i].uffd ? "\"userfaultfd\"" : "",
 			       rows[i].kernel_fds, rows[i].regions);
+			why_json(stdout, &rows[i].why);
+			printf("}");
 		}
 		printf("]");
 	} else if (!n) {
@@ -784,6 +1002,13 @@ static void print_users(bool json)
 				printf(" kernel (%u fd%s, %" PRIu64 " regions)",
 				       rows[i].kernel_fds, rows[i].kernel_fds == 1 ? "" : "s",
 				       rows[i].regions);
+			if (rows[i].why.seen) {
+				char text[512];
+
+				counts_text(text, sizeof(text), reason_names,
+					    rows[i].why.reason, NREASONS, false);
+				printf(", invalidated: %s", text);
+			}
 			if (rows[i].uffd)
 				printf("%s userfaultfd (reader thread mapwatch-uffd: not synchronous)",
 				       rows[i].kernel_fds ? "," : "");
@@ -835,6 +1060,7 @@ static void print_snapshot(const struct snapshot *s, bool json, bool live)
 			       r->events, r->overflows, r->skipped, r->monitors,
 			       r->unmonitors);
 			json_str(stdout, r->policy);
+			why_json(stdout, &r->why);
 			if (r->has_rate)
 				printf(",\"events_per_second\":%.1f", r->rate);
 			printf("}");
@@ -858,9 +1084,9 @@ static void print_snapshot(const struct snapshot *s, bool json, bool live)
 			       s->unreadable);
 		printf("\n");
 	}
-	printf("%7s %-15s %4s %10s %10s %8s %12s %9s %9s%s\n", "PID", "COMM", "FD",
+	printf("%7s %-15s %4s %10s %10s %8s %12s %9s %9s%s  %s\n", "PID", "COMM", "FD",
 	       "REGIONS", "MAX", "PENDING", "EVENTS", "OVERFLOWS", "SKIPPED",
-	       live ? "     EV/S" : "");
+	       live ? "     EV/S" : "", "INVALIDATED BY REASON");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct fd_row *r = &s->rows[i];
 
@@ -871,6 +1097,14 @@ static void print_snapshot(const struct snapshot *s, bool json, bool live)
 			printf(" %8.1f", r->rate);
 		else if (live)
 			printf(" %8s", "-");
+		{
+			char text[512] = "?";
+
+			if (r->why.seen)	/* "?": a module that counts none */
+				counts_text(text, sizeof(text), reason_names,
+					    r->why.reason, NREASONS, true);
+			printf("  %s", text);
+		}
 		if (r->owner != r->pid)
 			printf("  (owner %d: fd inherited or passed)", r->owner);
 		printf("\n");
@@ -1187,11 +1421,289 @@ static int cmd_check(bool json, const char *device)
 	return cs.failed ? 1 : 0;
 }
 
+/* --- why ---------------------------------------------------------------- */
+
+/* The mapwatch fds of one process: 0, -ENOENT (no such process), -EACCES
+ * (its fds are not readable: another user's, run as root). */
+static int pid_rows(int pid, struct snapshot *s)
+{
+	char fddir[64];
+	struct dirent *e;
+	DIR *fds;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(fddir, sizeof(fddir), "/proc/%d", pid);
+	if (!path_exists(fddir))
+		return -ENOENT;
+	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", pid);
+	fds = opendir(fddir);
+	if (!fds)
+		return errno == ENOENT ? -ENOENT : -EACCES;
+	while ((e = readdir(fds))) {
+		char fdpath[64 + 256];
+		struct stat st;
+		struct fd_row r, *nr;
+
+		if (!is_number(e->d_name))
+			continue;
+		snprintf(fdpath, sizeof(fdpath), "%s/%s", fddir, e->d_name);
+		if (stat(fdpath, &st) || !S_ISCHR(st.st_mode) ||
+		    !parse_fdinfo(pid, atoi(e->d_name), &r))
+			continue;
+		nr = realloc(s->rows, (s->n + 1) * sizeof(*nr));
+		if (!nr)
+			break;
+		s->rows = nr;
+		s->rows[s->n++] = r;
+	}
+	closedir(fds);
+	return 0;
+}
+
+/* What each cause means for the user, and what to do about it. */
+static const struct {
+	const char *cause, *what, *todo;
+} advice[] = {
+	{ "munmap", "unmapped by munmap()",
+	  "the process frees registered buffers (free() of a large block unmaps it) -- keep them in a pool, or raise MALLOC_MMAP_THRESHOLD_ so that malloc keeps them mapped" },
+	{ "mmap", "mapped over by mmap(MAP_FIXED)",
+	  "the process maps new memory over registered buffers -- deregister them first, or map elsewhere" },
+	{ "madvise", "released by madvise() (MADV_DONTNEED/FREE/REMOVE)",
+	  "the allocator or a garbage collector gives free memory back -- raise MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_, or turn off your allocator's purging (jemalloc dirty_decay_ms:-1, tcmalloc TCMALLOC_RELEASE_RATE=0)" },
+	{ "brk", "cut off by brk() (the heap shrank)",
+	  "malloc trims the top of the heap -- raise MALLOC_TRIM_THRESHOLD_ or MALLOC_TOP_PAD_" },
+	{ "shmdt", "detached by shmdt()",
+	  "keep the segment attached while it is registered" },
+	{ "mremap", "moved by mremap()",
+	  "realloc() of a large buffer moves it -- size registered buffers once, or register after the last realloc()" },
+	{ "mprotect", "invalidated by mprotect()",
+	  "a protection change (nothing moved), reported because the fd asks for every invalidation or the kernel cannot tell it apart -- nothing to fix in the process" },
+	{ "fork", "changed by fork()",
+	  "copy-on-write or a THP split of registered memory at fork -- mark registered buffers MADV_DONTFORK with madvise() over whole huge pages (on Linux 5.13 and later ibv_fork_init() and RDMAV_FORK_SAFE=1 no longer do it), or do not fork (system(), popen()) while memory is registered" },
+	{ "numa_scan", "invalidated by NUMA balancing's scan",
+	  "bind memory (numactl --membind) or set kernel.numa_balancing=0" },
+	{ "migrate", "moved by page migration (move_pages(), migrate_pages(), mbind(MPOL_MF_MOVE))",
+	  "something migrates registered memory (numad, numactl --migrate, a job scheduler) -- stop it for this process, or allocate on the right node from the start" },
+	{ "compaction", "moved by memory compaction",
+	  "unpinned pages are movable -- keep buffers registered (pinned) while they are cached, or set vm.compaction_proactiveness=0" },
+	{ "reclaim", "reclaimed (swapped out) under memory pressure",
+	  "the process or its cgroup is short of memory -- give it more (memory.max), or mlock() registered buffers" },
+	{ "ksm", "merged by KSM (ksmd)",
+	  "KSM is on for this memory (MADV_MERGEABLE, prctl PR_SET_MEMORY_MERGE, a container runtime) -- turn it off for registered memory" },
+	{ "khugepaged", "collapsed into huge pages by khugepaged",
+	  "allocate registered buffers as huge pages from the start (2 MiB aligned, MADV_HUGEPAGE), or mark them MADV_NOHUGEPAGE" },
+	{ "soft_dirty", "invalidated by a soft-dirty reset (/proc/PID/clear_refs)",
+	  "a checkpointer or tracker (CRIU) resets soft-dirty bits; nothing moved -- stop it while the job runs" },
+	{ "exit", "released as the process exits or execs", "nothing to do" },
+	{ "ioctl", "invalidated by the application itself (mapwatch_invalidate())",
+	  "nothing to do" },
+	{ "syscall", "changed by another system call (truncate, fallocate of a mapped file...)",
+	  "do not truncate or punch holes in files whose mappings are registered" },
+	{ "kthread", "changed by a kernel thread",
+	  "look at the kernel's memory tuning (compaction, THP, KSM)" },
+	{ "unknown", "changed for a reason the kernel did not tell",
+	  "module/README.md lists what this kernel lets mapwatch tell apart" },
+};
+
+struct finding {
+	const char *cause;
+	uint64_t regions;
+	char text[512];
+};
+
+/*
+ * Findings for the counters of one interval, biggest first.  Faults are
+ * told apart by what came with them: NUMA balancing's scans (skipped or
+ * not) make them its migrations; a fork makes them copy-on-write.
+ */
+static size_t why_findings(const struct why_counts *w, struct finding *out,
+			   size_t max)
+{
+	int fault = name_index(cause_names, NCAUSES, "fault");
+	int scan = name_index(cause_names, NCAUSES, "numa_scan");
+	int fork_i = name_index(cause_names, NCAUSES, "fork");
+	char numa[16] = "0";
+	size_t n = 0;
+
+	read_line("/proc/sys/kernel/numa_balancing", numa, sizeof(numa));
+	for (size_t c = 0; c < NCAUSES && n < max; c++) {
+		uint64_t v = w->cause[c];
+		struct finding *f = &out[n];
+
+		if (!v)
+			continue;
+		f->cause = cause_names[c];
+		f->regions = v;
+		if ((int)c == fault) {
+			uint64_t scans = w->cause[scan] + w->skipped[scan];
+			bool forked = w->cause[fork_i] || w->skipped[fork_i];
+
+			if (scans || (!forked && strcmp(numa, "0")))
+				snprintf(f->text, sizeof(f->text),
+					 "%" PRIu64 " region%s: NUMA balancing moved pages (%" PRIu64 " fault%s, %" PRIu64 " scan%s) -- bind memory (numactl --membind) or set kernel.numa_balancing=0",
+					 v, v == 1 ? "" : "s", v, v == 1 ? "" : "s",
+					 scans, scans == 1 ? "" : "s");
+			else if (forked)
+				snprintf(f->text, sizeof(f->text),
+					 "%" PRIu64 " region%s replaced on a write fault after fork(): copy-on-write of registered memory -- mark registered buffers MADV_DONTFORK with madvise() over whole huge pages (on Linux 5.13 and later ibv_fork_init() and RDMAV_FORK_SAFE=1 no longer do it)",
+					 v, v == 1 ? "" : "s");
+			else
+				snprintf(f->text, sizeof(f->text),
+					 "%" PRIu64 " region%s replaced on a page fault (copy-on-write after fork, or NUMA balancing) -- MADV_DONTFORK on registered buffers; numactl --membind or kernel.numa_balancing=0",
+					 v, v == 1 ? "" : "s");
+		} else {
+			const char *what = "changed", *todo = "";
+
+			for (size_t a = 0; a < sizeof(advice) / sizeof(advice[0]); a++)
+				if (!strcmp(advice[a].cause, cause_names[c])) {
+					what = advice[a].what;
+					todo = advice[a].todo;
+				}
+			snprintf(f->text, sizeof(f->text), "%" PRIu64 " region%s %s: %s",
+				 v, v == 1 ? "" : "s", what, todo);
+		}
+		n++;
+	}
+	for (size_t i = 1; i < n; i++)		/* biggest first */
+		for (size_t j = i; j > 0 && out[j].regions > out[j - 1].regions; j--) {
+			struct finding t = out[j];
+
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	return n;
+}
+
+static int cmd_why(const char *pid_arg, bool json, bool once, double interval)
+{
+	struct snapshot a, b = { 0 };
+	struct why_counts w = { 0 }, wa = { 0 };
+	struct finding f[NCAUSES];
+	uint64_t events = 0, invalidated, skipped;
+	char comm[32] = "?", path[64], text[1024];
+	size_t nf;
+	int pid = atoi(pid_arg), ret;
+
+	if (!module_loaded()) {
+		fprintf(stderr, "%s why: the mapwatch module is not loaded (load it with: modprobe mapwatch; see mapwatch status)\n",
+			prog);
+		return 1;
+	}
+	ret = pid_rows(pid, &a);
+	if (ret) {
+		fprintf(stderr, ret == -ENOENT ? "%s why: no process %d\n" :
+			"%s why: cannot read the open files of process %d (another user's: run as root)\n",
+			prog, pid);
+		return 3;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	read_line(path, comm, sizeof(comm));
+	if (!a.n) {
+		fprintf(stderr, "%s why: process %d (%s) holds no mapwatch fd%s\n", prog, pid,
+			comm, has_uffd_reader(pid) ?
+			": it uses libmapwatch's userfaultfd backend, whose reasons only its own cache statistics hold (mapwatch_cache_get_stats(3))" :
+			" (it registers nothing through mapwatch)");
+		free(a.rows);
+		return 4;
+	}
+	if (!once) {
+		struct timespec ts = {
+			.tv_sec = (time_t)interval,
+			.tv_nsec = (long)((interval - (double)(time_t)interval) * 1e9),
+		};
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+		ret = pid_rows(pid, &b);
+		if (ret) {
+			fprintf(stderr, "%s why: process %d went away during the interval\n",
+				prog, pid);
+			free(a.rows);
+			return 3;
+		}
+	}
+	/* Per fd: the second reading less the first (an fd opened meanwhile
+	 * counts from 0). */
+	for (size_t i = 0; i < (once ? a.n : b.n); i++) {
+		const struct fd_row *r = once ? &a.rows[i] : &b.rows[i];
+		struct why_counts d = r->why;
+		uint64_t ev = r->events;
+
+		for (size_t j = 0; !once && j < a.n; j++)
+			if (a.rows[j].fd == r->fd) {
+				why_sub(&d, &r->why, &a.rows[j].why);
+				ev = r->events >= a.rows[j].events ?
+				     r->events - a.rows[j].events : r->events;
+			}
+		why_add(&w, &d);
+		why_add(&wa, &r->why);
+		events += ev;
+	}
+	invalidated = why_sum(w.cause, NCAUSES);
+	skipped = why_sum(w.skipped, NCAUSES);
+	nf = w.seen ? why_findings(&w, f, NCAUSES) : 0;
+	if (json) {
+		printf("{\"pid\":%d,\"comm\":", pid);
+		json_str(stdout, comm);
+		printf(",\"fds\":%zu,\"interval\":", once ? a.n : b.n);
+		if (once)
+			fputs("null", stdout);
+		else
+			printf("%g", interval);
+		printf(",\"events\":%" PRIu64 ",\"invalidated\":%" PRIu64
+		       ",\"skipped\":%" PRIu64, events, invalidated, skipped);
+		why_json(stdout, &w);
+		printf(",\"findings\":[");
+		for (size_t i = 0; i < nf; i++) {
+			printf("%s{\"cause\":\"%s\",\"regions\":%" PRIu64 ",\"text\":",
+			       i ? "," : "", f[i].cause, f[i].regions);
+			json_str(stdout, f[i].text);
+			printf("}");
+		}
+		printf("]}\n");
+		goto out;
+	}
+	{
+		char span[64];
+
+		if (once)
+			snprintf(span, sizeof(span), "since it opened %s", a.n == 1 ?
+				 "its mapwatch fd" : "its mapwatch fds");
+		else
+			snprintf(span, sizeof(span), "in the last %g s", interval);
+		if (!w.seen) {
+			printf("mapwatch why %d (%s): %" PRIu64 " events %s; this module counts no reasons (mapwatch.ko before 1.4: load a newer one)\n",
+			       pid, comm, events, span);
+			goto out;
+		}
+		printf("mapwatch why %d (%s): %" PRIu64 " region%s invalidated %s (%zu mapwatch fd%s)\n",
+		       pid, comm, invalidated, invalidated == 1 ? "" : "s", span,
+		       once ? a.n : b.n, (once ? a.n : b.n) == 1 ? "" : "s");
+	}
+	if (invalidated) {
+		counts_text(text, sizeof(text), reason_names, w.reason, NREASONS, false);
+		printf("  by reason: %s\n", text);
+	}
+	for (size_t i = 0; i < nf; i++)
+		printf("  %s\n", f[i].text);
+	if (skipped) {
+		counts_text(text, sizeof(text), cause_names, w.skipped, NCAUSES, false);
+		printf("  %" PRIu64 " protection-only invalidation%s skipped, nothing moved (%s): nothing to do\n",
+		       skipped, skipped == 1 ? "" : "s", text);
+	}
+	if (!invalidated && !skipped)
+		printf("  nothing invalidated its regions\n");
+out:
+	free(a.rows);
+	free(b.rows);
+	return 0;
+}
+
 /* --- command line ------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
-	const char *cmd = NULL, *device = NULL;
+	const char *cmd = NULL, *device = NULL, *pid_arg = NULL;
 	bool json = false, once = false;
 	double interval = 2.0;
 	long count = 0;
@@ -1210,10 +1722,17 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (a[0] != '-') {
+			if (cmd && !strcmp(cmd, "why") && !pid_arg) {
+				if (!is_number(a) || strlen(a) > 9 || !atoi(a))
+					return usage_error("bad PID '%s' (a process id)", a);
+				pid_arg = a;
+				continue;
+			}
 			if (cmd)
 				return usage_error("unexpected argument '%s'", a);
-			if (strcmp(a, "status") && strcmp(a, "top") && strcmp(a, "check"))
-				return usage_error("unknown command '%s' (commands: status, top, check)",
+			if (strcmp(a, "status") && strcmp(a, "top") && strcmp(a, "check") &&
+			    strcmp(a, "why"))
+				return usage_error("unknown command '%s' (commands: status, top, check, why)",
 						   a);
 			cmd = a;
 			continue;
@@ -1271,13 +1790,23 @@ int main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 2;
 	}
-	if (strcmp(cmd, "top") && (once || count || interval != 2.0))
+	if (!strcmp(cmd, "why")) {
+		if (!pid_arg)
+			return usage_error("why needs a PID");
+		if (count)
+			return usage_error("--count is an option of top");
+		if (once && interval != 2.0)
+			return usage_error("why takes --interval or --once, not both");
+	} else if (strcmp(cmd, "top") && (once || count || interval != 2.0)) {
 		return usage_error("--once, --interval and --count are options of top");
+	}
 	if (strcmp(cmd, "check") && device)
 		return usage_error("--device is an option of check");
 	if (!strcmp(cmd, "status"))
 		return cmd_status(json);
 	if (!strcmp(cmd, "top"))
 		return cmd_top(json, once, interval, count);
+	if (!strcmp(cmd, "why"))
+		return cmd_why(pid_arg, json, once, interval);
 	return cmd_check(json, device);
 }

@@ -67,6 +67,7 @@ static int verbose;
 
 /* Counters printed at exit with MAPWATCH_UCX_STATS=1. */
 static unsigned long n_watch, n_unwatch, n_uncached, n_events, n_refused;
+static unsigned long n_by_reason[MAPWATCH_CHANGE_REASON_SLOTS];
 static bool stats_at_exit;
 
 /*
@@ -152,11 +153,24 @@ static void *real(const char *name, const char *version, const char *lib)
 
 /* --- events -> ucm_vm_munmap ------------------------------------------------ */
 
-static void report(void *arg, const struct mapwatch_event *ev)
+static void report(const struct mapwatch_event_ex *ev)
 {
-	(void)arg;
+	uint32_t r = ev->reason < MAPWATCH_CHANGE_REASON_SLOTS ? ev->reason : 0;
+
 	__atomic_fetch_add(&n_events, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&n_by_reason[r], 1, __ATOMIC_RELAXED);
 	ucm_vm_munmap((void *)ev->addr, ev->len);
+}
+
+/* Every pending event to ucm, counted by why it came (the stats line). */
+static void drain_events(struct mapwatch *m)
+{
+	struct mapwatch_event_ex ev[64];
+	int n;
+
+	while ((n = mapwatch_read_events_ex(m, ev, 64, sizeof(ev[0]))) > 0)
+		for (int i = 0; i < n; i++)
+			report(&ev[i]);
 }
 
 static void drain(void)
@@ -167,7 +181,7 @@ static void drain(void)
 	pthread_mutex_lock(&drain_lock);
 	__atomic_fetch_add(&draining, 1, __ATOMIC_SEQ_CST);
 	if (m)
-		mapwatch_drain(m, report, NULL);
+		drain_events(m);
 	u = __atomic_exchange_n(&uncached_head, NULL, __ATOMIC_ACQ_REL);
 	for (; u; u = next) {
 		next = u->next;
@@ -213,12 +227,31 @@ static unsigned long env_ulong(const char *name, unsigned long def)
 	return v;
 }
 
+/* The stats line ends with the events by reason: "(unmapped 3, user 1)",
+ * "reason-N" for one this library has no name for. */
 static void print_stats(void)
 {
+	char by[512] = "";
+	size_t used = 0;
+
+	for (unsigned int i = 0; i < MAPWATCH_CHANGE_REASON_SLOTS; i++) {
+		const char *name = mapwatch_reason_name(i);
+		char other[16];
+
+		if (!n_by_reason[i])
+			continue;
+		if (!name) {
+			snprintf(other, sizeof(other), "reason-%u", i);
+			name = other;
+		}
+		used += (size_t)snprintf(by + used, used < sizeof(by) ? sizeof(by) - used : 0,
+					 "%s%s %lu", used ? ", " : "", name,
+					 n_by_reason[i]);
+	}
 	fprintf(stderr, "libmapwatch-ucx: %s, watched %lu, unwatched %lu, "
-		"uncached %lu, refused %lu, events reported to ucm %lu\n",
+		"uncached %lu, refused %lu, events reported to ucm %lu (%s)\n",
 		state == ST_ACTIVE ? "active" : "off", n_watch, n_unwatch,
-		n_uncached, n_refused, n_events);
+		n_uncached, n_refused, n_events, used ? by : "none");
 }
 
 /*

@@ -253,7 +253,7 @@ TEST(status_text)
 	ASSERT_HAS(out, want);
 	ASSERT_HAS(out, "/dev/mapwatch  char mode 0666");
 	ASSERT_HAS(out, "served by mapwatch");
-	ASSERT_HAS(out, "abi:         version 1, features: status_ext batch policy invalidate");
+	ASSERT_HAS(out, "abi:         version 1, features: status_ext batch policy invalidate reasons");
 	ASSERT_HAS(out, "max_pending_events");
 	ASSERT_HAS(out, "max_regions_limit");
 	ASSERT_HAS(out, "kdreg2_alias");
@@ -317,7 +317,7 @@ TEST(status_json)
 	ASSERT_JSON(out, 1);
 	ASSERT_HAS(out, "\"loaded\":true");
 	ASSERT_HAS(out, "\"abi_version\":1");
-	ASSERT_HAS(out, "\"features\":[\"status_ext\",\"batch\",\"policy\",\"invalidate\"]");
+	ASSERT_HAS(out, "\"features\":[\"status_ext\",\"batch\",\"policy\",\"invalidate\",\"reasons\"]");
 	ASSERT_HAS(out, "{\"path\":\"/dev/mapwatch\",\"present\":true,\"char_device\":true,"
 		   "\"mode\":\"0666\"");
 	ASSERT_HAS(out, "\"served_by\":\"mapwatch\"");

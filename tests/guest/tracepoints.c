@@ -250,8 +250,10 @@ TEST(all_events_in_one_trace)
 	snprintf(want, sizeof(want), "range=%p-", (void *)a);
 	ASSERT_RECORD(trace, "mapwatch_invalidate", want);
 	show_record(trace, "mapwatch_invalidate", want);
-	ASSERT_RECORD(trace, "mapwatch_invalidate", "skipped=0 retired=1");
-	ASSERT_RECORD(trace, "mapwatch_invalidate", "skipped=0 retired=3");
+	ASSERT_RECORD(trace, "mapwatch_invalidate",
+		      "skipped=0 retired=1 reason=unmapped cause=munmap");
+	ASSERT_RECORD(trace, "mapwatch_invalidate",
+		      "skipped=0 retired=3 reason=unmapped cause=munmap");
 	ASSERT_RECORD(trace, "mapwatch_overflow", "cookie=0xc01 overflows=1");
 	show_record(trace, "mapwatch_overflow", "overflows=1");
 	ASSERT_RECORD(trace, "mapwatch_overflow", "cookie=0xc02 overflows=2");
@@ -308,6 +310,7 @@ TEST(unmonitor_records_result)
 
 TEST(invalidate_records_skipped_and_retired)
 {
+	const char *skip_why;
 	char want[64];
 	char *p;
 	int fd;
@@ -317,12 +320,13 @@ TEST(invalidate_records_skipped_and_retired)
 	p = page_map(2);
 	monitor(fd, p, 2 * PAGE, 0x55);
 	/*
-	 * Protection only: traced as skipped, nothing retired.  Where
-	 * mprotect is not skipped (5.10: tests/skipped_events.h), a fork's
-	 * write-protection is.
+	 * Protection only: traced as skipped, nothing retired, with the
+	 * reason and cause (issue 26).  Where mprotect is not skipped (5.10:
+	 * tests/skipped_events.h), a fork's write-protection is.
 	 */
 	if (mw_skips("protection_vma")) {
 		ASSERT_OK(mprotect(p, 2 * PAGE, PROT_READ));
+		skip_why = "reason=protection cause=mprotect pages_kept";
 	} else {
 		pid_t pid;
 
@@ -332,15 +336,18 @@ TEST(invalidate_records_skipped_and_retired)
 		if (pid == 0)
 			_exit(0);
 		ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+		skip_why = "reason=protection cause=fork pages_kept";
 	}
 	ASSERT_OK(munmap(p + PAGE, PAGE));
 	trace_stop();
 	snprintf(want, sizeof(want), "range=%p-", (void *)p);
 	ASSERT_RECORD(trace, "mapwatch_invalidate", "skipped=1 retired=0");
+	ASSERT_RECORD(trace, "mapwatch_invalidate", skip_why);
 	show_record(trace, "mapwatch_invalidate", "skipped=1");
 	snprintf(want, sizeof(want), "range=%p-", (void *)(p + PAGE));
 	ASSERT_RECORD(trace, "mapwatch_invalidate", want);
-	ASSERT_RECORD(trace, "mapwatch_invalidate", "skipped=0 retired=1");
+	ASSERT_RECORD(trace, "mapwatch_invalidate",
+		      "skipped=0 retired=1 reason=unmapped cause=munmap");
 	show_record(trace, "mapwatch_invalidate", "skipped=0");
 	close(fd);
 	cleanup();

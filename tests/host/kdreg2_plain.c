@@ -9,7 +9,10 @@
  * MAPWATCH_F_ALL_CHANGES, and AUTO must not settle for it silently.
  * read() of the device serves queued records (unknown types: F21); with
  * fake_mapwatch set it plays mapwatch.ko handing out a larger spare area
- * (F24: close must unmap all of it, and nothing that replaced it).
+ * (F24: close must unmap all of it, and nothing that replaced it), and
+ * with fake_reasons one that offers MAPWATCH_FEATURE_REASONS: the library
+ * sets the policy and reads each record's reason; from any other device a
+ * record's padding word is never read as one (issue 26).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -60,6 +63,9 @@ static bool fake_mapwatch;
 static size_t spare_pages;
 static char *spare;
 static bool fake_invalidate;	/* INVALIDATE answered (queues nothing) */
+static bool fake_reasons;	/* FEATURE_REASONS offered */
+static int policy_calls;	/* SET_POLICY requests seen */
+static uint32_t policy_flags;	/* the last one's flags */
 
 static int fake_mapwatch_ioctl(unsigned long req, void *arg)
 {
@@ -68,7 +74,20 @@ static int fake_mapwatch_ioctl(unsigned long req, void *arg)
 
 		p->abi_version = MAPWATCH_ABI_VERSION;
 		p->features = MAPWATCH_FEATURE_STATUS_EXT |
-			      (fake_invalidate ? MAPWATCH_FEATURE_INVALIDATE : 0);
+			      (fake_invalidate ? MAPWATCH_FEATURE_INVALIDATE : 0) |
+			      (fake_reasons ? MAPWATCH_FEATURE_POLICY |
+					      MAPWATCH_FEATURE_REASONS : 0);
+		return 0;
+	}
+	if (req == MAPWATCH_IOCTL_SET_POLICY) {
+		const struct mapwatch_policy *pol = arg;
+
+		policy_calls++;
+		policy_flags = pol->flags;
+		if (!fake_reasons && (pol->flags & MAPWATCH_POLICY_REASONS)) {
+			errno = EINVAL;	/* an older module: unknown bit */
+			return -1;
+		}
 		return 0;
 	}
 	if (req == MAPWATCH_IOCTL_INVALIDATE && fake_invalidate)
@@ -421,6 +440,79 @@ TEST(close_leaves_what_replaced_the_area)
 	mapwatch_close(mw);
 	ASSERT_TRUE(mapped(mine));
 	EXPECT_EQ(strcmp(mine, "mine"), 0);
+}
+
+/* --- why a watch changed (1.4) ------------------------------------------- */
+
+/* The record's _alignment word as mapwatch.ko writes it with REASONS. */
+static void queue_why(uint64_t cookie, uint32_t word)
+{
+	queue_event(KDREG2_EVENT_MAPPING_CHANGE, cookie);
+	queued[nqueued - 1]._alignment = word;
+}
+
+/* A module with reasons: the library asks for them, and reads them. */
+TEST(reasons_asked_for_and_read_when_offered)
+{
+	struct mapwatch *mw;
+	struct mapwatch_event_ex ev[4];
+
+	fake_mapwatch = true;
+	fake_reasons = true;
+	spare_pages = 1;
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	ASSERT_EQ(policy_calls, 1);
+	ASSERT_EQ(policy_flags, MAPWATCH_POLICY_REASONS);
+	queue_why(1, MAPWATCH_REASON_UNMAPPED | MAPWATCH_CAUSE_BRK << 8);
+	queue_why(2, MAPWATCH_REASON_PROTECTION | MAPWATCH_CAUSE_MPROTECT << 8 |
+		     MAPWATCH_EVENT_F_PAGES_KEPT);
+	queue_why(3, 9 | 40 << 8);	/* a newer module's values */
+	ASSERT_EQ(mapwatch_read_events_ex(mw, ev, 4, sizeof(ev[0])), 3);
+	EXPECT_EQ(ev[0].reason, MAPWATCH_CHANGE_UNMAPPED);
+	EXPECT_EQ(ev[0].cause, MAPWATCH_BY_BRK);
+	EXPECT_EQ(ev[0].flags, 0);
+	EXPECT_EQ(ev[1].reason, MAPWATCH_CHANGE_PROTECTION);
+	EXPECT_EQ(ev[1].cause, MAPWATCH_BY_MPROTECT);
+	EXPECT_EQ(ev[1].flags, MAPWATCH_EVENT_F_PAGES_KEPT);
+	EXPECT_EQ(ev[2].reason, 9);
+	EXPECT_EQ(ev[2].cause, 40);
+	EXPECT_TRUE(mapwatch_reason_name(ev[2].reason) == NULL);
+	mapwatch_close(mw);
+}
+
+/* A module without them is not asked (it would refuse the bit), and a
+ * non-zero padding word is not read as a reason. */
+TEST(reasons_unknown_from_a_module_without_them)
+{
+	struct mapwatch *mw;
+	struct mapwatch_event_ex ev[2];
+
+	fake_mapwatch = true;
+	spare_pages = 1;
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	ASSERT_EQ(policy_calls, 0);
+	queue_why(1, MAPWATCH_REASON_MOVED | MAPWATCH_CAUSE_MREMAP << 8);
+	ASSERT_EQ(mapwatch_read_events_ex(mw, ev, 2, sizeof(ev[0])), 1);
+	EXPECT_EQ(ev[0].cookie, 1);
+	EXPECT_EQ(ev[0].reason, MAPWATCH_CHANGE_UNKNOWN);
+	EXPECT_EQ(ev[0].cause, MAPWATCH_BY_UNKNOWN);
+	EXPECT_EQ(ev[0].flags, 0);
+	mapwatch_close(mw);
+}
+
+TEST(reasons_unknown_from_plain_kdreg2)
+{
+	struct mapwatch *mw;
+	struct mapwatch_event_ex ev[2];
+
+	ASSERT_OK(neg(mapwatch_open(&mw, MAPWATCH_BACKEND_KERNEL, 16, NULL)));
+	ASSERT_EQ(policy_calls, 0);
+	queue_why(5, 0x10203);
+	ASSERT_EQ(mapwatch_read_events_ex(mw, ev, 2, sizeof(ev[0])), 1);
+	EXPECT_EQ(ev[0].cookie, 5);
+	EXPECT_EQ(ev[0].reason, MAPWATCH_CHANGE_UNKNOWN);
+	EXPECT_EQ(ev[0].flags, 0);
+	mapwatch_close(mw);
 }
 
 int main(int argc, char **argv)

@@ -695,6 +695,38 @@ TEST(fork_child_gets_eio_userfaultfd)
 	fork_case(MAPWATCH_BACKEND_USERFAULTFD);
 }
 
+/*
+ * A raw clone() (no glibc fork(): its atfork handlers never run, as with a
+ * runtime that calls the system call itself) makes a child that must not
+ * use the parent's watches either: EIO, and the parent's stay intact.
+ */
+TEST(raw_clone_child_gets_eio_manual)
+{
+	struct mapwatch *mw = open_backend(MAPWATCH_BACKEND_MANUAL, 8);
+	struct mapwatch_handle h, h2;
+	char *p = map_pages(2);
+	long pid;
+	int st;
+
+	ASSERT_OK(mapwatch_watch(mw, p, PAGE, 1, &h));
+	fflush(stdout);
+	pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+	ASSERT_TRUE(pid >= 0);
+	if (pid == 0) {
+		int r = mapwatch_watch(mw, p + PAGE, PAGE, 2, &h2);
+		int u = mapwatch_unwatch(mw, &h);
+
+		_exit(r == -EIO && u == -EIO ? 0 : 100);
+	}
+	ASSERT_EQ(waitpid((pid_t)pid, &st, 0), (pid_t)pid);
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	ASSERT_FALSE(mapwatch_changed(&h));
+	ASSERT_OK(mapwatch_invalidate(mw, p, 1));
+	ASSERT_TRUE(mapwatch_changed(&h));
+	mapwatch_close(mw);
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);
