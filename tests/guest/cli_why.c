@@ -32,6 +32,7 @@
 
 #include "host/libtest.h"
 #include "mapwatch_uapi.h"
+#include "pagemap.h"
 #include "skipped_events.h"
 #include <sys/ioctl.h>
 
@@ -631,28 +632,6 @@ struct fork_subject {
 	char *p;
 };
 
-static long anon_huge_kb(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false;
-	long kb = -1;
-
-	ASSERT_TRUE(f != NULL);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-			continue;
-		}
-		if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb;
-}
 
 static void fork_prepare(void *arg)
 {
@@ -676,7 +655,7 @@ static void fork_prepare(void *arg)
 	f->p = (char *)(((uintptr_t)area + HPAGE - 1) & ~(HPAGE - 1));
 	ASSERT_OK(madvise(f->p, HPAGE, MADV_HUGEPAGE));
 	memset(f->p, 0x3c, HPAGE);
-	if (anon_huge_kb(f->p) != (long)(HPAGE / 1024))
+	if (smaps_anon_huge_kb(f->p) != (long)(HPAGE / 1024))
 		NEED("thp", "no transparent huge page behind a touched, aligned MADV_HUGEPAGE range");
 	/* Pinned, as an RDMA library registers it, then watched. */
 	f->mr = ibv_reg_mr(f->pd, f->p, HPAGE, IBV_ACCESS_LOCAL_WRITE |
@@ -705,7 +684,7 @@ static bool fork_act(void *arg)
 		 n == 1 ? mapwatch_reason_name(ev.reason) : "-",
 		 n == 1 ? mapwatch_cause_name(ev.cause) : "-",
 		 n == 1 && (ev.flags & MAPWATCH_EVENT_F_PAGES_KEPT),
-		 anon_huge_kb(f->p));
+		 smaps_anon_huge_kb(f->p));
 	return mapwatch_changed(&f->h) && n == 1 &&
 	       ev.reason == MAPWATCH_CHANGE_REPLACED &&
 	       ev.cause == MAPWATCH_BY_FORK;

@@ -909,24 +909,8 @@ static uint64_t pagemap_of(const void *addr)
 /* AnonHugePages (kB, PMD-mapped THP) of the VMA holding @addr. */
 static long anon_huge_kb(const void *addr)
 {
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false;
-	long kb = -1;
+	long kb = smaps_anon_huge_kb(addr);
 
-	ASSERT_TRUE(f != NULL);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-			continue;
-		}
-		if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
 	ASSERT_GE(kb, 0);
 	return kb;
 }
