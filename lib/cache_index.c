@@ -101,13 +101,16 @@ static void htab_remove(struct htab *t, struct hnode *n)
 	t->n--;
 }
 
+/* The smallest l >= 12 (a page) with 2^l >= len: one instruction, as
+ * every covering lookup asks it. */
 static unsigned int gran_level(uintptr_t len)
 {
-	unsigned int l = 12;
+	unsigned int l;
 
-	while (l < 63 && ((uintptr_t)1 << l) < len)
-		l++;
-	return l;
+	if (len <= (uintptr_t)1 << 12)
+		return 12;
+	l = 64 - (unsigned int)__builtin_clzll((unsigned long long)len - 1);
+	return l < 63 ? l : 63;
 }
 
 static uint64_t gran_key(unsigned int level, uintptr_t index)
