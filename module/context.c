@@ -10,6 +10,7 @@
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/random.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 
@@ -43,7 +44,7 @@ static int mw_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&ctx->pending);
 	INIT_LIST_HEAD(&ctx->late);
 	ctx->ranges = RB_ROOT_CACHED;
-	ctx->cookies = RB_ROOT;
+	get_random_bytes(&ctx->hash_key, sizeof(ctx->hash_key));
 	/* Past max_user_contexts: EMFILE, as inotify's max_user_instances. */
 	ctx->user = mw_user_get();
 	if (IS_ERR(ctx->user)) {

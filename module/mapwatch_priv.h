@@ -48,6 +48,7 @@
 #include <linux/poll.h>
 #include <linux/rbtree.h>
 #include <linux/refcount.h>
+#include <linux/siphash.h>
 #include <linux/spinlock.h>
 #include <linux/seq_file.h>
 #include <linux/wait.h>
@@ -106,12 +107,18 @@ struct mw_status {
 
 struct mw_region {
 	struct interval_tree_node it;	/* [start, last] in ctx->ranges */
-	struct rb_node by_cookie;	/* in ctx->cookies */
-	struct list_head event;		/* in ctx->pending once retired */
+	struct mw_region *hash_next;	/* in ctx->buckets while monitored */
 	u64 cookie;
 	u32 slot;
 	u32 why;			/* once retired: MW_WHY() (reason.c) */
-	struct list_head late_node;	/* in ctx->late, or empty */
+	/*
+	 * A region leaves ctx->late (mw_detach()) before anything puts it on
+	 * an event list, and no list holds it after that but event lists.
+	 */
+	union {
+		struct list_head late_node;	/* in ctx->late, or empty */
+		struct list_head event;		/* in ctx->pending once retired */
+	};
 };
 
 /*
@@ -148,14 +155,17 @@ struct mw_ctx {
 	struct mm_struct *mm;		/* mmgrab'd owner */
 	struct mw_user *user;		/* charged for the regions */
 	struct list_head user_node;	/* in user->ctxs */
-	size_t ring_bytes;		/* free_slots, charged to user */
+	size_t ring_bytes;		/* free_slots + buckets, charged */
 	struct pid *owner;		/* the opener (thread group) */
 	struct list_head node;		/* in the global context list (RCU) */
 	struct rcu_head rcu;
 
 	spinlock_t lock;
 	struct rb_root_cached ranges;
-	struct rb_root cookies;
+	/* Monitored regions by cookie: chains, in the block of free_slots. */
+	struct mw_region **buckets;
+	size_t hash_mask;		/* buckets - 1 */
+	siphash_key_t hash_key;		/* random per context */
 	size_t nr_regions;
 	u32 *free_slots;		/* ring of free slot numbers, */
 	size_t free_head, nr_free;	/* oldest first */
@@ -228,6 +238,9 @@ bool mw_event_skipped(enum mmu_notifier_event event);
 int mw_region_cache_init(void);
 void mw_region_cache_exit(void);
 void mw_region_free(struct mw_region *r);
+size_t mw_index_bytes(size_t max);
+u32 *mw_index_alloc(size_t max);
+void mw_index_install(struct mw_ctx *ctx, u32 *slots, size_t max);
 
 /* reason.c */
 u32 mw_why(const struct mmu_notifier_range *range);
@@ -262,7 +275,7 @@ struct mw_user *mw_user_get(void);
 void mw_user_put(struct mw_user *u);
 void mw_user_hold(struct mw_user *u);
 void mw_user_release(struct mw_user *u);
-bool mw_user_charge(struct mw_user *u);
+bool mw_user_charge(struct mw_user *u, long n);
 void mw_user_uncharge(struct mw_user *u, long n);
 bool mw_user_charge_memory(struct mw_user *u, size_t bytes);
 void mw_user_uncharge_memory(struct mw_user *u, size_t bytes);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Monitored regions: the two indexes (an interval tree by address range, an
- * rbtree by cookie), the slot allocator of the state array, and the mmu
+ * Monitored regions: the two indexes (an interval tree by address range, a
+ * hash by cookie), the slot allocator of the state array, and the mmu
  * notifier that retires regions synchronously.
  *
  * Everything here that the notifier can reach runs under ctx->lock and never
@@ -11,6 +11,8 @@
 #include "mapwatch_priv.h"
 #include "trace.h"
 
+#include <linux/log2.h>
+#include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
@@ -27,6 +29,11 @@ int mw_region_cache_init(void)
 		     offsetof(struct mw_region, slot) + sizeof(u32));
 	BUILD_BUG_ON(offsetof(struct mw_region, late_node) !=
 		     offsetof(struct mw_region, why) + sizeof(u32));
+	/* Never in use at once (mapwatch_priv.h), so they share. */
+	BUILD_BUG_ON(offsetof(struct mw_region, event) !=
+		     offsetof(struct mw_region, late_node));
+	/* What a region costs: module/README.md, bench/README.md. */
+	BUILD_BUG_ON(sizeof(struct mw_region) > 88);
 	/* SLAB_ACCOUNT: regions are charged to the caller's memory cgroup. */
 	mw_region_cache = KMEM_CACHE(mw_region, SLAB_ACCOUNT);
 	return mw_region_cache ? 0 : -ENOMEM;
@@ -42,37 +49,81 @@ void mw_region_free(struct mw_region *r)
 	kmem_cache_free(mw_region_cache, r);
 }
 
-static struct mw_region *mw_find_cookie(struct mw_ctx *ctx, u64 cookie)
+/*
+ * The cookie index is a hash of singly linked chains.  The user picks the
+ * cookies, so the hash is SipHash under a random key per context: nobody
+ * can choose cookies that share a bucket, and no chain walked under
+ * ctx->lock grows longer than chance makes it.  A quarter as many buckets
+ * as slots, a power of two: 2 to 4 regions a chain when every slot is
+ * taken, 2 to 4 bytes a slot.  The buckets share one block with the ring
+ * of free slots, charged to the user with it.
+ */
+static size_t mw_nr_buckets(size_t max)
 {
-	struct rb_node *n = ctx->cookies.rb_node;
-
-	while (n) {
-		struct mw_region *r = rb_entry(n, struct mw_region, by_cookie);
-
-		if (cookie < r->cookie)
-			n = n->rb_left;
-		else if (cookie > r->cookie)
-			n = n->rb_right;
-		else
-			return r;
-	}
-	return NULL;
+	return max < 4 ? 1 : roundup_pow_of_two(max) / 4;
 }
 
-static void mw_insert_cookie(struct mw_ctx *ctx, struct mw_region *new)
+static size_t mw_ring_bytes(size_t max)
 {
-	struct rb_node **link = &ctx->cookies.rb_node, *parent = NULL;
+	return ALIGN(max * sizeof(u32), sizeof(struct mw_region *));
+}
 
-	while (*link) {
-		struct mw_region *r = rb_entry(*link, struct mw_region,
-					       by_cookie);
+/* Bytes of the ring of free slots and the cookie hash for @max slots. */
+size_t mw_index_bytes(size_t max)
+{
+	if (!max)
+		return 0;
+	return mw_ring_bytes(max) +
+	       mw_nr_buckets(max) * sizeof(struct mw_region *);
+}
 
-		parent = *link;
-		link = new->cookie < r->cookie ? &parent->rb_left :
-						 &parent->rb_right;
-	}
-	rb_link_node(&new->by_cookie, parent, link);
-	rb_insert_color(&new->by_cookie, &ctx->cookies);
+/* The ring (every slot free, low numbers first) and an empty hash. */
+u32 *mw_index_alloc(size_t max)
+{
+	size_t i, ring = mw_ring_bytes(max);
+	u32 *slots;
+
+	slots = kvmalloc(mw_index_bytes(max),
+			 GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	if (!slots)
+		return NULL;
+	for (i = 0; i < max; i++)
+		slots[i] = i;
+	memset((void *)slots + ring, 0, mw_index_bytes(max) - ring);
+	return slots;
+}
+
+/*
+ * Make @slots (from mw_index_alloc(@max), or NULL for 0) the context's.
+ * Caller holds ctx->lock, and no region is monitored.
+ */
+void mw_index_install(struct mw_ctx *ctx, u32 *slots, size_t max)
+{
+	ctx->free_slots = slots;
+	ctx->free_head = 0;
+	ctx->nr_free = max;
+	ctx->buckets = slots ? (void *)slots + mw_ring_bytes(max) : NULL;
+	ctx->hash_mask = max ? mw_nr_buckets(max) - 1 : 0;
+}
+
+/*
+ * The link that holds the region of @cookie, or the NULL that ends its
+ * chain (where a new one goes).  ctx->buckets must be there.
+ */
+static struct mw_region **mw_cookie_link(struct mw_ctx *ctx, u64 cookie)
+{
+	struct mw_region **link;
+
+	link = &ctx->buckets[siphash_1u64(cookie, &ctx->hash_key) &
+			     ctx->hash_mask];
+	while (*link && (*link)->cookie != cookie)
+		link = &(*link)->hash_next;
+	return link;
+}
+
+static struct mw_region *mw_find_cookie(struct mw_ctx *ctx, u64 cookie)
+{
+	return ctx->nr_regions ? *mw_cookie_link(ctx, cookie) : NULL;
 }
 
 /*
@@ -104,19 +155,26 @@ static void mw_slot_release(struct mw_ctx *ctx, u32 slot)
 }
 
 /*
- * Take @r out of both indexes and free its slot.  Caller holds ctx->lock.
- * The region stays charged to the user until it is freed (its event read).
+ * Take @r, held by *@link in its chain, out of both indexes and free its
+ * slot.  Caller holds ctx->lock.  The region stays charged to the user
+ * until it is freed (its event read).
  */
-static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
+static void mw_detach_at(struct mw_ctx *ctx, struct mw_region *r,
+			 struct mw_region **link)
 {
 	interval_tree_remove(&r->it, &ctx->ranges);
-	rb_erase(&r->by_cookie, &ctx->cookies);
+	*link = r->hash_next;
 	mw_slot_release(ctx, r->slot);
 	WRITE_ONCE(ctx->nr_regions, ctx->nr_regions - 1);
 	if (!list_empty(&r->late_node)) {
 		list_del_init(&r->late_node);
 		ctx->nr_late--;
 	}
+}
+
+static void mw_detach(struct mw_ctx *ctx, struct mw_region *r)
+{
+	mw_detach_at(ctx, r, mw_cookie_link(ctx, r->cookie));
 }
 
 /*
@@ -296,24 +354,32 @@ static void mw_mark_late(struct mw_ctx *ctx, struct mw_region *r, u64 epoch)
 
 /*
  * Monitor one range under ctx->lock.  *rp is a preallocated region, used
- * (and set to NULL) only when a new region is inserted.
+ * (and set to NULL) only when a new region is inserted.  A new region is
+ * charged to the user's budget, from *prepaid while that lasts (a batch
+ * charges a chunk at once), else one at a time.
  */
 static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 			     unsigned long start, unsigned long last,
-			     u64 cookie, u32 *slot, u32 *gen)
+			     u64 cookie, u32 *slot, u32 *gen, long *prepaid)
 {
-	struct mw_region *r = mw_find_cookie(ctx, cookie);
+	struct mw_region **link, *r;
 
+	/* No CONFIG_DATA yet, or max_regions 0: no slot, no hash. */
+	if (!ctx->buckets)
+		return -ENOSPC;
+	link = mw_cookie_link(ctx, cookie);
+	r = *link;
 	if (r) {
 		/* kdreg2: the same region again is fine, another is not. */
 		if (r->it.start != start || r->it.last != last)
 			return -EBUSY;
 	} else {
-		/* No slot free, or no CONFIG_DATA yet (max_regions 0). */
 		if (!ctx->nr_free)
 			return -ENOSPC;
 		/* The user's budget over all its fds (max_user_regions). */
-		if (!mw_user_charge(ctx->user))
+		if (*prepaid)
+			(*prepaid)--;
+		else if (!mw_user_charge(ctx->user, 1))
 			return -ENOSPC;
 		r = *rp;
 		*rp = NULL;
@@ -325,7 +391,8 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		/* Inside an invalidation: its end checks this region. */
 		mw_mark_late(ctx, r, READ_ONCE(ctx->mwm->busy_epoch));
 		interval_tree_insert(&r->it, &ctx->ranges);
-		mw_insert_cookie(ctx, r);
+		r->hash_next = NULL;
+		*link = r;
 		WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
 		ctx->nr_monitor++;
 	}
@@ -338,16 +405,18 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 static int mw_unmonitor_locked(struct mw_ctx *ctx, u64 cookie, u64 location,
 			       u32 gen, struct mw_region **rp)
 {
-	struct mw_region *r;
+	struct mw_region **link, *r;
 
 	if (!ctx->status || location >= ctx->status->max_regions)
 		return -EINVAL;
-	r = mw_find_cookie(ctx, cookie);
+	/* max_regions > 0 here: the hash is there. */
+	link = mw_cookie_link(ctx, cookie);
+	r = *link;
 	if (!r)
 		return -ESRCH;
 	if (r->slot != location || ctx->status->state[r->slot] != gen)
 		return -EBADSLT;
-	mw_detach(ctx, r);
+	mw_detach_at(ctx, r, link);
 	ctx->nr_unmonitor++;
 	*rp = r;
 	return 0;
@@ -376,7 +445,7 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 	struct mw_region *r, *spare;
 	unsigned long last;
 	u32 slot = 0, gen;
-	long ret;
+	long ret, prepaid = 0;
 
 	if (copy_from_user(&m, uarg, sizeof(m)))
 		return -EFAULT;
@@ -391,7 +460,7 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 
 	spin_lock(&ctx->lock);
 	ret = mw_monitor_locked(ctx, &spare, (unsigned long)m.addr, last,
-				m.cookie, &slot, &gen);
+				m.cookie, &slot, &gen, &prepaid);
 	if (!ret)
 		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
@@ -504,7 +573,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 	struct mw_region *spare[MW_CHUNK];
 	u32 done = 0, i, n, used, ok = 0;
 	u64 inserted;
-	long ret = 0;
+	long ret = 0, prepaid;
 
 	BUILD_BUG_ON(MW_CHUNK > 64);
 	e = kmalloc_array(MW_CHUNK, sizeof(*e), GFP_KERNEL);
@@ -520,6 +589,8 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		/* All or nothing; entries past @used get ENOMEM. */
 		used = mw_cache_alloc_bulk(mw_region_cache, GFP_KERNEL_ACCOUNT,
 					   n, (void **)spare);
+		/* One charge for the chunk; refused, one region at a time. */
+		prepaid = used && mw_user_charge(ctx->user, used) ? used : 0;
 		inserted = 0;
 		spin_lock(&ctx->lock);
 		for (i = 0; i < n; i++) {
@@ -534,7 +605,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			if (!e[i].status)
 				e[i].status = mw_monitor_locked(ctx, rp,
 						e[i].addr, last, e[i].cookie,
-						&slot, &gen);
+						&slot, &gen, &prepaid);
 			e[i].location = e[i].status ? (u64)-1 : slot;
 			e[i].generation = gen;
 			ok += !e[i].status;
@@ -543,6 +614,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
+		mw_user_uncharge(ctx->user, prepaid);
 		mw_free_bulk(spare, used);
 		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
 			mw_undo_chunk(ctx, e, inserted);
@@ -613,10 +685,10 @@ void mw_unmonitor_all(struct mw_ctx *ctx, bool mm_gone)
 		for (batch = 0; batch < MW_RETIRE_BATCH; batch++) {
 			struct mw_region *r;
 
-			n = rb_first(&ctx->cookies);
+			n = rb_first_cached(&ctx->ranges);
 			if (!n)
 				break;
-			r = rb_entry(n, struct mw_region, by_cookie);
+			r = rb_entry(n, struct mw_region, it.rb);
 			mw_detach(ctx, r);
 			ctx->nr_unmonitor++;
 			list_add(&r->event, &dead);

@@ -338,7 +338,7 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	struct kdreg2_config_data cfg;
 	struct mw_status *st, *old;
 	u32 *slots = NULL, *old_slots;
-	size_t i, size, ring, old_ring;
+	size_t size, ring, old_ring;
 	u64 seq;
 	bool busy;
 	long ret;
@@ -351,7 +351,7 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	if (cfg.max_regions > mw_max_regions_limit)
 		return -ENOSPC;
 	size = mw_status_size(cfg.max_regions);
-	ring = cfg.max_regions * sizeof(*slots);
+	ring = mw_index_bytes(cfg.max_regions);
 
 	/* Only this process's threads wait here, and they can be killed. */
 	if (mutex_lock_killable(&ctx->mutex))
@@ -379,13 +379,9 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 		goto out_unlock;
 	ret = -ENOMEM;
 	if (cfg.max_regions) {
-		slots = kvmalloc_array(cfg.max_regions, sizeof(*slots),
-				       GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		slots = mw_index_alloc(cfg.max_regions);
 		if (!slots)
 			goto out_ring;
-		/* Hand out low slot numbers first. */
-		for (i = 0; i < cfg.max_regions; i++)
-			slots[i] = i;
 	}
 
 	st = mw_status_reuse(ctx->status, size);
@@ -424,10 +420,8 @@ long mw_config(struct mw_ctx *ctx, struct kdreg2_config_data __user *uarg)
 	st->max_regions = cfg.max_regions;
 	st->hdr->max_regions = cfg.max_regions;
 	ctx->status = st;
-	ctx->free_slots = slots;
+	mw_index_install(ctx, slots, cfg.max_regions);
 	ctx->ring_bytes = ring;
-	ctx->free_head = 0;
-	ctx->nr_free = cfg.max_regions;
 	mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
 

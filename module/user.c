@@ -174,10 +174,10 @@ void mw_user_release(struct mw_user *u)
 	mw_user_free(u);
 }
 
-/* Charge one region; false if the user is at the budget.  Never sleeps. */
-bool mw_user_charge(struct mw_user *u)
+/* Charge @n regions; false (none charged) past the budget.  Never sleeps. */
+bool mw_user_charge(struct mw_user *u, long n)
 {
-	return mw_charge(u, offsetof(struct mw_user, regions), 1,
+	return mw_charge(u, offsetof(struct mw_user, regions), n,
 			 READ_ONCE(mw_max_user_regions));
 }
 

@@ -130,10 +130,20 @@ static long long status_size(size_t n)
 	       PAGE * PAGE;
 }
 
-/* What max_user_memory charges for a capacity of @n: area plus slot ring. */
+/*
+ * What max_user_memory charges for a capacity of @n: area, slot ring (4
+ * bytes a slot, to a multiple of 8) and cookie hash (8 bytes a bucket, a
+ * quarter of @n rounded up to a power of two, at least 1): module/region.c.
+ */
 static long long capacity_cost(size_t n)
 {
-	return status_size(n) + 4LL * n;
+	long long buckets = 1;
+
+	if (!n)
+		return status_size(0);
+	while (n >= 4 && buckets * 4 < (long long)n)
+		buckets *= 2;
+	return status_size(n) + (4LL * n + 7) / 8 * 8 + 8 * buckets;
 }
 
 static void drop_to_nobody(void)
@@ -253,6 +263,45 @@ static void many_fds_as_nobody(void)
 	/* Closed, the areas stay mapped as spares: still the user's. */
 	for (int i = 0; i < MANY_FDS; i++)
 		ASSERT_OK(close(fd[i]));
+}
+
+/*
+ * fdinfo's mapwatch-user-memory grows by exactly what a capacity costs
+ * (status area, slot ring, cookie hash), for the sizes where the hash's
+ * rounding changes: the per-slot memory the bench's figure M measures.
+ */
+TEST(capacity_charge_is_exact)
+{
+	static const size_t sizes[] = { 1, 3, 4, 5, 8, 9, 1000, 1024,
+					1025, 1000000, 1UL << 20 };
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		int status;
+		pid_t pid = fork();
+
+		ASSERT_TRUE(pid >= 0);
+		if (pid == 0) {
+			/* A process of its own: no spare area to take over. */
+			struct kdreg2_config_data c = {
+				.max_regions = sizes[k] };
+			int fd = open(MAPWATCH_DEVICE_NAME, O_RDWR);
+			long long m0, m1;
+
+			ASSERT_TRUE(fd >= 0);
+			m0 = fdinfo(fd, "mapwatch-user-memory");
+			ASSERT_OK(ioctl(fd, KDREG2_IOCTL_CONFIG_DATA, &c));
+			m1 = fdinfo(fd, "mapwatch-user-memory");
+			if (m1 - m0 != capacity_cost(sizes[k]))
+				tap_diag("CONFIG_DATA(%zu) charged %lld bytes, want %lld",
+					 sizes[k], m1 - m0,
+					 capacity_cost(sizes[k]));
+			ASSERT_EQ(m1 - m0, capacity_cost(sizes[k]));
+			fflush(stdout);
+			_exit(tap_case_failed);
+		}
+		ASSERT_EQ(waitpid(pid, &status, 0), pid);
+		ASSERT_TRUE(exited_ok(status));
+	}
 }
 
 TEST(capacity_many_fds_is_bounded)

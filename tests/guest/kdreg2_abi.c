@@ -2298,6 +2298,164 @@ TEST(one_million_regions_on_one_fd)
 		 MILLION - SINGLE_LOOP, t2 - t1, t3 - t2, t4 - t3);
 }
 
+/* MONITOR_BATCH one-page regions p[i] with cookie i, @n from @from. */
+static void watch_pages(int fd, char *p, size_t from, size_t n, params_t *par)
+{
+	static struct mapwatch_monitor_entry e[MAPWATCH_BATCH_MAX];
+	struct mapwatch_batch b = { .size = sizeof(b),
+				    .entry_size = sizeof(e[0]),
+				    .entries = (uintptr_t)e };
+	size_t i = from, end = from + n;
+
+	while (i < end) {
+		size_t k, m = end - i;
+
+		if (m > MAPWATCH_BATCH_MAX)
+			m = MAPWATCH_BATCH_MAX;
+		for (k = 0; k < m; k++)
+			e[k] = (struct mapwatch_monitor_entry){
+				.addr = (uintptr_t)p + (i + k) * PAGE,
+				.length = PAGE, .cookie = i + k };
+		b.count = m;
+		ASSERT_EQ(ioctl(fd, MAPWATCH_IOCTL_MONITOR_BATCH, &b), (long)m);
+		for (k = 0; k < m; k++) {
+			par[i + k].location = e[k].location;
+			par[i + k].generation = e[k].generation;
+		}
+		i += m;
+	}
+}
+
+/*
+ * UNMONITOR_ALL and close take a million regions out of both indexes a
+ * bounded batch at a time (no longer in cookie order: the cookie index is
+ * a hash): every word moves on, the cookies can be monitored again, and
+ * close gives back every region.
+ */
+TEST(one_million_regions_unmonitor_all_then_close)
+{
+	status_t *st;
+	int fd = open_cfg(MILLION, &st);
+	char *p = mmap(NULL, MILLION * PAGE, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	params_t *par = calloc(MILLION, sizeof(*par));
+	uint64_t before;
+	size_t i;
+
+	alarm(1500);
+	ASSERT_TRUE(p != MAP_FAILED && par);
+	if (read_u64(PARAM "max_user_regions") < MILLION)
+		SKIP("max_user_regions below 1M");
+	watch_pages(fd, p, 0, MILLION, par);
+	ASSERT_EQ(active(st), MILLION);
+	ASSERT_OK(ioctl(fd, KDREG2_IOCTL_UNMONITOR_ALL));
+	ASSERT_EQ(active(st), 0);
+	ASSERT_EQ(pending(st), 0);
+	for (i = 0; i < MILLION; i++)
+		if (!kdreg2_mapping_changed(st, &par[i]))
+			ASSERT_TRUE(kdreg2_mapping_changed(st, &par[i]));
+	/* The same cookies again, none left behind in the hash. */
+	watch_pages(fd, p, 0, MILLION, par);
+	ASSERT_EQ(active(st), MILLION);
+	for (i = 0; i < MILLION; i += 4099)
+		ASSERT_OK(unwatch(fd, i, par[i]));
+	for (i = 0; i < MILLION; i += 4099)
+		ASSERT_ERRNO(unwatch(fd, i, par[i]), ESRCH);
+	before = read_u64(SYSFS "regions");
+	ASSERT_GE(before, MILLION - (MILLION + 4098) / 4099);
+	ASSERT_OK(close(fd));
+	ASSERT_LE(read_u64(SYSFS "regions"),
+		  before - (MILLION - (MILLION + 4098) / 4099));
+	for (i = 1; i < MILLION; i += 4099)
+		ASSERT_TRUE(kdreg2_mapping_changed(st, &par[i]));
+}
+
+/*
+ * The cookie index hashes cookies into a quarter as many chains as slots,
+ * so with max_regions 64 every chain holds several regions.  Each answer
+ * stays exact: the same region again, EBUSY for another range, ENOSPC when
+ * full, ESRCH for a cookie not there, EBADSLT for another region's
+ * location, whatever the cookies' bits (low bits alike, high bits alike,
+ * both ends of the range) and the order they leave in.
+ */
+TEST(cookie_hash_chains_keep_every_errno)
+{
+	enum { N = 64 };
+	status_t *st;
+	int fd = open_cfg(N, &st);
+	char *p = map_pages(2);
+	uint64_t c[N];
+	params_t a[N];
+	int i;
+
+	for (i = 0; i < N; i++)
+		c[i] = i % 2 ? (uint64_t)i << 40 : (uint64_t)i << 2;
+	c[1] = KDREG2_BAD_COOKIE_VALUE - 1;
+	for (i = 0; i < N; i++)
+		a[i] = watch(fd, p, PAGE, c[i]);
+	ASSERT_EQ(active(st), N);
+	for (i = 0; i < N; i++) {
+		struct kdreg2_ioctl_monitor m = { .addr = p + PAGE,
+						  .length = PAGE,
+						  .cookie = c[i] };
+		params_t again = watch(fd, p, PAGE, c[i]), wrong = a[i];
+
+		ASSERT_EQ(again.location, a[i].location);
+		ASSERT_EQ(again.generation, a[i].generation);
+		ASSERT_ERRNO(ioctl(fd, KDREG2_IOCTL_MONITOR, &m), EBUSY);
+		m.addr = p;
+		m.cookie = c[i] ^ 1ULL << 63;
+		ASSERT_ERRNO(ioctl(fd, KDREG2_IOCTL_MONITOR, &m), ENOSPC);
+		ASSERT_ERRNO(unwatch(fd, c[i] ^ 1ULL << 63, a[i]), ESRCH);
+		wrong.location = a[(i + 1) % N].location;
+		ASSERT_ERRNO(unwatch(fd, c[i], wrong), EBADSLT);
+	}
+	ASSERT_EQ(active(st), N);
+	/* Every other one leaves; the rest of each chain stays intact. */
+	for (i = 0; i < N; i += 2)
+		ASSERT_OK(unwatch(fd, c[i], a[i]));
+	for (i = 0; i < N; i++) {
+		if (i % 2) {
+			params_t again = watch(fd, p, PAGE, c[i]);
+
+			ASSERT_EQ(again.location, a[i].location);
+			ASSERT_FALSE(kdreg2_mapping_changed(st, &a[i]));
+		} else {
+			ASSERT_ERRNO(unwatch(fd, c[i], a[i]), ESRCH);
+			ASSERT_TRUE(kdreg2_mapping_changed(st, &a[i]));
+		}
+	}
+	ASSERT_EQ(active(st), N / 2);
+	/* Back in the other order, then all out from the far end. */
+	for (i = N - 2; i >= 0; i -= 2)
+		a[i] = watch(fd, p, PAGE, c[i]);
+	ASSERT_EQ(active(st), N);
+	for (i = N - 1; i >= 0; i--)
+		ASSERT_OK(unwatch(fd, c[i], a[i]));
+	ASSERT_EQ(active(st), 0);
+	for (i = 0; i < N; i++)
+		ASSERT_ERRNO(unwatch(fd, c[i], a[i]), ESRCH);
+	/* max_regions 1 to 5: one chain, and the smallest that split. */
+	for (size_t max = 1; max <= 5; max++) {
+		int f = open_cfg(max, &st);
+
+		for (i = 0; i < (int)max; i++)
+			a[i] = watch(f, p, PAGE, c[i]);
+		for (i = 0; i < (int)max; i++) {
+			params_t wrong = a[i];
+
+			ASSERT_ERRNO(unwatch(f, c[i] ^ 1ULL << 63, a[i]),
+				     ESRCH);
+			wrong.generation++;
+			ASSERT_ERRNO(unwatch(f, c[i], wrong), EBADSLT);
+		}
+		for (i = 0; i < (int)max; i++)
+			ASSERT_OK(unwatch(f, c[i], a[i]));
+		ASSERT_EQ(active(st), 0);
+		ASSERT_OK(close(f));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--exec-check"))
