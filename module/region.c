@@ -106,19 +106,24 @@ void mw_index_install(struct mw_ctx *ctx, u32 *slots, size_t max)
 	ctx->hash_mask = max ? mw_nr_buckets(max) - 1 : 0;
 }
 
-/*
- * The link that holds the region of @cookie, or the NULL that ends its
- * chain (where a new one goes).  ctx->buckets must be there.
- */
-static struct mw_region **mw_cookie_link(struct mw_ctx *ctx, u64 cookie)
+/* The head of @cookie's chain.  ctx->buckets must be there. */
+static struct mw_region **mw_bucket(struct mw_ctx *ctx, u64 cookie)
 {
-	struct mw_region **link;
-
-	link = &ctx->buckets[siphash_1u64(cookie, &ctx->hash_key) &
+	return &ctx->buckets[siphash_1u64(cookie, &ctx->hash_key) &
 			     ctx->hash_mask];
+}
+
+/* The link from @link on that holds @cookie's region, or the final NULL. */
+static struct mw_region **mw_chain_find(struct mw_region **link, u64 cookie)
+{
 	while (*link && (*link)->cookie != cookie)
 		link = &(*link)->hash_next;
 	return link;
+}
+
+static struct mw_region **mw_cookie_link(struct mw_ctx *ctx, u64 cookie)
+{
+	return mw_chain_find(mw_bucket(ctx, cookie), cookie);
 }
 
 static struct mw_region *mw_find_cookie(struct mw_ctx *ctx, u64 cookie)
@@ -362,13 +367,13 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 			     unsigned long start, unsigned long last,
 			     u64 cookie, u32 *slot, u32 *gen, long *prepaid)
 {
-	struct mw_region **link, *r;
+	struct mw_region **bucket, *r;
 
 	/* No CONFIG_DATA yet, or max_regions 0: no slot, no hash. */
 	if (!ctx->buckets)
 		return -ENOSPC;
-	link = mw_cookie_link(ctx, cookie);
-	r = *link;
+	bucket = mw_bucket(ctx, cookie);
+	r = *mw_chain_find(bucket, cookie);
 	if (r) {
 		/* kdreg2: the same region again is fine, another is not. */
 		if (r->it.start != start || r->it.last != last)
@@ -391,8 +396,9 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		/* Inside an invalidation: its end checks this region. */
 		mw_mark_late(ctx, r, READ_ONCE(ctx->mwm->busy_epoch));
 		interval_tree_insert(&r->it, &ctx->ranges);
-		r->hash_next = NULL;
-		*link = r;
+		/* First in its chain: an UNMONITOR soon after finds it first. */
+		r->hash_next = *bucket;
+		*bucket = r;
 		WRITE_ONCE(ctx->nr_regions, ctx->nr_regions + 1);
 		ctx->nr_monitor++;
 	}
