@@ -6,8 +6,9 @@
  *
  *   max_user_regions   regions monitored plus regions retired whose event
  *                      is still unread (MONITOR: ENOSPC)
- *   max_user_memory    bytes of status areas (live and spare) and slot
- *                      rings, both sized by capacity (CONFIG_DATA: ENOSPC)
+ *   max_user_memory    bytes of status areas (live and spare), slot
+ *                      rings and cookie hashes, all sized by capacity
+ *                      (CONFIG_DATA: ENOSPC)
  *   max_user_contexts  open fds (open: EMFILE)
  *
  * A user is a (user namespace, uid) pair, charged up the namespace chain the
