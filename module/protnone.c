@@ -9,11 +9,13 @@
  * ever gets.  So a new region's range is searched for such PMDs, and the
  * module acts on each one as the scan's range would have: the region is
  * retired (reason protection, cause numa_scan).  Whether the fault will
- * move the page is not known yet, so this errs on the side of an event; a
- * huge page mapped PROT_NONE by mprotect() looks the same and is retired
- * too.  A pinned page is never moved (the copy needs its reference count
- * frozen), so a registration made after MONITOR, which faults the PMD
- * back in before it pins, is not affected by the spurious case in practice.
+ * move the page is not known yet, so this errs on the side of an event.
+ * A huge page mapped PROT_NONE by mprotect() has the same PMD but is never
+ * faulted back in: the scan marks only accessible VMAs, so a PMD in one
+ * that is not is left alone (else every MONITOR over such a guard would
+ * be stale at once, forever).  With one memory node nothing is ever
+ * misplaced, and nothing is searched.  x86-64 only: the walk relies on
+ * its page tables outliving an interrupts-off reader.
  *
  * The search reads the page tables as get_user_pages_fast() does: without
  * mmap_lock, interrupts off while one PMD is looked up, each level read
@@ -63,8 +65,28 @@ out:
 }
 
 /*
+ * Whether the VMA at @addr is one the NUMA scan marks (accessible), rather
+ * than one mprotect(PROT_NONE) made.  Rare (a PROT_NONE huge page was
+ * found), so the mmap_lock is fine here; killed while waiting for it:
+ * yes, the side of an event.
+ */
+static bool mw_numa_marked(struct mm_struct *mm, unsigned long addr)
+{
+	struct vm_area_struct *vma;
+	bool marked;
+
+	if (mmap_read_lock_killable(mm))
+		return true;
+	vma = vma_lookup(mm, addr);
+	marked = vma && (vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC));
+	mmap_read_unlock(mm);
+	return marked;
+}
+
+/*
  * The first PMD-sized block at or after @start, up to @last, mapped by a
- * PROT_NONE huge page of @mm (current's): its address in *at.
+ * huge page of @mm (current's) a NUMA scan made PROT_NONE: its address in
+ * *at.
  */
 bool mw_protnone_thp(struct mm_struct *mm, unsigned long start,
 		     unsigned long last, unsigned long *at)
@@ -72,10 +94,11 @@ bool mw_protnone_thp(struct mm_struct *mm, unsigned long start,
 	unsigned long addr = start & PMD_MASK, end = last + 1, next;
 	unsigned int n = 0;
 
-	if (mm != current->mm)
+	if (mm != current->mm || num_online_nodes() < 2)
 		return false;
 	while (addr < end) {
-		if (mw_protnone_pmd(mm, addr, end, &next)) {
+		if (mw_protnone_pmd(mm, addr, end, &next) &&
+		    mw_numa_marked(mm, addr)) {
 			*at = addr & PMD_MASK;
 			return true;
 		}

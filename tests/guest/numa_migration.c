@@ -795,6 +795,42 @@ TEST(numa_balancing_thp_scanned_before_watch_invalidates)
 	thp_balancing_case(true);
 }
 
+/*
+ * A huge page mprotect()ed PROT_NONE (a guard) has the same PMD as one a
+ * NUMA scan marked, but never faults back in: watching a range over it is
+ * no change (before 5.14 MONITOR looks for scan-marked PMDs; it must tell
+ * the two apart, or every watch over a guard would be stale at once).  Two
+ * nodes: with one the search never runs.
+ */
+TEST(protnone_guard_thp_is_no_change_at_monitor)
+{
+	char *area, *p;
+	params_t a;
+
+	need_two_nodes();
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) ||
+	    thp_never())
+		NEED("thp", "transparent huge pages off or absent");
+	area = mmap(NULL, 3 * HPAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(area != MAP_FAILED);
+	p = (char *)(((uintptr_t)area + HPAGE - 1) & ~(HPAGE - 1));
+	ASSERT_OK(madvise(p, 2 * HPAGE, MADV_HUGEPAGE));
+	memset(p, 0x5a, 2 * HPAGE);
+	/* smaps counts a whole VMA: both huge pages, then the guard's. */
+	if (anon_huge_kb(p) != (long)(2 * HPAGE / 1024))
+		NEED("thp", "no transparent huge pages behind a touched, "
+		     "aligned MADV_HUGEPAGE range");
+	ASSERT_OK(mprotect(p + HPAGE, HPAGE, PROT_NONE));
+	ASSERT_EQ(anon_huge_kb(p + HPAGE), (long)(HPAGE / 1024));
+	setup();
+	a = watch(p, 2 * HPAGE, 7);
+	ASSERT_FALSE(changed(a));
+	ASSERT_EQ(pending(), 0);
+	ASSERT_OK(munmap(area, 3 * HPAGE));
+	ASSERT_TRUE(changed(a));
+}
+
 int main(int argc, char **argv)
 {
 	return tap_main(argc, argv);
