@@ -92,6 +92,23 @@ static inline u32 mw_cache_alloc_bulk(struct kmem_cache *s, gfp_t gfp, u32 n,
 #endif
 
 /*
+ * protnone.c: a THP that may still move with no notifier range of its own
+ * (before 5.14), searched for in a new region's range.
+ */
+#if defined(MW_HAVE_NUMA_THP_LEGACY) && defined(CONFIG_NUMA_BALANCING) && \
+	defined(CONFIG_TRANSPARENT_HUGEPAGE) && defined(CONFIG_X86_64)
+#define MW_PROTNONE_SEARCH
+bool mw_protnone_thp(struct mm_struct *mm, unsigned long start,
+		     unsigned long last, unsigned long *at);
+#else
+static inline bool mw_protnone_thp(struct mm_struct *mm, unsigned long start,
+				   unsigned long last, unsigned long *at)
+{
+	return false;
+}
+#endif
+
+/*
  * Notifier events newer than the floor (probes/mmu_notify_*.c): a kernel
  * without one never sends it.
  */

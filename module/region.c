@@ -445,6 +445,36 @@ static void mw_make_room(struct mw_ctx *ctx, u32 n)
 		}
 }
 
+/*
+ * Before 5.14 a huge page made PROT_NONE by a NUMA scan before its region
+ * was monitored can move later with no notifier range (protnone.c): act on
+ * each such block of [start, last] as the scan's range would have.  Called
+ * after the region is in the tree, so a scan that comes later is seen by
+ * the notifier instead, and before MONITOR returns.
+ */
+static void mw_settle_protnone(struct mw_ctx *ctx, unsigned long start,
+			       unsigned long last)
+{
+	unsigned long at;
+
+	while (mw_protnone_thp(ctx->mm, start, last, &at)) {
+		struct mmu_notifier_range range = {
+			.mm = ctx->mm,
+			.start = at,
+			.end = at + PMD_SIZE,
+			.event = MMU_NOTIFY_PROTECTION_VMA,
+			.flags = MMU_NOTIFIER_RANGE_BLOCKABLE,
+		};
+
+		mw_ctx_invalidate(ctx, &range, 0,
+				  MW_WHY(MAPWATCH_REASON_PROTECTION,
+					 MAPWATCH_CAUSE_NUMA_SCAN, 0));
+		if (at + PMD_SIZE - 1 >= last)
+			break;
+		start = at + PMD_SIZE;
+	}
+}
+
 long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 {
 	struct kdreg2_ioctl_monitor m;
@@ -476,6 +506,8 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 		mw_region_free(spare);
 	if (ret)
 		return ret;
+	if (!spare)
+		mw_settle_protnone(ctx, (unsigned long)m.addr, last);
 
 	m.monitoring_params.location = slot;
 	m.monitoring_params.generation = gen;
@@ -622,6 +654,10 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		spin_unlock(&ctx->lock);
 		mw_user_uncharge(ctx->user, prepaid);
 		mw_free_bulk(spare, used);
+		for (i = 0; i < n; i++)
+			if (inserted & BIT_ULL(i))
+				mw_settle_protnone(ctx, e[i].addr,
+						   e[i].addr + e[i].length - 1);
 		if (copy_to_user(ue + done, e, n * sizeof(*e))) {
 			mw_undo_chunk(ctx, e, inserted);
 			ret = -EFAULT;
