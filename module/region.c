@@ -359,13 +359,13 @@ static void mw_mark_late(struct mw_ctx *ctx, struct mw_region *r, u64 epoch)
 
 /*
  * Monitor one range under ctx->lock.  *rp is a preallocated region, used
- * (and set to NULL) only when a new region is inserted.  A new region is
- * charged to the user's budget, from *prepaid while that lasts (a batch
- * charges a chunk at once), else one at a time.
+ * (and set to NULL) only when a new region is inserted, and charged to the
+ * user's budget then: never ahead, as a charge another fd of the user sees
+ * decides whether its MONITOR folds the user's unread events.
  */
 static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 			     unsigned long start, unsigned long last,
-			     u64 cookie, u32 *slot, u32 *gen, long *prepaid)
+			     u64 cookie, u32 *slot, u32 *gen)
 {
 	struct mw_region **bucket, *r;
 
@@ -382,9 +382,7 @@ static int mw_monitor_locked(struct mw_ctx *ctx, struct mw_region **rp,
 		if (!ctx->nr_free)
 			return -ENOSPC;
 		/* The user's budget over all its fds (max_user_regions). */
-		if (*prepaid)
-			(*prepaid)--;
-		else if (!mw_user_charge(ctx->user, 1))
+		if (!mw_user_charge(ctx->user, 1))
 			return -ENOSPC;
 		r = *rp;
 		*rp = NULL;
@@ -481,7 +479,7 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 	struct mw_region *r, *spare;
 	unsigned long last;
 	u32 slot = 0, gen;
-	long ret, prepaid = 0;
+	long ret;
 
 	if (copy_from_user(&m, uarg, sizeof(m)))
 		return -EFAULT;
@@ -496,7 +494,7 @@ long mw_monitor(struct mw_ctx *ctx, struct kdreg2_ioctl_monitor __user *uarg)
 
 	spin_lock(&ctx->lock);
 	ret = mw_monitor_locked(ctx, &spare, (unsigned long)m.addr, last,
-				m.cookie, &slot, &gen, &prepaid);
+				m.cookie, &slot, &gen);
 	if (!ret)
 		mw_publish_counters(ctx);
 	spin_unlock(&ctx->lock);
@@ -611,7 +609,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 	struct mw_region *spare[MW_CHUNK];
 	u32 done = 0, i, n, used, ok = 0;
 	u64 inserted;
-	long ret = 0, prepaid;
+	long ret = 0;
 
 	BUILD_BUG_ON(MW_CHUNK > 64);
 	e = kmalloc_array(MW_CHUNK, sizeof(*e), GFP_KERNEL);
@@ -627,8 +625,6 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		/* All or nothing; entries past @used get ENOMEM. */
 		used = mw_cache_alloc_bulk(mw_region_cache, GFP_KERNEL_ACCOUNT,
 					   n, (void **)spare);
-		/* One charge for the chunk; refused, one region at a time. */
-		prepaid = used && mw_user_charge(ctx->user, used) ? used : 0;
 		inserted = 0;
 		spin_lock(&ctx->lock);
 		for (i = 0; i < n; i++) {
@@ -643,7 +639,7 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 			if (!e[i].status)
 				e[i].status = mw_monitor_locked(ctx, rp,
 						e[i].addr, last, e[i].cookie,
-						&slot, &gen, &prepaid);
+						&slot, &gen);
 			e[i].location = e[i].status ? (u64)-1 : slot;
 			e[i].generation = gen;
 			ok += !e[i].status;
@@ -652,7 +648,6 @@ long mw_monitor_batch(struct mw_ctx *ctx, const struct mapwatch_batch *b)
 		}
 		mw_publish_counters(ctx);
 		spin_unlock(&ctx->lock);
-		mw_user_uncharge(ctx->user, prepaid);
 		mw_free_bulk(spare, used);
 		for (i = 0; i < n; i++)
 			if (inserted & BIT_ULL(i))
