@@ -29,9 +29,6 @@ int mw_region_cache_init(void)
 		     offsetof(struct mw_region, slot) + sizeof(u32));
 	BUILD_BUG_ON(offsetof(struct mw_region, late_node) !=
 		     offsetof(struct mw_region, why) + sizeof(u32));
-	/* Never in use at once (mapwatch_priv.h), so they share. */
-	BUILD_BUG_ON(offsetof(struct mw_region, event) !=
-		     offsetof(struct mw_region, late_node));
 	/* What a region costs: module/README.md, bench/README.md. */
 	BUILD_BUG_ON(sizeof(struct mw_region) > 88);
 	/* SLAB_ACCOUNT: regions are charged to the caller's memory cgroup. */
